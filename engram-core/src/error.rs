@@ -1,0 +1,79 @@
+//! The one error type of the public API.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in engram. Each variant is a situation a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another writer (in this or another process) holds the database's writer lock.
+    #[error("database {path} is locked by another writer")]
+    Locked { path: PathBuf },
+    /// The directory exists but is not an engram database.
+    #[error("{path} is not an engram database: {reason}")]
+    NotADatabase { path: PathBuf, reason: String },
+    /// The database was written by a newer (or unknown) format version.
+    #[error("unsupported format version {found} (this build reads version {supported})")]
+    FormatVersion { found: u32, supported: u32 },
+    /// An embedding or a reopen does not match the database's fixed dimension.
+    #[error("dimension mismatch: database has {expected}, got {found}")]
+    DimensionMismatch { expected: usize, found: usize },
+    /// The database was created for another embedding model.
+    #[error("embedding model mismatch: database has {expected:?}, got {found:?}")]
+    ModelMismatch { expected: String, found: String },
+    /// A value is NaN or infinite.
+    #[error("{what} has a non-finite value {value} at index {index}")]
+    NonFinite {
+        what: &'static str,
+        index: usize,
+        value: f32,
+    },
+    /// No live node or binding with that id.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: u64 },
+    /// A file's bytes do not check out (checksum, bounds or structure).
+    #[error("corruption in {file} at offset {offset}: {detail}")]
+    Corruption {
+        file: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    /// The handle was opened read-only.
+    #[error("database was opened read-only")]
+    ReadOnly,
+    /// An earlier I/O error made the handle refuse writes; reopen the database.
+    #[error("an earlier I/O error poisoned this handle; reopen the database")]
+    Poisoned,
+    /// An argument is outside what the API accepts.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// `Result` with engram's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corruption {
+            file: file.into(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+}

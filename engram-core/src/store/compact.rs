@@ -1,0 +1,201 @@
+//! Writing a version's live records into a fresh generation of files: compaction (into the
+//! same directory) and backup (into another) share this path.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::file;
+use crate::store::meta::{self, FileNumbers, VersionState};
+use crate::store::records::{
+    self, ArchivedBlob, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
+};
+use crate::store::snapshot::{Role, Version};
+
+struct Sink {
+    out: BufWriter<File>,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Sink {
+    fn create(dir: &Path, number: u64, kind: &str) -> Result<Sink> {
+        let path = dir.join(meta::file_name(number, kind));
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        Ok(Sink {
+            out: BufWriter::with_capacity(1 << 20, f),
+            path,
+            len: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.path, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &self.path, e))
+    }
+}
+
+fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> {
+    let bytes = v.heap_bytes(blob)?;
+    let out = Blob {
+        off: heap.len,
+        len: blob.len.to_native(),
+        crc: blob.crc.to_native(),
+    };
+    heap.write(bytes)?;
+    Ok(out)
+}
+
+/// Writes every record visible in `v` into files numbered `number` in `dir` and returns
+/// the state describing them, as of transaction `txn`. Ids are preserved.
+pub(crate) fn write_compacted(
+    v: &Version,
+    dir: &Path,
+    number: u64,
+    txn: u64,
+) -> Result<VersionState> {
+    let s = v.state;
+    let ep_layout = v.info.episode_layout;
+    let con_layout = v.info.concept_layout;
+    let mut eps = Sink::create(dir, number, "eps")?;
+    let mut cons = Sink::create(dir, number, "con")?;
+    let mut heap = Sink::create(dir, number, "heap")?;
+    let mut slot_buf = Vec::with_capacity(ep_layout.stride.max(con_layout.stride));
+    let mut bindings: Vec<(u64, Binding)> = Vec::new();
+    let mut keys = Vec::new();
+
+    let mut etab: Vec<[u64; 3]> = Vec::with_capacity(s.episode_ids as usize);
+    for id in 0..s.episode_ids {
+        let Some(e) = v.episode_entry(id)? else {
+            etab.push([NONE, v.entry(Role::EpisodeTable, id)?.deleted_txn.max(1), NONE]);
+            continue;
+        };
+        let rec = v.episode_at(e.slot)?;
+        let payload = copy_blob(v, &rec.payload, &mut heap)?;
+        let key = if rec.key.len.to_native() > 0 {
+            keys.push((rec.key_hash.to_native(), id));
+            copy_blob(v, &rec.key, &mut heap)?
+        } else {
+            Blob::default()
+        };
+        let archive = records::serialize(&EpisodeRecord {
+            embedding: records::native_f32(&rec.embedding),
+            id,
+            agent: rec.agent.to_native(),
+            timestamp: rec.timestamp.to_native(),
+            payload,
+            key,
+            key_hash: rec.key_hash.to_native(),
+        });
+        slot_buf.clear();
+        ep_layout.push_slot(&archive, &mut slot_buf);
+        etab.push([eps.len / ep_layout.stride as u64, 0, NONE]);
+        eps.write(&slot_buf)?;
+        bindings.extend(v.walk(e.bind_head, true)?);
+    }
+
+    let mut ctab: Vec<[u64; 3]> = Vec::with_capacity(s.concept_ids as usize);
+    for id in 0..s.concept_ids {
+        let Some(e) = v.concept_entry(id)? else {
+            ctab.push([NONE, v.entry(Role::ConceptTable, id)?.deleted_txn.max(1), NONE]);
+            continue;
+        };
+        let rec = v.concept_at(id, e.slot)?;
+        let label = copy_blob(v, &rec.label, &mut heap)?;
+        let archive = records::serialize(&ConceptRecord {
+            centroid: records::native_f32(&rec.centroid),
+            id,
+            created_txn: rec.created_txn.to_native(),
+            prev_slot: NONE,
+            label,
+        });
+        slot_buf.clear();
+        con_layout.push_slot(&archive, &mut slot_buf);
+        ctab.push([cons.len / con_layout.stride as u64, 0, NONE]);
+        cons.write(&slot_buf)?;
+    }
+
+    // Re-link the lists in the original append order so each stays newest first.
+    bindings.sort_unstable_by_key(|(at, _)| *at);
+    let mut bnd = Sink::create(dir, number, "bnd")?;
+    for (i, (_, b)) in bindings.iter().enumerate() {
+        let (Some(ep), Some(con)) = (
+            etab.get_mut(b.episode as usize),
+            ctab.get_mut(b.concept as usize),
+        ) else {
+            return Err(Error::corrupt(&bnd.path, i as u64, "binding to an unknown node"));
+        };
+        if con[0] == NONE {
+            return Err(Error::corrupt(&bnd.path, i as u64, "live binding to a dead concept"));
+        }
+        let rec = Binding {
+            next_by_episode: ep[2],
+            next_by_concept: con[2],
+            ..*b
+        };
+        ep[2] = i as u64;
+        con[2] = i as u64;
+        bnd.write(&rec.encode())?;
+    }
+
+    for (kind, entries) in [("etab", &etab), ("ctab", &ctab)] {
+        let mut t = Sink::create(dir, number, kind)?;
+        for e in entries.iter() {
+            t.write(&table::entry(e[0], e[1], e[2]))?;
+        }
+        t.finish()?;
+    }
+    let key_cells = if keys.is_empty() {
+        0
+    } else {
+        let cells = (keys.len() as u64 * 4).next_power_of_two().max(1024);
+        let mut k = Sink::create(dir, number, "keys")?;
+        k.write(&crate::store::keys::build(&keys, cells))?;
+        k.finish()?;
+        cells
+    };
+    let state = VersionState {
+        txn,
+        episode_ids: s.episode_ids,
+        episode_slots: eps.len / ep_layout.stride as u64,
+        concept_ids: s.concept_ids,
+        concept_slots: cons.len / con_layout.stride as u64,
+        bindings: bindings.len() as u64,
+        heap_len: heap.len,
+        key_cells,
+        key_count: keys.len() as u64,
+        live_episodes: s.live_episodes,
+        live_concepts: s.live_concepts,
+        live_bindings: bindings.len() as u64,
+        files: FileNumbers {
+            episodes: number,
+            concepts: number,
+            episode_table: number,
+            concept_table: number,
+            bindings: number,
+            heap: number,
+            keys: if key_cells == 0 { 0 } else { number },
+        },
+    };
+    for sink in [eps, cons, heap, bnd] {
+        sink.finish()?;
+    }
+    file::sync_dir(dir)?;
+    Ok(state)
+}

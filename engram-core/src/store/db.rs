@@ -1,0 +1,675 @@
+//! The database handle: creating and opening a directory, the writer lock, recovery, the
+//! commit pipeline, compaction and backup.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::store::compact;
+use crate::store::file::{self, FileHandle};
+use crate::store::meta::{
+    self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
+};
+use crate::store::records::{SlotLayout, binding, table};
+use crate::store::snapshot::{DbInfo, FileView, ROLES, ReadTxn, Role, Version};
+use crate::store::write::WriteTxn;
+
+/// How to open a database directory.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Embedding dimension: required to match an existing database; 768 when creating if unset.
+    pub dimension: Option<usize>,
+    /// Metric: must match an existing database when set; cosine when creating if unset.
+    pub metric: Option<Metric>,
+    /// Name of the embedding model: must match an existing database when set.
+    pub model: Option<String>,
+    /// Create the directory and database if missing (ignored when `read_only`).
+    pub create_if_missing: bool,
+    /// Open without the writer lock; many read-only handles may run beside one writer.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dimension: None,
+            metric: None,
+            model: None,
+            create_if_missing: true,
+            read_only: false,
+        }
+    }
+}
+
+/// Default embedding dimension for new databases.
+pub const DEFAULT_DIMENSION: usize = 768;
+
+/// An open engram database directory.
+pub struct Engram {
+    info: Arc<DbInfo>,
+    current: RwLock<Arc<Version>>,
+    writer: Option<Mutex<Writer>>,
+    read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
+    _lock: Option<File>,
+}
+
+/// The writer's side of the handle: the data files open for writing.
+pub(crate) struct Writer {
+    dir: PathBuf,
+    handles: [Option<Arc<FileHandle>>; 7],
+    files: FileNumbers,
+    /// Files with writes not yet synced (in-place stamps of the last commit).
+    dirty: [bool; 7],
+    pub(crate) poisoned: bool,
+}
+
+impl Writer {
+    pub(crate) fn handle(&self, role: Role) -> Result<&Arc<FileHandle>> {
+        self.handles[role as usize]
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(&self.dir, 0, format!("no {role:?} file is open")))
+    }
+
+    pub(crate) fn next_file_number(&self) -> u64 {
+        self.files.all().iter().map(|f| f.0).max().unwrap_or(0) + 1
+    }
+
+    pub(crate) fn create_keys_file(&mut self, number: u64, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(meta::file_name(number, "keys"));
+        let handle = FileHandle::open(&path, true, true)?;
+        handle.write_at(0, bytes)?;
+        handle.sync()?;
+        file::sync_dir(&self.dir)?;
+        self.handles[Role::Keys as usize] = Some(handle);
+        Ok(())
+    }
+
+    /// Steps of a commit after its records are written past the committed ends.
+    pub(crate) fn commit(
+        &mut self,
+        db: &Engram,
+        state: &VersionState,
+        ops: &[Op],
+        written: [bool; 7],
+        retired_keys: Option<u64>,
+    ) -> Result<()> {
+        // 1. New records and the previous commit's stamps reach the disk first...
+        for role in ROLES {
+            if written[role as usize] || self.dirty[role as usize] {
+                self.handle(role)?.sync()?;
+            }
+        }
+        // 2. ...then the commit record: the commit point.
+        let record = meta::encode_commit(state, ops);
+        file::write_durable(&self.dir.join(meta::commit_file(state.txn)), &record)?;
+        // 3. Stamp in place and publish; synced by the next commit or on close.
+        self.dirty = apply(&self.handles, state, ops)?;
+        self.files = state.files;
+        db.publish(self, *state);
+        if let Some(n) = retired_keys {
+            // The old index is unreachable from the durable commit; readers keep their maps.
+            let _ = std::fs::remove_file(self.dir.join(meta::file_name(n, "keys")));
+        }
+        Ok(())
+    }
+
+    fn sync_dirty(&mut self) -> Result<()> {
+        for role in ROLES {
+            if self.dirty[role as usize] {
+                self.handle(role)?.sync()?;
+                self.dirty[role as usize] = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
+fn apply(
+    handles: &[Option<Arc<FileHandle>>; 7],
+    state: &VersionState,
+    ops: &[Op],
+) -> Result<[bool; 7]> {
+    let mut touched = [false; 7];
+    let store = |role: Role, off: u64, value: u64, touched: &mut [bool; 7]| -> Result<()> {
+        let h = handles[role as usize]
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
+        let map = h.covering(off + 8)?;
+        map.atomic_u64(off)?.store(value, Ordering::Release);
+        touched[role as usize] = true;
+        Ok(())
+    };
+    let txn = state.txn;
+    for op in ops {
+        match *op {
+            Op::EpisodeDeleted(id) => store(
+                Role::EpisodeTable,
+                id * table::ENTRY + table::DELETED_TXN,
+                txn,
+                &mut touched,
+            )?,
+            Op::EpisodeBindHead { id, record } => store(
+                Role::EpisodeTable,
+                id * table::ENTRY + table::BIND_HEAD,
+                record,
+                &mut touched,
+            )?,
+            Op::ConceptHead { id, slot } => store(
+                Role::ConceptTable,
+                id * table::ENTRY + table::SLOT,
+                slot,
+                &mut touched,
+            )?,
+            Op::ConceptDeleted(id) => store(
+                Role::ConceptTable,
+                id * table::ENTRY + table::DELETED_TXN,
+                txn,
+                &mut touched,
+            )?,
+            Op::ConceptBindHead { id, record } => store(
+                Role::ConceptTable,
+                id * table::ENTRY + table::BIND_HEAD,
+                record,
+                &mut touched,
+            )?,
+            Op::BindingDeleted(r) => store(
+                Role::Bindings,
+                r * binding::SIZE + binding::DELETED_TXN,
+                txn,
+                &mut touched,
+            )?,
+            Op::KeyInsert { hash, id } => {
+                let h = handles[Role::Keys as usize]
+                    .as_ref()
+                    .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no key index file"))?;
+                let cells = state.key_cells;
+                let map = h.covering(cells * 16)?;
+                let mut cell = hash & (cells - 1);
+                for _ in 0..cells {
+                    let h = map.atomic_u64(cell * 16)?;
+                    let cur = h.load(Ordering::Acquire);
+                    if cur == 0 {
+                        map.atomic_u64(cell * 16 + 8)?.store(id, Ordering::Relaxed);
+                        h.store(hash, Ordering::Release);
+                        break;
+                    }
+                    if cur == hash && map.atomic_u64(cell * 16 + 8)?.load(Ordering::Acquire) == id {
+                        break;
+                    }
+                    cell = (cell + 1) & (cells - 1);
+                }
+                touched[Role::Keys as usize] = true;
+            }
+        }
+    }
+    Ok(touched)
+}
+
+/// Bytes each file must hold for `state` to be readable.
+fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
+    match role {
+        Role::Episodes => state.episode_slots * info.episode_layout.stride as u64,
+        Role::Concepts => state.concept_slots * info.concept_layout.stride as u64,
+        Role::EpisodeTable => state.episode_ids * table::ENTRY,
+        Role::ConceptTable => state.concept_ids * table::ENTRY,
+        Role::Bindings => state.bindings * binding::SIZE,
+        Role::Heap => state.heap_len,
+        Role::Keys => state.key_cells * 16,
+    }
+}
+
+fn numbers(files: &FileNumbers) -> [(u64, &'static str); 7] {
+    files.all()
+}
+
+fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
+    Arc::new(DbInfo {
+        dir: dir.to_path_buf(),
+        episode_layout: SlotLayout::episode(manifest.dimension),
+        concept_layout: SlotLayout::concept(manifest.dimension),
+        manifest,
+    })
+}
+
+/// Opens the files of `state`, checks they hold the committed lengths.
+fn open_files(
+    info: &DbInfo,
+    state: &VersionState,
+    writable: bool,
+    cache: Option<&HashMap<String, Arc<FileHandle>>>,
+) -> Result<[Option<Arc<FileHandle>>; 7]> {
+    let mut handles: [Option<Arc<FileHandle>>; 7] = Default::default();
+    for (role, (number, kind)) in ROLES.into_iter().zip(numbers(&state.files)) {
+        if number == 0 {
+            continue;
+        }
+        let name = meta::file_name(number, kind);
+        let handle = match cache.and_then(|c| c.get(&name)) {
+            Some(h) => h.clone(),
+            None => FileHandle::open(&info.dir.join(&name), writable, false)?,
+        };
+        let needed = committed_len(info, state, role);
+        handle.covering(needed)?;
+        handles[role as usize] = Some(handle);
+    }
+    Ok(handles)
+}
+
+fn version(info: &Arc<DbInfo>, state: VersionState, handles: &[Option<Arc<FileHandle>>; 7]) -> Version {
+    Version {
+        info: info.clone(),
+        state,
+        files: handles.clone().map(|h| h.map(FileView::new)),
+    }
+}
+
+fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
+    let mut best: Option<(VersionState, Vec<Op>)> = None;
+    for txn in 0..2 {
+        let path = dir.join(meta::commit_file(txn));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        if let Some(c) = meta::decode_commit(&bytes)
+            && best.as_ref().is_none_or(|b| c.0.txn > b.0.txn)
+        {
+            best = Some(c);
+        }
+    }
+    best.ok_or_else(|| Error::corrupt(dir.join("commit.0"), 0, "no valid commit record"))
+}
+
+/// Brings the files to the newest commit (redo of its in-place ops) and removes files no
+/// commit refers to. Needs the writer lock.
+fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
+    let dir = &info.dir;
+    let (state, ops) = newest_commit(dir)?;
+    let handles = open_files(info, &state, true, None).map_err(|e| match e {
+        Error::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::corrupt(path, 0, "data file named by the last commit is missing")
+        }
+        e => e,
+    })?;
+    apply(&handles, &state, &ops)?;
+    for h in handles.iter().flatten() {
+        h.sync()?;
+    }
+    let live: Vec<String> = numbers(&state.files)
+        .iter()
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, k)| meta::file_name(*n, k))
+        .collect();
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.len() > 7
+            && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
+            && name.as_bytes()[6] == b'.';
+        if (ours && !live.contains(&name)) || name.ends_with(".tmp") {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        file::sync_dir(dir)?;
+    }
+    write_head(dir, &state)?;
+    let writer = Writer {
+        dir: dir.clone(),
+        handles,
+        files: state.files,
+        dirty: [false; 7],
+        poisoned: false,
+    };
+    Ok((writer, state))
+}
+
+fn write_head(dir: &Path, state: &VersionState) -> Result<()> {
+    file::write_unsynced(
+        &dir.join(HEAD),
+        (state.txn % 2) * HEAD_SLOT,
+        &meta::encode_head(state),
+    )
+}
+
+fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    match std::fs::read(dir.join(MANIFEST)) {
+        Ok(b) => Manifest::decode(dir, &b).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", dir.join(MANIFEST), e)),
+    }
+}
+
+fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
+    if let Some(d) = opts.dimension
+        && d != manifest.dimension
+    {
+        return Err(Error::DimensionMismatch {
+            expected: manifest.dimension,
+            found: d,
+        });
+    }
+    if let Some(m) = &opts.model
+        && manifest.model.as_ref() != Some(m)
+    {
+        return Err(Error::ModelMismatch {
+            expected: manifest.model.clone().unwrap_or_default(),
+            found: m.clone(),
+        });
+    }
+    if let Some(m) = opts.metric
+        && m != manifest.metric
+    {
+        return Err(Error::InvalidArgument(format!(
+            "metric mismatch: database has {:?}, got {m:?}",
+            manifest.metric
+        )));
+    }
+    Ok(())
+}
+
+/// Takes the writer lock; `Locked` if another handle (any process) holds it.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    }
+}
+
+/// Writes a new, empty database into `dir` (which holds at most our lock file).
+fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let files = FileNumbers {
+        episodes: 1,
+        concepts: 1,
+        episode_table: 1,
+        concept_table: 1,
+        bindings: 1,
+        heap: 1,
+        keys: 0,
+    };
+    for (n, kind) in files.all() {
+        if n != 0 {
+            file::write_durable(&dir.join(meta::file_name(n, kind)), &[])?;
+        }
+    }
+    let state = VersionState {
+        files,
+        ..Default::default()
+    };
+    install_commit(dir, &state, manifest)
+}
+
+/// Writes commit records, head and (last, atomically) the manifest of a new directory.
+fn install_commit(dir: &Path, state: &VersionState, manifest: &Manifest) -> Result<()> {
+    file::write_durable(
+        &dir.join(meta::commit_file(state.txn)),
+        &meta::encode_commit(state, &[]),
+    )?;
+    file::write_durable(&dir.join(meta::commit_file(state.txn + 1)), &[])?;
+    write_head(dir, state)?;
+    let tmp = dir.join("MANIFEST.tmp");
+    file::write_durable(&tmp, &manifest.encode())?;
+    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename", &tmp, e))?;
+    file::sync_dir(dir)
+}
+
+fn dir_is_empty_but(dir: &Path, allowed: &[&str]) -> Result<bool> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let name = entry.map_err(|e| Error::io("list", dir, e))?.file_name();
+        if !allowed.iter().any(|a| name == *a) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl Engram {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Engram> {
+        let dir = path.as_ref().to_path_buf();
+        if opts.read_only {
+            return Self::open_read_only(dir, &opts);
+        }
+        if !dir.exists() {
+            if !opts.create_if_missing {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    reason: "directory does not exist".into(),
+                });
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        }
+        if !dir.is_dir() {
+            return Err(Error::NotADatabase {
+                path: dir,
+                reason: "not a directory".into(),
+            });
+        }
+        let manifest = match read_manifest(&dir)? {
+            Some(m) => m,
+            None => {
+                if !dir_is_empty_but(&dir, &[LOCK])? {
+                    return Err(Error::NotADatabase {
+                        path: dir,
+                        reason: "directory is not empty and has no MANIFEST".into(),
+                    });
+                }
+                if !opts.create_if_missing {
+                    return Err(Error::NotADatabase {
+                        path: dir,
+                        reason: "no MANIFEST".into(),
+                    });
+                }
+                let m = Manifest {
+                    dimension: opts.dimension.unwrap_or(DEFAULT_DIMENSION),
+                    metric: opts.metric.unwrap_or_default(),
+                    model: opts.model.clone(),
+                };
+                if m.dimension == 0 || m.dimension > 1 << 16 {
+                    return Err(Error::InvalidArgument(format!(
+                        "dimension {} outside 1..=65536",
+                        m.dimension
+                    )));
+                }
+                if m.model.as_ref().is_some_and(|s| s.len() > meta::MAX_MODEL_LEN) {
+                    return Err(Error::InvalidArgument("model name over 256 bytes".into()));
+                }
+                let guard = lock(&dir)?;
+                create(&dir, &m)?;
+                drop(guard);
+                m
+            }
+        };
+        check_settings(&manifest, &opts)?;
+        let guard = lock(&dir)?;
+        let info = info_for(&dir, manifest);
+        let (writer, state) = recover(&info)?;
+        let v = version(&info, state, &writer.handles);
+        Ok(Engram {
+            info,
+            current: RwLock::new(Arc::new(v)),
+            writer: Some(Mutex::new(writer)),
+            read_only_handles: Mutex::new(HashMap::new()),
+            _lock: Some(guard),
+        })
+    }
+
+    fn open_read_only(dir: PathBuf, opts: &Options) -> Result<Engram> {
+        let manifest = read_manifest(&dir)?.ok_or_else(|| Error::NotADatabase {
+            path: dir.clone(),
+            reason: "no MANIFEST".into(),
+        })?;
+        check_settings(&manifest, opts)?;
+        let info = info_for(&dir, manifest);
+        // With no writer alive, finish any interrupted commit first (as SQLite does).
+        if let Ok(guard) = lock(&dir) {
+            recover(&info)?;
+            drop(guard);
+        }
+        let db = Engram {
+            current: RwLock::new(Arc::new(Version {
+                info: info.clone(),
+                state: VersionState::default(),
+                files: Default::default(),
+            })),
+            info,
+            writer: None,
+            read_only_handles: Mutex::new(HashMap::new()),
+            _lock: None,
+        };
+        db.refresh()?;
+        Ok(db)
+    }
+
+    /// Read-only handles: adopt the newest version the writer has published.
+    fn refresh(&self) -> Result<Arc<Version>> {
+        let mut last_err = None;
+        for _ in 0..16 {
+            let head_path = self.info.dir.join(HEAD);
+            let bytes = file::read_small(&head_path)?;
+            let state = meta::decode_head(&bytes)
+                .ok_or_else(|| Error::corrupt(&head_path, 0, "no valid head slot"))?;
+            let cur = self.current.read().clone();
+            if cur.files.iter().any(Option::is_some) && cur.state.txn == state.txn {
+                return Ok(cur);
+            }
+            let mut cache = self.read_only_handles.lock();
+            match open_files(&self.info, &state, false, Some(&cache)) {
+                Ok(handles) => {
+                    cache.clear();
+                    for h in handles.iter().flatten() {
+                        let name = h.path().file_name().unwrap_or_default();
+                        cache.insert(name.to_string_lossy().into_owned(), h.clone());
+                    }
+                    let v = Arc::new(version(&self.info, state, &handles));
+                    *self.current.write() = v.clone();
+                    return Ok(v);
+                }
+                // Compaction retired a file between reading the head and opening it.
+                Err(e @ Error::Io { .. }) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.expect("loop ran"))
+    }
+
+    fn publish(&self, w: &Writer, state: VersionState) {
+        *self.current.write() = Arc::new(version(&self.info, state, &w.handles));
+        // Other processes read the head; it is rebuilt by recovery, so a failed write here
+        // only delays what they see and is not an error of the (already durable) commit.
+        let _ = write_head(&w.dir, &state);
+    }
+
+    /// A snapshot of the last commit. Never blocks on the writer.
+    pub fn begin_read(&self) -> Result<ReadTxn> {
+        let v = match self.writer {
+            Some(_) => self.current.read().clone(),
+            None => self.refresh()?,
+        };
+        Ok(ReadTxn { v })
+    }
+
+    /// Starts the write transaction, waiting for the one in progress on this handle.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
+        if w.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let base = self.current.read().clone();
+        Ok(WriteTxn::new(self, w, base))
+    }
+
+    /// The settings fixed at creation.
+    pub fn manifest(&self) -> &Manifest {
+        &self.info.manifest
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.info.dir
+    }
+
+    /// Rewrites the data files with only live records and retires the old ones. Snapshots
+    /// taken before keep reading the old files (unlinked, still mapped) safely.
+    pub fn compact(&self) -> Result<()> {
+        let mut w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
+        if w.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let result = self.compact_locked(&mut w);
+        if result.is_err() {
+            w.poisoned = true;
+        }
+        result
+    }
+
+    fn compact_locked(&self, w: &mut Writer) -> Result<()> {
+        let v = self.current.read().clone();
+        let number = w.next_file_number();
+        let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1)?;
+        let handles = open_files(&self.info, &state, true, None)?;
+        file::write_durable(
+            &self.info.dir.join(meta::commit_file(state.txn)),
+            &meta::encode_commit(&state, &[]),
+        )?;
+        let old = w.files;
+        w.handles = handles;
+        w.files = state.files;
+        w.dirty = [false; 7];
+        self.publish(w, state);
+        for (n, kind) in old.all() {
+            if n != 0 {
+                let _ = std::fs::remove_file(self.info.dir.join(meta::file_name(n, kind)));
+            }
+        }
+        file::sync_dir(&self.info.dir)
+    }
+
+    /// Writes a consistent, openable copy of the last commit into `dest` (a new or empty
+    /// directory) while writers carry on.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref();
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("create directory", dest, e))?;
+        if !dir_is_empty_but(dest, &[])? {
+            return Err(Error::InvalidArgument(format!(
+                "backup destination {} is not empty",
+                dest.display()
+            )));
+        }
+        let snap = self.begin_read()?;
+        let state = compact::write_compacted(&snap.v, dest, 1, snap.v.state.txn)?;
+        file::sync_dir(dest)?;
+        install_commit(dest, &state, &self.info.manifest)
+    }
+}
+
+impl Drop for Engram {
+    fn drop(&mut self) {
+        if let Some(w) = &self.writer {
+            let mut w = w.lock();
+            if !w.poisoned {
+                // Best effort: recovery redoes these stamps if this fails.
+                let _ = w.sync_dirty();
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Files as the engine sees them: a read-write handle for the single writer and shared
+//! memory maps for everyone. All `unsafe` of the mapped store lives in this module.
+//!
+//! The contract that keeps the maps sound (argued in `docs/architecture.md`):
+//! * a file is never shrunk or truncated while it can be mapped; compaction writes new files
+//!   and only unlinks old ones, which stay valid for whoever still maps them;
+//! * bytes below a committed length are never rewritten, except the 8-byte stamp words
+//!   that are only ever accessed as `AtomicU64`;
+//! * so `bytes()` hands out `&[u8]` only for committed, immutable ranges, and every
+//!   mutable word is reached through `atomic_u64()`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+
+/// One memory map of a file, at the length the file had when it was mapped.
+pub(crate) struct Mapping {
+    raw: Option<MmapRaw>,
+    len: u64,
+    path: PathBuf,
+}
+
+impl Mapping {
+    pub(crate) fn new(file: &File, path: &Path, len: u64, writable: bool) -> Result<Self> {
+        let raw = if len == 0 {
+            None
+        } else {
+            let mut opts = MmapOptions::new();
+            opts.len(usize::try_from(len).map_err(|_| {
+                Error::InvalidArgument(format!("file {} too large to map", path.display()))
+            })?);
+            let raw = if writable {
+                opts.map_raw(file)
+            } else {
+                opts.map_raw_read_only(file)
+            }
+            .map_err(|e| Error::io("mmap", path, e))?;
+            Some(raw)
+        };
+        Ok(Mapping {
+            raw,
+            len,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check(&self, off: u64, len: u64, align: u64) -> Result<*mut u8> {
+        let end = off.checked_add(len);
+        match (&self.raw, end) {
+            (Some(raw), Some(end)) if end <= self.len && off % align == 0 => {
+                // SAFETY: off + len <= self.len == the mapped length, so the offset stays
+                // inside the mapping.
+                Ok(unsafe { raw.as_mut_ptr().add(off as usize) })
+            }
+            _ => Err(Error::corrupt(
+                &self.path,
+                off,
+                format!("range of {len} bytes outside the file's {} bytes", self.len),
+            )),
+        }
+    }
+
+    /// The bytes `off..off + len`. Callers ask only for committed ranges, which are never
+    /// written again while any map of the file exists (module contract).
+    pub(crate) fn bytes(&self, off: u64, len: usize) -> Result<&[u8]> {
+        let ptr = self.check(off, len as u64, 1)?;
+        // SAFETY: the range is inside the live mapping (checked) and immutable for the life of
+        // `self` by the module contract, so a shared slice over it is never aliased by a write.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// The 8-byte word at `off`, which may be stamped concurrently by the writer.
+    pub(crate) fn atomic_u64(&self, off: u64) -> Result<&AtomicU64> {
+        let ptr = self.check(off, 8, 8)?;
+        // SAFETY: in bounds and 8-byte aligned (checked; maps are page aligned); the word is
+        // only ever accessed atomically, by this and every other process (module contract).
+        Ok(unsafe { AtomicU64::from_ptr(ptr.cast::<u64>()) })
+    }
+
+    /// Prefetch hint for a random read about to happen.
+    pub(crate) fn advise_random(&self) {
+        if let Some(raw) = &self.raw {
+            // Advice only: a failure changes speed, never results.
+            let _ = raw.advise(memmap2::Advice::Random);
+        }
+    }
+}
+
+/// Reads a small file whole (manifest, commit records, head).
+pub(crate) fn read_small(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Writes `bytes` at offset 0 of `path` (created if missing) and makes them durable.
+pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    file.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", path, e))?;
+    file.sync_data().map_err(|e| Error::io("fsync", path, e))
+}
+
+/// Writes `bytes` at `off` of `path` without syncing (published heads are rebuilt
+/// by recovery, so they need no durability of their own).
+pub(crate) fn write_unsynced(path: &Path, off: u64, bytes: &[u8]) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    file.write_all_at(bytes, off)
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// Makes the directory entries (created, renamed or removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// A data file shared by every version that uses it: the open descriptor (valid even after
+/// compaction unlinks the name) and its newest map. Snapshots keep the map they started
+/// with and ask the handle for a longer one only when a pointer reaches past it.
+pub(crate) struct FileHandle {
+    file: File,
+    path: PathBuf,
+    writable: bool,
+    map: parking_lot::RwLock<Arc<Mapping>>,
+}
+
+impl FileHandle {
+    pub(crate) fn open(path: &Path, writable: bool, create: bool) -> Result<Arc<Self>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .create(create && writable)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        let map = Arc::new(Mapping::new(&file, path, len, writable)?);
+        map.advise_random();
+        Ok(Arc::new(FileHandle {
+            file,
+            path: path.to_path_buf(),
+            writable,
+            map: parking_lot::RwLock::new(map),
+        }))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn current(&self) -> Arc<Mapping> {
+        self.map.read().clone()
+    }
+
+    /// A map covering at least `end` bytes, remapping if the file has grown since.
+    pub(crate) fn covering(&self, end: u64) -> Result<Arc<Mapping>> {
+        let map = self.current();
+        if map.len() >= end {
+            return Ok(map);
+        }
+        let mut slot = self.map.write();
+        if slot.len() < end {
+            let len = self
+                .file
+                .metadata()
+                .map_err(|e| Error::io("stat", &self.path, e))?
+                .len();
+            if len < end {
+                return Err(Error::corrupt(
+                    &self.path,
+                    end,
+                    format!("pointer past the end of the {len}-byte file"),
+                ));
+            }
+            let fresh = Arc::new(Mapping::new(&self.file, &self.path, len, self.writable)?);
+            fresh.advise_random();
+            *slot = fresh;
+        }
+        Ok(slot.clone())
+    }
+
+    /// Grows the file to at least `needed` bytes (geometrically) and remaps it.
+    pub(crate) fn reserve(&self, needed: u64) -> Result<()> {
+        let cur = self.current().len();
+        if needed <= cur {
+            return Ok(());
+        }
+        let new_len = (cur + cur / 2)
+            .max(needed)
+            .max(1 << 20)
+            .next_multiple_of(1 << 20);
+        self.file
+            .set_len(new_len)
+            .map_err(|e| Error::io("grow", &self.path, e))?;
+        self.covering(new_len).map(|_| ())
+    }
+
+    pub(crate) fn write_at(&self, off: u64, bytes: &[u8]) -> Result<()> {
+        self.reserve(off + bytes.len() as u64)?;
+        self.file
+            .write_all_at(bytes, off)
+            .map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fsync", &self.path, e))
+    }
+}

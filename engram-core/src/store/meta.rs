@@ -1,0 +1,370 @@
+//! The small fixed-layout files: the manifest (settings fixed at creation), the commit
+//! records (the redo log of one transaction each) and the published head.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+pub(crate) const MANIFEST: &str = "MANIFEST";
+pub(crate) const LOCK: &str = "LOCK";
+pub(crate) const HEAD: &str = "head";
+pub const FORMAT_VERSION: u32 = 1;
+const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
+const MANIFEST_LEN: usize = 512;
+pub(crate) const MAX_MODEL_LEN: usize = 256;
+const COMMIT_MAGIC: u32 = u32::from_le_bytes(*b"EGCR");
+const HEAD_MAGIC: u32 = u32::from_le_bytes(*b"EGHD");
+pub(crate) const HEAD_SLOT: u64 = 256;
+
+/// Similarity metric the database was created for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Metric {
+    /// Cosine similarity (the default; embeddings are compared by angle).
+    #[default]
+    Cosine,
+    /// Inner product.
+    Dot,
+    /// Squared Euclidean distance.
+    L2,
+}
+
+impl Metric {
+    fn code(self) -> u32 {
+        match self {
+            Metric::Cosine => 0,
+            Metric::Dot => 1,
+            Metric::L2 => 2,
+        }
+    }
+    fn from_code(c: u32) -> Option<Self> {
+        [Metric::Cosine, Metric::Dot, Metric::L2]
+            .into_iter()
+            .find(|m| m.code() == c)
+    }
+}
+
+/// The settings a database is created with and keeps for life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub dimension: usize,
+    pub metric: Metric,
+    pub model: Option<String>,
+}
+
+impl Manifest {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; MANIFEST_LEN];
+        b[0..8].copy_from_slice(MANIFEST_MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&(self.dimension as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&self.metric.code().to_le_bytes());
+        let model = self.model.as_deref().unwrap_or("").as_bytes();
+        b[20..24].copy_from_slice(&(model.len() as u32).to_le_bytes());
+        b[24..24 + model.len()].copy_from_slice(model);
+        let crc = crc32c::crc32c(&b[..MANIFEST_LEN - 4]);
+        b[MANIFEST_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(dir: &Path, b: &[u8]) -> Result<Self> {
+        let not_ours = |reason: &str| Error::NotADatabase {
+            path: dir.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        if b.len() < 12 || &b[0..8] != MANIFEST_MAGIC {
+            return Err(not_ours("MANIFEST has no engram magic"));
+        }
+        let version = u32_at(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(Error::FormatVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if b.len() != MANIFEST_LEN {
+            return Err(Error::corrupt(
+                dir.join(MANIFEST),
+                0,
+                format!("MANIFEST is {} bytes, expected {MANIFEST_LEN}", b.len()),
+            ));
+        }
+        if crc32c::crc32c(&b[..MANIFEST_LEN - 4]) != u32_at(b, MANIFEST_LEN - 4) {
+            return Err(Error::corrupt(
+                dir.join(MANIFEST),
+                (MANIFEST_LEN - 4) as u64,
+                "MANIFEST checksum mismatch",
+            ));
+        }
+        let metric = Metric::from_code(u32_at(b, 16))
+            .ok_or_else(|| Error::corrupt(dir.join(MANIFEST), 16, "unknown metric code"))?;
+        let model_len = u32_at(b, 20) as usize;
+        if model_len > MAX_MODEL_LEN {
+            return Err(Error::corrupt(dir.join(MANIFEST), 20, "model name too long"));
+        }
+        let model = std::str::from_utf8(&b[24..24 + model_len])
+            .map_err(|_| Error::corrupt(dir.join(MANIFEST), 24, "model name is not UTF-8"))?;
+        Ok(Manifest {
+            dimension: u32_at(b, 12) as usize,
+            metric,
+            model: (!model.is_empty()).then(|| model.to_string()),
+        })
+    }
+}
+
+/// Which generation of each data file a version uses (files are `{number:06}.{kind}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct FileNumbers {
+    pub episodes: u64,
+    pub concepts: u64,
+    pub episode_table: u64,
+    pub concept_table: u64,
+    pub bindings: u64,
+    pub heap: u64,
+    /// 0 when no episode has a key yet.
+    pub keys: u64,
+}
+
+impl FileNumbers {
+    pub(crate) fn all(&self) -> [(u64, &'static str); 7] {
+        [
+            (self.episodes, "eps"),
+            (self.concepts, "con"),
+            (self.episode_table, "etab"),
+            (self.concept_table, "ctab"),
+            (self.bindings, "bnd"),
+            (self.heap, "heap"),
+            (self.keys, "keys"),
+        ]
+    }
+}
+
+pub(crate) fn file_name(number: u64, kind: &str) -> String {
+    format!("{number:06}.{kind}")
+}
+
+/// Everything a snapshot needs to know about one committed version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct VersionState {
+    pub txn: u64,
+    pub episode_ids: u64,
+    pub episode_slots: u64,
+    pub concept_ids: u64,
+    pub concept_slots: u64,
+    pub bindings: u64,
+    pub heap_len: u64,
+    pub key_cells: u64,
+    pub key_count: u64,
+    pub live_episodes: u64,
+    pub live_concepts: u64,
+    pub live_bindings: u64,
+    pub files: FileNumbers,
+}
+
+pub(crate) const STATE_LEN: usize = 19 * 8;
+
+impl VersionState {
+    fn words(&self) -> [u64; 19] {
+        let f = &self.files;
+        [
+            self.txn,
+            self.episode_ids,
+            self.episode_slots,
+            self.concept_ids,
+            self.concept_slots,
+            self.bindings,
+            self.heap_len,
+            self.key_cells,
+            self.key_count,
+            self.live_episodes,
+            self.live_concepts,
+            self.live_bindings,
+            f.episodes,
+            f.concepts,
+            f.episode_table,
+            f.concept_table,
+            f.bindings,
+            f.heap,
+            f.keys,
+        ]
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for w in self.words() {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Self {
+        let w = |i: usize| u64_at(b, i * 8);
+        VersionState {
+            txn: w(0),
+            episode_ids: w(1),
+            episode_slots: w(2),
+            concept_ids: w(3),
+            concept_slots: w(4),
+            bindings: w(5),
+            heap_len: w(6),
+            key_cells: w(7),
+            key_count: w(8),
+            live_episodes: w(9),
+            live_concepts: w(10),
+            live_bindings: w(11),
+            files: FileNumbers {
+                episodes: w(12),
+                concepts: w(13),
+                episode_table: w(14),
+                concept_table: w(15),
+                bindings: w(16),
+                heap: w(17),
+                keys: w(18),
+            },
+        }
+    }
+}
+
+/// An in-place change made after the commit point, logged so recovery can redo it.
+/// Every op is idempotent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    EpisodeDeleted(u64),
+    EpisodeBindHead { id: u64, record: u64 },
+    ConceptHead { id: u64, slot: u64 },
+    ConceptDeleted(u64),
+    ConceptBindHead { id: u64, record: u64 },
+    BindingDeleted(u64),
+    KeyInsert { hash: u64, id: u64 },
+}
+
+const OP_LEN: usize = 24;
+
+impl Op {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (k, a, b) = match *self {
+            Op::EpisodeDeleted(id) => (1, id, 0),
+            Op::EpisodeBindHead { id, record } => (2, id, record),
+            Op::ConceptHead { id, slot } => (3, id, slot),
+            Op::ConceptDeleted(id) => (4, id, 0),
+            Op::ConceptBindHead { id, record } => (5, id, record),
+            Op::BindingDeleted(r) => (6, r, 0),
+            Op::KeyInsert { hash, id } => (7, hash, id),
+        };
+        for w in [k, a, b] {
+            out.extend_from_slice(&(w as u64).to_le_bytes());
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (k, a, c) = (u64_at(b, 0), u64_at(b, 8), u64_at(b, 16));
+        Some(match k {
+            1 => Op::EpisodeDeleted(a),
+            2 => Op::EpisodeBindHead { id: a, record: c },
+            3 => Op::ConceptHead { id: a, slot: c },
+            4 => Op::ConceptDeleted(a),
+            5 => Op::ConceptBindHead { id: a, record: c },
+            6 => Op::BindingDeleted(a),
+            7 => Op::KeyInsert { hash: a, id: c },
+            _ => return None,
+        })
+    }
+}
+
+/// `commit.0` / `commit.1`: txn T is written to `commit.{T % 2}`.
+pub(crate) fn commit_file(txn: u64) -> String {
+    format!("commit.{}", txn % 2)
+}
+
+/// A commit record: the state after the transaction and the in-place ops to redo.
+pub(crate) fn encode_commit(state: &VersionState, ops: &[Op]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + STATE_LEN + 8 + ops.len() * OP_LEN);
+    b.extend_from_slice(&COMMIT_MAGIC.to_le_bytes());
+    b.extend_from_slice(&[0; 4]); // crc, filled below
+    let body_len = STATE_LEN + 8 + ops.len() * OP_LEN;
+    b.extend_from_slice(&(body_len as u64).to_le_bytes());
+    state.encode(&mut b);
+    b.extend_from_slice(&(ops.len() as u64).to_le_bytes());
+    for op in ops {
+        op.encode(&mut b);
+    }
+    let crc = crc32c::crc32c(&b[8..]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a commit record; `None` for anything torn, foreign or damaged.
+pub(crate) fn decode_commit(b: &[u8]) -> Option<(VersionState, Vec<Op>)> {
+    if b.len() < 16 + STATE_LEN + 8 || u32_at(b, 0) != COMMIT_MAGIC {
+        return None;
+    }
+    let body_len = usize::try_from(u64_at(b, 8)).ok()?;
+    let end = 16usize.checked_add(body_len)?;
+    if end > b.len() || body_len < STATE_LEN + 8 {
+        return None;
+    }
+    if crc32c::crc32c(&b[8..end]) != u32_at(b, 4) {
+        return None;
+    }
+    let state = VersionState::decode(&b[16..16 + STATE_LEN]);
+    let n = usize::try_from(u64_at(b, 16 + STATE_LEN)).ok()?;
+    let ops_start = 16 + STATE_LEN + 8;
+    if n.checked_mul(OP_LEN)? != end - ops_start {
+        return None;
+    }
+    let ops = b[ops_start..end]
+        .chunks_exact(OP_LEN)
+        .map(Op::decode)
+        .collect::<Option<Vec<_>>>()?;
+    Some((state, ops))
+}
+
+/// One head slot (`head` holds two, txn T in slot T % 2).
+pub(crate) fn encode_head(state: &VersionState) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEAD_SLOT as usize);
+    b.extend_from_slice(&HEAD_MAGIC.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    state.encode(&mut b);
+    let crc = crc32c::crc32c(&b[8..]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The newest valid head slot.
+pub(crate) fn decode_head(b: &[u8]) -> Option<VersionState> {
+    (0..2)
+        .filter_map(|i| {
+            let s = b.get(i * HEAD_SLOT as usize..(i * HEAD_SLOT as usize) + 8 + STATE_LEN)?;
+            (u32_at(s, 0) == HEAD_MAGIC && crc32c::crc32c(&s[8..]) == u32_at(s, 4))
+                .then(|| VersionState::decode(&s[8..]))
+        })
+        .max_by_key(|s| s.txn)
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_record_round_trips_and_rejects_any_flipped_byte() {
+        let state = VersionState {
+            txn: 9,
+            episode_ids: 3,
+            ..Default::default()
+        };
+        let ops = [Op::EpisodeDeleted(2), Op::KeyInsert { hash: 5, id: 1 }];
+        let b = encode_commit(&state, &ops);
+        assert_eq!(decode_commit(&b), Some((state, ops.to_vec())));
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x40;
+            assert_eq!(decode_commit(&c), None, "flip at {i} accepted");
+        }
+        assert_eq!(decode_commit(&b[..b.len() - 1]), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! The durable mmap store: the database directory and everything in it.
+//!
+//! Data flows one way: `file` (bytes, maps) → `records` and `meta` (validated layouts) →
+//! `snapshot` (visibility rules, zero-copy views) → `write`/`db` (the engine API).
+
+mod compact;
+mod db;
+mod file;
+mod keys;
+mod meta;
+mod records;
+mod snapshot;
+mod write;
+
+pub use db::{DEFAULT_DIMENSION, Engram, Options};
+pub use meta::{FORMAT_VERSION, Manifest, Metric};
+pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
+pub use write::{ConceptInput, EpisodeInput, WriteTxn};

@@ -1,0 +1,238 @@
+//! Record formats: the rkyv node archives in fixed-stride slots, the node-table entries and
+//! the binding records. `docs/format.md` gives every byte.
+
+use rkyv::rancor;
+use rkyv::rend::f32_le;
+use rkyv::util::AlignedVec;
+use rkyv::with::InlineAsBox;
+use rkyv::{Archive, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::file::Mapping;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("engram maps little-endian f32 embeddings as native floats; big-endian hosts are unsupported");
+
+/// "No such slot / record" in every 8-byte pointer field.
+pub(crate) const NONE: u64 = u64::MAX;
+
+/// A byte range in the heap file with the crc32c of its bytes.
+#[derive(Archive, Serialize, Clone, Copy, Default, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub(crate) struct Blob {
+    pub off: u64,
+    pub len: u32,
+    pub crc: u32,
+}
+
+/// An episode as archived in its slot. The embedding is the only out-of-line data, so rkyv
+/// places it at offset 0 of the archive, which is the 64-byte aligned start of the slot.
+#[derive(Archive, Serialize)]
+pub(crate) struct EpisodeRecord<'a> {
+    #[rkyv(with = InlineAsBox)]
+    pub embedding: &'a [f32],
+    pub id: u64,
+    pub agent: u64,
+    pub timestamp: i64,
+    pub payload: Blob,
+    pub key: Blob,
+    pub key_hash: u64,
+}
+
+/// One version of a concept. Updates append a new version whose `prev_slot` points back,
+/// so a snapshot follows the chain to the newest version with `created_txn <= snapshot`.
+#[derive(Archive, Serialize)]
+pub(crate) struct ConceptRecord<'a> {
+    #[rkyv(with = InlineAsBox)]
+    pub centroid: &'a [f32],
+    pub id: u64,
+    pub created_txn: u64,
+    pub prev_slot: u64,
+    pub label: Blob,
+}
+
+/// Where records sit in a slot file: archive, then its crc32c, padded to a 64-byte stride.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotLayout {
+    pub archive_len: usize,
+    pub stride: usize,
+}
+
+impl SlotLayout {
+    fn from_archive(bytes: &[u8], data_ptr: *const f32) -> Self {
+        debug_assert_eq!(data_ptr.cast::<u8>(), bytes.as_ptr());
+        SlotLayout {
+            archive_len: bytes.len(),
+            stride: (bytes.len() + 4).next_multiple_of(64),
+        }
+    }
+
+    pub(crate) fn episode(dim: usize) -> Self {
+        let zeros = vec![0.0f32; dim];
+        let rec = EpisodeRecord {
+            embedding: &zeros,
+            id: 0,
+            agent: 0,
+            timestamp: 0,
+            payload: Blob::default(),
+            key: Blob::default(),
+            key_hash: 0,
+        };
+        let bytes = serialize(&rec);
+        let archived = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(&bytes)
+            .expect("a freshly serialized record validates");
+        Self::from_archive(&bytes, archived.embedding.as_ptr().cast())
+    }
+
+    pub(crate) fn concept(dim: usize) -> Self {
+        let zeros = vec![0.0f32; dim];
+        let rec = ConceptRecord {
+            centroid: &zeros,
+            id: 0,
+            created_txn: 0,
+            prev_slot: 0,
+            label: Blob::default(),
+        };
+        let bytes = serialize(&rec);
+        let archived = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)
+            .expect("a freshly serialized record validates");
+        Self::from_archive(&bytes, archived.centroid.as_ptr().cast())
+    }
+
+    /// Appends one slot (archive, crc32c, zero padding) to `out`.
+    pub(crate) fn push_slot(&self, archive: &[u8], out: &mut Vec<u8>) {
+        debug_assert_eq!(archive.len(), self.archive_len);
+        out.extend_from_slice(archive);
+        out.extend_from_slice(&crc32c::crc32c(archive).to_le_bytes());
+        out.resize(out.len() + self.stride - self.archive_len - 4, 0);
+    }
+
+    /// The validated archive bytes of slot `index`.
+    pub(crate) fn archive<'m>(&self, map: &'m Mapping, index: u64) -> Result<&'m [u8]> {
+        let off = index * self.stride as u64;
+        let slot = map.bytes(off, self.archive_len + 4)?;
+        let (archive, crc) = slot.split_at(self.archive_len);
+        let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        if crc32c::crc32c(archive) != stored {
+            return Err(Error::corrupt(map.path(), off, "slot checksum mismatch"));
+        }
+        Ok(archive)
+    }
+}
+
+pub(crate) fn serialize<T>(value: &T) -> AlignedVec
+where
+    T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rancor::Error,
+            >,
+        >,
+{
+    rkyv::to_bytes::<rancor::Error>(value).expect("serializing into memory cannot fail")
+}
+
+/// Structure-checks (bytecheck) an episode archive whose checksum already matched.
+pub(crate) fn episode_view<'m>(
+    map: &'m Mapping,
+    off: u64,
+    archive: &'m [u8],
+) -> Result<&'m ArchivedEpisodeRecord<'static>> {
+    rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(archive)
+        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid episode archive: {e}")))
+}
+
+pub(crate) fn concept_view<'m>(
+    map: &'m Mapping,
+    off: u64,
+    archive: &'m [u8],
+) -> Result<&'m ArchivedConceptRecord<'static>> {
+    rkyv::access::<ArchivedConceptRecord, rancor::Error>(archive)
+        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid concept archive: {e}")))
+}
+
+/// Little-endian archived floats as native floats.
+pub(crate) fn native_f32(values: &[f32_le]) -> &[f32] {
+    // SAFETY: `f32_le` is `repr(C, align(4))` over one `f32` holding the little-endian bits,
+    // which on this (little-endian, see compile_error above) host are the native bits; size
+    // and alignment are equal, so the slice reinterprets in place.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<f32>(), values.len()) }
+}
+
+/// Node tables (`.etab`, `.ctab`): one 24-byte entry per id ever assigned.
+pub(crate) mod table {
+    pub(crate) const ENTRY: u64 = 24;
+    /// Slot of the node's record (newest version for concepts); `NONE` once compacted away.
+    pub(crate) const SLOT: u64 = 0;
+    /// Txn that deleted the node, 0 while live.
+    pub(crate) const DELETED_TXN: u64 = 8;
+    /// Newest binding record of the node, `NONE` for none.
+    pub(crate) const BIND_HEAD: u64 = 16;
+
+    pub(crate) fn entry(slot: u64, deleted_txn: u64, bind_head: u64) -> [u8; ENTRY as usize] {
+        let mut e = [0u8; ENTRY as usize];
+        e[0..8].copy_from_slice(&slot.to_le_bytes());
+        e[8..16].copy_from_slice(&deleted_txn.to_le_bytes());
+        e[16..24].copy_from_slice(&bind_head.to_le_bytes());
+        e
+    }
+}
+
+/// Binding records (`.bnd`): 64 bytes each, immutable but for the `deleted_txn` word.
+pub(crate) mod binding {
+    use super::*;
+
+    pub(crate) const SIZE: u64 = 64;
+    pub(crate) const DELETED_TXN: u64 = 48;
+    const CHECKED: usize = 44;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub(crate) struct Binding {
+        pub episode: u64,
+        pub concept: u64,
+        pub created_txn: u64,
+        pub next_by_episode: u64,
+        pub next_by_concept: u64,
+        pub strength: f32,
+    }
+
+    impl Binding {
+        pub(crate) fn encode(&self) -> [u8; SIZE as usize] {
+            let mut b = [0u8; SIZE as usize];
+            b[0..8].copy_from_slice(&self.episode.to_le_bytes());
+            b[8..16].copy_from_slice(&self.concept.to_le_bytes());
+            b[16..24].copy_from_slice(&self.created_txn.to_le_bytes());
+            b[24..32].copy_from_slice(&self.next_by_episode.to_le_bytes());
+            b[32..40].copy_from_slice(&self.next_by_concept.to_le_bytes());
+            b[40..44].copy_from_slice(&self.strength.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..CHECKED]);
+            b[44..48].copy_from_slice(&crc.to_le_bytes());
+            b
+        }
+
+        /// Reads and checks the immutable part of record `index`.
+        pub(crate) fn read(map: &Mapping, index: u64) -> Result<Binding> {
+            let off = index * SIZE;
+            let b = map.bytes(off, 48)?;
+            let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+            let crc = u32::from_le_bytes(b[44..48].try_into().expect("4 bytes"));
+            if crc32c::crc32c(&b[..CHECKED]) != crc {
+                return Err(Error::corrupt(map.path(), off, "binding checksum mismatch"));
+            }
+            Ok(Binding {
+                episode: u(0),
+                concept: u(8),
+                created_txn: u(16),
+                next_by_episode: u(24),
+                next_by_concept: u(32),
+                strength: f32::from_le_bytes(b[40..44].try_into().expect("4 bytes")),
+            })
+        }
+    }
+}
+
+/// Stable 64-bit hash of a user key; never 0, which marks an empty key-index cell.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key).max(1)
+}

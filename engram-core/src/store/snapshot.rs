@@ -1,0 +1,464 @@
+//! Read snapshots: one committed version and the maps it reads, with the visibility rules
+//! of the in-place stamps (a stamp written by txn T is invisible to snapshots older than T).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::store::file::{FileHandle, Mapping};
+use crate::store::meta::{Manifest, VersionState};
+use crate::store::records::{
+    self, ArchivedConceptRecord, ArchivedEpisodeRecord, NONE, SlotLayout, binding::Binding, table,
+};
+
+/// The data files of one version, in [`Role`] order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Episodes = 0,
+    Concepts = 1,
+    EpisodeTable = 2,
+    ConceptTable = 3,
+    Bindings = 4,
+    Heap = 5,
+    Keys = 6,
+}
+
+pub(crate) const ROLES: [Role; 7] = [
+    Role::Episodes,
+    Role::Concepts,
+    Role::EpisodeTable,
+    Role::ConceptTable,
+    Role::Bindings,
+    Role::Heap,
+    Role::Keys,
+];
+
+/// What never changes for an open database.
+pub(crate) struct DbInfo {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub episode_layout: SlotLayout,
+    pub concept_layout: SlotLayout,
+}
+
+/// A file as one version sees it: the map taken when the version was published, and the
+/// handle to catch up through when a list pointer leads to a newer record past that map.
+#[derive(Clone)]
+pub(crate) struct FileView {
+    pub map: Arc<Mapping>,
+    pub handle: Arc<FileHandle>,
+}
+
+impl FileView {
+    pub(crate) fn new(handle: Arc<FileHandle>) -> Self {
+        FileView {
+            map: handle.current(),
+            handle,
+        }
+    }
+
+    fn with<T>(&self, end: u64, f: impl FnOnce(&Mapping) -> Result<T>) -> Result<T> {
+        if end <= self.map.len() {
+            f(&self.map)
+        } else {
+            f(&*self.handle.covering(end)?)
+        }
+    }
+}
+
+/// One committed version of the database.
+pub(crate) struct Version {
+    pub info: Arc<DbInfo>,
+    pub state: VersionState,
+    pub files: [Option<FileView>; 7],
+}
+
+/// A node-table entry as read atomically.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub slot: u64,
+    pub deleted_txn: u64,
+    pub bind_head: u64,
+}
+
+impl Version {
+    pub(crate) fn file(&self, role: Role) -> Result<&FileView> {
+        self.files[role as usize].as_ref().ok_or_else(|| {
+            Error::corrupt(
+                self.info.dir.clone(),
+                0,
+                format!("version {} has no {role:?} file", self.state.txn),
+            )
+        })
+    }
+
+    fn map(&self, role: Role) -> Result<&Mapping> {
+        Ok(&self.file(role)?.map)
+    }
+
+    pub(crate) fn entry(&self, role: Role, id: u64) -> Result<Entry> {
+        let map = self.map(role)?;
+        let base = id * table::ENTRY;
+        let word = |f| -> Result<u64> { Ok(map.atomic_u64(base + f)?.load(Ordering::Acquire)) };
+        Ok(Entry {
+            slot: word(table::SLOT)?,
+            deleted_txn: word(table::DELETED_TXN)?,
+            bind_head: word(table::BIND_HEAD)?,
+        })
+    }
+
+    fn stamped(&self, txn: u64) -> bool {
+        txn != 0 && txn <= self.state.txn
+    }
+
+    /// The live entry of episode `id` in this version, if any.
+    pub(crate) fn episode_entry(&self, id: u64) -> Result<Option<Entry>> {
+        if id >= self.state.episode_ids {
+            return Ok(None);
+        }
+        let e = self.entry(Role::EpisodeTable, id)?;
+        Ok((!self.stamped(e.deleted_txn) && e.slot != NONE).then_some(e))
+    }
+
+    pub(crate) fn concept_entry(&self, id: u64) -> Result<Option<Entry>> {
+        if id >= self.state.concept_ids {
+            return Ok(None);
+        }
+        let e = self.entry(Role::ConceptTable, id)?;
+        Ok((!self.stamped(e.deleted_txn) && e.slot != NONE).then_some(e))
+    }
+
+    pub(crate) fn episode_at(&self, slot: u64) -> Result<&ArchivedEpisodeRecord<'static>> {
+        let map = self.map(Role::Episodes)?;
+        if slot >= self.state.episode_slots {
+            return Err(Error::corrupt(map.path(), slot, "episode slot past the committed end"));
+        }
+        let layout = &self.info.episode_layout;
+        let archive = layout.archive(map, slot)?;
+        records::episode_view(map, slot * layout.stride as u64, archive)
+    }
+
+    /// The version of concept `id` visible here: walk back from the newest version.
+    pub(crate) fn concept_at(
+        &self,
+        id: u64,
+        mut slot: u64,
+    ) -> Result<&ArchivedConceptRecord<'static>> {
+        let layout = self.info.concept_layout;
+        let file = self.file(Role::Concepts)?;
+        loop {
+            if slot < self.state.concept_slots {
+                let archive = layout.archive(&file.map, slot)?;
+                let rec = records::concept_view(&file.map, slot * layout.stride as u64, archive)?;
+                if rec.created_txn.to_native() <= self.state.txn {
+                    return check_id(rec, id, &file.map, slot);
+                }
+                slot = next_older(rec.prev_slot.to_native(), slot, &file.map)?;
+                continue;
+            }
+            // A version newer than this snapshot: read its back pointer through a fresh map.
+            let off = slot * layout.stride as u64;
+            slot = file.with(off + layout.stride as u64, |map| {
+                let rec = records::concept_view(map, off, layout.archive(map, slot)?)?;
+                next_older(rec.prev_slot.to_native(), slot, map)
+            })?;
+        }
+    }
+
+    pub(crate) fn binding(&self, index: u64) -> Result<Binding> {
+        let file = self.file(Role::Bindings)?;
+        let off = index * records::binding::SIZE;
+        file.with(off + records::binding::SIZE, |map| Binding::read(map, index))
+    }
+
+    pub(crate) fn binding_deleted_txn(&self, index: u64) -> Result<u64> {
+        let file = self.file(Role::Bindings)?;
+        let off = index * records::binding::SIZE + records::binding::DELETED_TXN;
+        file.with(off + 8, |map| Ok(map.atomic_u64(off)?.load(Ordering::Acquire)))
+    }
+
+    /// Live bindings reachable from `head` along one of the two lists, newest first.
+    pub(crate) fn walk(&self, head: u64, by_episode: bool) -> Result<Vec<(u64, Binding)>> {
+        let mut out = Vec::new();
+        let mut at = head;
+        while at != NONE {
+            let b = self.binding(at)?;
+            if b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?) {
+                out.push((at, b));
+            }
+            let next = if by_episode {
+                b.next_by_episode
+            } else {
+                b.next_by_concept
+            };
+            if next != NONE && next >= at {
+                let path = self.file(Role::Bindings)?.map.path().to_path_buf();
+                return Err(Error::corrupt(path, at * 64, "binding list does not descend"));
+            }
+            at = next;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn heap_bytes(&self, blob: &records::ArchivedBlob) -> Result<&[u8]> {
+        let map = self.map(Role::Heap)?;
+        let (off, len) = (blob.off.to_native(), blob.len.to_native());
+        if off.checked_add(u64::from(len)).is_none_or(|end| end > self.state.heap_len) {
+            return Err(Error::corrupt(map.path(), off, "heap reference past the committed end"));
+        }
+        let bytes = map.bytes(off, len as usize)?;
+        if crc32c::crc32c(bytes) != blob.crc.to_native() {
+            return Err(Error::corrupt(map.path(), off, "heap blob checksum mismatch"));
+        }
+        Ok(bytes)
+    }
+
+    /// Episode id stored under a key hash whose key bytes equal `key`, live in this version.
+    pub(crate) fn find_key(&self, key: &[u8]) -> Result<Option<u64>> {
+        if self.state.key_cells == 0 {
+            return Ok(None);
+        }
+        let map = self.map(Role::Keys)?;
+        let hash = records::key_hash(key);
+        let mask = self.state.key_cells - 1;
+        let mut cell = hash & mask;
+        for _ in 0..self.state.key_cells {
+            let h = map.atomic_u64(cell * 16)?.load(Ordering::Acquire);
+            if h == 0 {
+                return Ok(None);
+            }
+            if h == hash {
+                let id = map.atomic_u64(cell * 16 + 8)?.load(Ordering::Acquire);
+                if let Some(e) = self.episode_entry(id)? {
+                    let rec = self.episode_at(e.slot)?;
+                    if self.heap_bytes(&rec.key)? == key && rec.key.len.to_native() > 0 {
+                        return Ok(Some(id));
+                    }
+                }
+            }
+            cell = (cell + 1) & mask;
+        }
+        Ok(None)
+    }
+}
+
+fn check_id<'a>(
+    rec: &'a ArchivedConceptRecord<'static>,
+    id: u64,
+    map: &Mapping,
+    slot: u64,
+) -> Result<&'a ArchivedConceptRecord<'static>> {
+    if rec.id.to_native() == id {
+        Ok(rec)
+    } else {
+        Err(Error::corrupt(map.path(), slot, "concept slot holds another id"))
+    }
+}
+
+fn next_older(prev: u64, slot: u64, map: &Mapping) -> Result<u64> {
+    if prev == NONE || prev >= slot {
+        return Err(Error::corrupt(
+            map.path(),
+            slot,
+            "concept version chain ends before the snapshot",
+        ));
+    }
+    Ok(prev)
+}
+
+/// A stable, read-only view of the database as of one commit. Cheap to create, `Send` and
+/// `Sync`; many may live at once. Readers never block the writer nor each other.
+#[derive(Clone)]
+pub struct ReadTxn {
+    pub(crate) v: Arc<Version>,
+}
+
+/// An episode borrowed from the mapped file: nothing is copied.
+pub struct Episode<'s> {
+    rec: &'s ArchivedEpisodeRecord<'static>,
+    v: &'s Version,
+}
+
+/// A concept (the version visible to the snapshot) borrowed from the mapped file.
+pub struct Concept<'s> {
+    rec: &'s ArchivedConceptRecord<'static>,
+    v: &'s Version,
+}
+
+/// One episode↔concept binding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BindingInfo {
+    pub episode: u64,
+    pub concept: u64,
+    pub strength: f32,
+}
+
+impl Episode<'_> {
+    pub fn id(&self) -> u64 {
+        self.rec.id.to_native()
+    }
+    pub fn agent(&self) -> u64 {
+        self.rec.agent.to_native()
+    }
+    pub fn timestamp(&self) -> i64 {
+        self.rec.timestamp.to_native()
+    }
+    /// The embedding, straight from the map.
+    pub fn embedding(&self) -> &[f32] {
+        records::native_f32(&self.rec.embedding)
+    }
+    /// The payload bytes, checksum verified.
+    pub fn payload(&self) -> Result<&[u8]> {
+        self.v.heap_bytes(&self.rec.payload)
+    }
+    /// The unique key the episode was inserted with, if any.
+    pub fn key(&self) -> Result<Option<&[u8]>> {
+        if self.rec.key.len.to_native() == 0 {
+            return Ok(None);
+        }
+        self.v.heap_bytes(&self.rec.key).map(Some)
+    }
+}
+
+impl Concept<'_> {
+    pub fn id(&self) -> u64 {
+        self.rec.id.to_native()
+    }
+    /// The centroid, straight from the map.
+    pub fn centroid(&self) -> &[f32] {
+        records::native_f32(&self.rec.centroid)
+    }
+    pub fn label(&self) -> Result<&str> {
+        let bytes = self.v.heap_bytes(&self.rec.label)?;
+        std::str::from_utf8(bytes).map_err(|_| {
+            Error::corrupt(
+                self.v.info.dir.join("heap"),
+                self.rec.label.off.to_native(),
+                "label is not UTF-8",
+            )
+        })
+    }
+    /// The transaction that wrote this version of the concept.
+    pub fn version_txn(&self) -> u64 {
+        self.rec.created_txn.to_native()
+    }
+}
+
+impl ReadTxn {
+    /// The commit this snapshot sees.
+    pub fn txn(&self) -> u64 {
+        self.v.state.txn
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.v.info.manifest.dimension
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.v.info.dir
+    }
+
+    /// The episode `id`, or `None` if it does not exist in this snapshot.
+    pub fn episode(&self, id: u64) -> Result<Option<Episode<'_>>> {
+        let Some(e) = self.v.episode_entry(id)? else {
+            return Ok(None);
+        };
+        let rec = self.v.episode_at(e.slot)?;
+        if rec.id.to_native() != id {
+            let path = self.v.file(Role::Episodes)?.map.path().to_path_buf();
+            return Err(Error::corrupt(path, e.slot, "episode slot holds another id"));
+        }
+        Ok(Some(Episode { rec, v: &self.v }))
+    }
+
+    /// The episode inserted with `key`, if live in this snapshot.
+    pub fn episode_by_key(&self, key: &[u8]) -> Result<Option<Episode<'_>>> {
+        match self.v.find_key(key)? {
+            Some(id) => self.episode(id),
+            None => Ok(None),
+        }
+    }
+
+    /// The concept `id` as of this snapshot.
+    pub fn concept(&self, id: u64) -> Result<Option<Concept<'_>>> {
+        let Some(e) = self.v.concept_entry(id)? else {
+            return Ok(None);
+        };
+        let rec = self.v.concept_at(id, e.slot)?;
+        Ok(Some(Concept { rec, v: &self.v }))
+    }
+
+    /// Live bindings of a concept, newest first. Unknown concept: `Error::NotFound`.
+    pub fn bindings_of_concept(&self, concept: u64) -> Result<Vec<BindingInfo>> {
+        let e = self.v.concept_entry(concept)?.ok_or(Error::NotFound {
+            kind: "concept",
+            id: concept,
+        })?;
+        Ok(self.v.walk(e.bind_head, false)?.into_iter().map(info).collect())
+    }
+
+    /// Live bindings of an episode, newest first. Unknown episode: `Error::NotFound`.
+    pub fn bindings_of_episode(&self, episode: u64) -> Result<Vec<BindingInfo>> {
+        let e = self.v.episode_entry(episode)?.ok_or(Error::NotFound {
+            kind: "episode",
+            id: episode,
+        })?;
+        Ok(self.v.walk(e.bind_head, true)?.into_iter().map(info).collect())
+    }
+
+    /// Number of live bindings of a concept (its fan count).
+    pub fn concept_fan_count(&self, concept: u64) -> Result<usize> {
+        self.bindings_of_concept(concept).map(|b| b.len())
+    }
+
+    /// Number of live bindings of an episode (its fan count).
+    pub fn episode_fan_count(&self, episode: u64) -> Result<usize> {
+        self.bindings_of_episode(episode).map(|b| b.len())
+    }
+
+    /// Live episodes in this snapshot.
+    pub fn episode_count(&self) -> u64 {
+        self.v.state.live_episodes
+    }
+
+    /// Live concepts in this snapshot.
+    pub fn concept_count(&self) -> u64 {
+        self.v.state.live_concepts
+    }
+
+    /// Live bindings in this snapshot.
+    pub fn binding_count(&self) -> u64 {
+        self.v.state.live_bindings
+    }
+
+    /// Ids of all live episodes, ascending (reads the episode table once).
+    pub fn episode_ids(&self) -> Result<Vec<u64>> {
+        let mut ids = Vec::with_capacity(self.v.state.live_episodes as usize);
+        for id in 0..self.v.state.episode_ids {
+            if self.v.episode_entry(id)?.is_some() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Ids of all live concepts, ascending.
+    pub fn concept_ids(&self) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for id in 0..self.v.state.concept_ids {
+            if self.v.concept_entry(id)?.is_some() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+fn info((_, b): (u64, Binding)) -> BindingInfo {
+    BindingInfo {
+        episode: b.episode,
+        concept: b.concept,
+        strength: b.strength,
+    }
+}

@@ -1,0 +1,591 @@
+//! The write transaction: appends new records past the committed ends, keeps its in-place
+//! changes as redo ops, and publishes them all at `commit()`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::MutexGuard;
+
+use crate::error::{Error, Result};
+use crate::store::db::{Engram, Writer};
+use crate::store::meta::{Op, VersionState};
+use crate::store::records::{
+    self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
+};
+use crate::store::snapshot::{Role, Version};
+
+/// What to remember about one episode.
+#[derive(Clone, Copy, Debug)]
+pub struct EpisodeInput<'a> {
+    /// Namespace of the agent that lived the episode.
+    pub agent: u64,
+    /// Caller-defined time (e.g. Unix microseconds); scans filter on it.
+    pub timestamp: i64,
+    pub embedding: &'a [f32],
+    pub payload: &'a [u8],
+    /// Optional unique key: inserting an existing key returns the existing episode.
+    pub key: Option<&'a [u8]>,
+}
+
+/// A new concept.
+#[derive(Clone, Copy, Debug)]
+pub struct ConceptInput<'a> {
+    pub centroid: &'a [f32],
+    pub label: &'a str,
+}
+
+/// Bytes appended to one file past its committed end, flushed in large writes.
+struct Appender {
+    role: Role,
+    start: u64,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+const FLUSH_AT: usize = 8 << 20;
+
+impl Appender {
+    fn new(role: Role, start: u64) -> Self {
+        Appender {
+            role,
+            start,
+            written: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.written + self.buf.len() as u64
+    }
+
+    fn flush(&mut self, w: &Writer) -> Result<()> {
+        if !self.buf.is_empty() {
+            w.handle(self.role)?
+                .write_at(self.start + self.written, &self.buf)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn touched(&self) -> bool {
+        self.written > 0 || !self.buf.is_empty()
+    }
+}
+
+/// The single write transaction. Nothing it does is visible to readers, or durable,
+/// before [`WriteTxn::commit`] returns; dropping it discards everything.
+pub struct WriteTxn<'db> {
+    db: &'db Engram,
+    w: MutexGuard<'db, Writer>,
+    base: Arc<Version>,
+    state: VersionState,
+    episodes: Appender,
+    concepts: Appender,
+    episode_table: Appender,
+    concept_table: Appender,
+    heap: Appender,
+    new_bindings: Vec<Binding>,
+    deleted_episodes: HashSet<u64>,
+    deleted_concepts: HashSet<u64>,
+    deleted_bindings: HashSet<u64>,
+    episode_heads: HashMap<u64, u64>,
+    concept_bind_heads: HashMap<u64, u64>,
+    concept_heads: HashMap<u64, u64>,
+    concept_labels: HashMap<u64, Blob>,
+    new_keys: HashMap<Vec<u8>, u64>,
+}
+
+impl<'db> WriteTxn<'db> {
+    pub(crate) fn new(db: &'db Engram, w: MutexGuard<'db, Writer>, base: Arc<Version>) -> Self {
+        let s = base.state;
+        let ep_stride = base.info.episode_layout.stride as u64;
+        let con_stride = base.info.concept_layout.stride as u64;
+        WriteTxn {
+            db,
+            w,
+            state: VersionState {
+                txn: s.txn + 1,
+                ..s
+            },
+            episodes: Appender::new(Role::Episodes, s.episode_slots * ep_stride),
+            concepts: Appender::new(Role::Concepts, s.concept_slots * con_stride),
+            episode_table: Appender::new(Role::EpisodeTable, s.episode_ids * table::ENTRY),
+            concept_table: Appender::new(Role::ConceptTable, s.concept_ids * table::ENTRY),
+            heap: Appender::new(Role::Heap, s.heap_len),
+            base,
+            new_bindings: Vec::new(),
+            deleted_episodes: HashSet::new(),
+            deleted_concepts: HashSet::new(),
+            deleted_bindings: HashSet::new(),
+            episode_heads: HashMap::new(),
+            concept_bind_heads: HashMap::new(),
+            concept_heads: HashMap::new(),
+            concept_labels: HashMap::new(),
+            new_keys: HashMap::new(),
+        }
+    }
+
+    fn dim(&self) -> usize {
+        self.base.info.manifest.dimension
+    }
+
+    fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<()> {
+        if v.len() != self.dim() {
+            return Err(Error::DimensionMismatch {
+                expected: self.dim(),
+                found: v.len(),
+            });
+        }
+        match v.iter().position(|x| !x.is_finite()) {
+            Some(index) => Err(Error::NonFinite {
+                what,
+                index,
+                value: v[index],
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn push_blob(&mut self, bytes: &[u8]) -> Blob {
+        let blob = Blob {
+            off: self.heap.end(),
+            len: bytes.len() as u32,
+            crc: crc32c::crc32c(bytes),
+        };
+        self.heap.buf.extend_from_slice(bytes);
+        blob
+    }
+
+    fn flush_if_large(&mut self) -> Result<()> {
+        for a in [
+            &mut self.episodes,
+            &mut self.concepts,
+            &mut self.heap,
+            &mut self.episode_table,
+            &mut self.concept_table,
+        ] {
+            if a.buf.len() >= FLUSH_AT {
+                let r = a.flush(&self.w);
+                if r.is_err() {
+                    self.w.poisoned = true;
+                }
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores an episode and returns its id. With a key that is already live, returns the
+    /// existing episode's id and stores nothing.
+    pub fn insert_episode(&mut self, input: &EpisodeInput<'_>) -> Result<u64> {
+        self.check_vector("embedding", input.embedding)?;
+        if input.payload.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
+        }
+        let mut key_blob = Blob::default();
+        let mut key_hash = 0;
+        if let Some(key) = input.key {
+            if key.is_empty() || key.len() > u32::MAX as usize {
+                return Err(Error::InvalidArgument("keys are 1 byte to 4 GiB long".into()));
+            }
+            if let Some(&id) = self.new_keys.get(key) {
+                return Ok(id);
+            }
+            if let Some(id) = self.base.find_key(key)?
+                && !self.deleted_episodes.contains(&id)
+            {
+                return Ok(id);
+            }
+            key_blob = self.push_blob(key);
+            key_hash = records::key_hash(key);
+        }
+        let payload = self.push_blob(input.payload);
+        let id = self.state.episode_ids;
+        let slot = self.state.episode_slots;
+        let archive = records::serialize(&EpisodeRecord {
+            embedding: input.embedding,
+            id,
+            agent: input.agent,
+            timestamp: input.timestamp,
+            payload,
+            key: key_blob,
+            key_hash,
+        });
+        self.base
+            .info
+            .episode_layout
+            .push_slot(&archive, &mut self.episodes.buf);
+        self.episode_table
+            .buf
+            .extend_from_slice(&table::entry(slot, 0, NONE));
+        if let Some(key) = input.key {
+            self.new_keys.insert(key.to_vec(), id);
+        }
+        self.state.episode_ids += 1;
+        self.state.episode_slots += 1;
+        self.state.live_episodes += 1;
+        self.flush_if_large()?;
+        Ok(id)
+    }
+
+    /// Stores a concept and returns its id.
+    pub fn insert_concept(&mut self, input: &ConceptInput<'_>) -> Result<u64> {
+        self.check_vector("centroid", input.centroid)?;
+        let id = self.state.concept_ids;
+        let label = self.push_blob(input.label.as_bytes());
+        let slot = self.push_concept_version(id, input.centroid, label, NONE);
+        self.concept_table
+            .buf
+            .extend_from_slice(&table::entry(slot, 0, NONE));
+        self.state.concept_ids += 1;
+        self.state.live_concepts += 1;
+        self.flush_if_large()?;
+        Ok(id)
+    }
+
+    fn push_concept_version(&mut self, id: u64, centroid: &[f32], label: Blob, prev: u64) -> u64 {
+        let slot = self.state.concept_slots;
+        let archive = records::serialize(&ConceptRecord {
+            centroid,
+            id,
+            created_txn: self.state.txn,
+            prev_slot: prev,
+            label,
+        });
+        self.base
+            .info
+            .concept_layout
+            .push_slot(&archive, &mut self.concepts.buf);
+        self.state.concept_slots += 1;
+        self.concept_labels.insert(id, label);
+        slot
+    }
+
+    /// Replaces a concept's centroid, and its label when given. Readers of older
+    /// snapshots keep seeing the old version.
+    pub fn update_concept(&mut self, id: u64, centroid: &[f32], label: Option<&str>) -> Result<()> {
+        self.check_vector("centroid", centroid)?;
+        let head = self.concept_head(id)?;
+        let label = match label {
+            Some(l) => self.push_blob(l.as_bytes()),
+            None => match self.concept_labels.get(&id) {
+                Some(b) => *b,
+                None => {
+                    let rec = self.base.concept_at(id, head)?;
+                    Blob {
+                        off: rec.label.off.to_native(),
+                        len: rec.label.len.to_native(),
+                        crc: rec.label.crc.to_native(),
+                    }
+                }
+            },
+        };
+        let slot = self.push_concept_version(id, centroid, label, head);
+        self.concept_heads.insert(id, slot);
+        self.flush_if_large()
+    }
+
+    fn episode_live(&self, id: u64) -> Result<bool> {
+        if self.deleted_episodes.contains(&id) {
+            return Ok(false);
+        }
+        if id < self.base.state.episode_ids {
+            return Ok(self.base.episode_entry(id)?.is_some());
+        }
+        Ok(id < self.state.episode_ids)
+    }
+
+    fn concept_live(&self, id: u64) -> Result<bool> {
+        if self.deleted_concepts.contains(&id) {
+            return Ok(false);
+        }
+        if id < self.base.state.concept_ids {
+            return Ok(self.base.concept_entry(id)?.is_some());
+        }
+        Ok(id < self.state.concept_ids)
+    }
+
+    fn require_episode(&self, id: u64) -> Result<()> {
+        match self.episode_live(id)? {
+            true => Ok(()),
+            false => Err(Error::NotFound { kind: "episode", id }),
+        }
+    }
+
+    fn require_concept(&self, id: u64) -> Result<()> {
+        match self.concept_live(id)? {
+            true => Ok(()),
+            false => Err(Error::NotFound { kind: "concept", id }),
+        }
+    }
+
+    /// Newest slot of a live concept, as this transaction sees it.
+    fn concept_head(&self, id: u64) -> Result<u64> {
+        self.require_concept(id)?;
+        if let Some(&s) = self.concept_heads.get(&id) {
+            return Ok(s);
+        }
+        if id < self.base.state.concept_ids {
+            return Ok(self.base.entry(Role::ConceptTable, id)?.slot);
+        }
+        // Created in this transaction and not updated since: its first slot.
+        let first = self.concept_table.buf[((id - self.base.state.concept_ids) * table::ENTRY)
+            as usize..][..8]
+            .try_into()
+            .expect("8 bytes");
+        Ok(u64::from_le_bytes(first))
+    }
+
+    fn bind_head(&self, role: Role, id: u64) -> Result<u64> {
+        let (map, committed_ids) = match role {
+            Role::EpisodeTable => (&self.episode_heads, self.base.state.episode_ids),
+            _ => (&self.concept_bind_heads, self.base.state.concept_ids),
+        };
+        if let Some(&h) = map.get(&id) {
+            return Ok(h);
+        }
+        if id < committed_ids {
+            return Ok(self.base.entry(role, id)?.bind_head);
+        }
+        Ok(NONE)
+    }
+
+    fn binding(&self, index: u64) -> Result<Binding> {
+        match index.checked_sub(self.base.state.bindings) {
+            Some(i) => Ok(self.new_bindings[i as usize]),
+            None => self.base.binding(index),
+        }
+    }
+
+    /// Live bindings along one list as this transaction sees them.
+    fn live_bindings(&self, head: u64, by_episode: bool) -> Result<Vec<(u64, Binding)>> {
+        let mut out = Vec::new();
+        let mut at = head;
+        while at != NONE {
+            let b = self.binding(at)?;
+            let committed_dead =
+                at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
+            if !committed_dead && !self.deleted_bindings.contains(&at) {
+                out.push((at, b));
+            }
+            let next = if by_episode {
+                b.next_by_episode
+            } else {
+                b.next_by_concept
+            };
+            if next != NONE && next >= at {
+                return Err(Error::corrupt(
+                    self.base.file(Role::Bindings)?.map.path(),
+                    at * records::binding::SIZE,
+                    "binding list does not descend",
+                ));
+            }
+            at = next;
+        }
+        Ok(out)
+    }
+
+    fn delete_binding(&mut self, index: u64) {
+        if self.deleted_bindings.insert(index) {
+            self.state.live_bindings -= 1;
+        }
+    }
+
+    /// Binds an episode to a concept with a strength; binding an already bound pair
+    /// replaces its strength.
+    pub fn bind(&mut self, episode: u64, concept: u64, strength: f32) -> Result<()> {
+        if !strength.is_finite() {
+            return Err(Error::NonFinite {
+                what: "binding strength",
+                index: 0,
+                value: strength,
+            });
+        }
+        self.require_episode(episode)?;
+        self.require_concept(concept)?;
+        let head_e = self.bind_head(Role::EpisodeTable, episode)?;
+        let head_c = self.bind_head(Role::ConceptTable, concept)?;
+        if let Some((at, _)) = self
+            .live_bindings(head_e, true)?
+            .into_iter()
+            .find(|(_, b)| b.concept == concept)
+        {
+            self.delete_binding(at);
+        }
+        let index = self.state.bindings;
+        self.new_bindings.push(Binding {
+            episode,
+            concept,
+            created_txn: self.state.txn,
+            next_by_episode: head_e,
+            next_by_concept: head_c,
+            strength,
+        });
+        self.episode_heads.insert(episode, index);
+        self.concept_bind_heads.insert(concept, index);
+        self.state.bindings += 1;
+        self.state.live_bindings += 1;
+        Ok(())
+    }
+
+    /// Removes the binding of a pair; `NotFound` if they are not bound.
+    pub fn unbind(&mut self, episode: u64, concept: u64) -> Result<()> {
+        self.require_episode(episode)?;
+        let head = self.bind_head(Role::EpisodeTable, episode)?;
+        let found = self
+            .live_bindings(head, true)?
+            .into_iter()
+            .find(|(_, b)| b.concept == concept);
+        match found {
+            Some((at, _)) => {
+                self.delete_binding(at);
+                Ok(())
+            }
+            None => Err(Error::NotFound {
+                kind: "binding to concept",
+                id: concept,
+            }),
+        }
+    }
+
+    /// Deletes an episode and its bindings.
+    pub fn delete_episode(&mut self, id: u64) -> Result<()> {
+        self.require_episode(id)?;
+        let head = self.bind_head(Role::EpisodeTable, id)?;
+        for (at, _) in self.live_bindings(head, true)? {
+            self.delete_binding(at);
+        }
+        self.new_keys.retain(|_, v| *v != id);
+        self.deleted_episodes.insert(id);
+        self.state.live_episodes -= 1;
+        Ok(())
+    }
+
+    /// Deletes a concept and its bindings.
+    pub fn delete_concept(&mut self, id: u64) -> Result<()> {
+        self.require_concept(id)?;
+        let head = self.bind_head(Role::ConceptTable, id)?;
+        for (at, _) in self.live_bindings(head, false)? {
+            self.delete_binding(at);
+        }
+        self.deleted_concepts.insert(id);
+        self.state.live_concepts -= 1;
+        Ok(())
+    }
+
+    /// Live bindings of an episode as this transaction sees them (its own changes included).
+    pub fn episode_fan_count(&self, id: u64) -> Result<usize> {
+        self.require_episode(id)?;
+        Ok(self
+            .live_bindings(self.bind_head(Role::EpisodeTable, id)?, true)?
+            .len())
+    }
+
+    /// Live bindings of a concept as this transaction sees them.
+    pub fn concept_fan_count(&self, id: u64) -> Result<usize> {
+        self.require_concept(id)?;
+        Ok(self
+            .live_bindings(self.bind_head(Role::ConceptTable, id)?, false)?
+            .len())
+    }
+
+    fn redo_ops(&self) -> Vec<Op> {
+        let mut ops: Vec<Op> = Vec::new();
+        ops.extend(self.deleted_episodes.iter().map(|&id| Op::EpisodeDeleted(id)));
+        ops.extend(self.deleted_concepts.iter().map(|&id| Op::ConceptDeleted(id)));
+        ops.extend(self.deleted_bindings.iter().map(|&r| Op::BindingDeleted(r)));
+        ops.extend(
+            self.episode_heads
+                .iter()
+                .map(|(&id, &record)| Op::EpisodeBindHead { id, record }),
+        );
+        ops.extend(
+            self.concept_bind_heads
+                .iter()
+                .map(|(&id, &record)| Op::ConceptBindHead { id, record }),
+        );
+        ops.extend(
+            self.concept_heads
+                .iter()
+                .map(|(&id, &slot)| Op::ConceptHead { id, slot }),
+        );
+        ops
+    }
+
+    /// Makes every change durable and visible, atomically. When this returns `Ok`, the
+    /// transaction survives a crash or power loss; on `Err` it is absent after recovery
+    /// and the handle refuses further writes until reopened.
+    pub fn commit(mut self) -> Result<()> {
+        let result = self.commit_inner();
+        if result.is_err() {
+            self.w.poisoned = true;
+        }
+        result
+    }
+
+    fn commit_inner(&mut self) -> Result<()> {
+        let mut ops = self.redo_ops();
+        let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
+        for b in &self.new_bindings {
+            bindings.extend_from_slice(&b.encode());
+        }
+        let bind_start = self.base.state.bindings * records::binding::SIZE;
+        let mut written = [false; 7];
+        if !bindings.is_empty() {
+            self.w.handle(Role::Bindings)?.write_at(bind_start, &bindings)?;
+            written[Role::Bindings as usize] = true;
+        }
+        for a in [
+            &mut self.episodes,
+            &mut self.concepts,
+            &mut self.episode_table,
+            &mut self.concept_table,
+            &mut self.heap,
+        ] {
+            a.flush(&self.w)?;
+            written[a.role as usize] |= a.touched();
+        }
+        self.state.heap_len = self.heap.end();
+        let live_keys: Vec<(u64, u64)> = self
+            .new_keys
+            .iter()
+            .map(|(k, &id)| (records::key_hash(k), id))
+            .collect();
+        let mut retired = None;
+        if !live_keys.is_empty() {
+            let needed = self.state.key_count + live_keys.len() as u64;
+            if needed * 2 > self.state.key_cells {
+                retired = self.rebuild_keys(&live_keys)?;
+            } else {
+                ops.extend(live_keys.iter().map(|&(hash, id)| Op::KeyInsert { hash, id }));
+                self.state.key_count = needed;
+            }
+        }
+        self.w.commit(self.db, &self.state, &ops, written, retired)
+    }
+
+    /// Writes a fresh, larger key index holding every live key plus the new ones.
+    fn rebuild_keys(&mut self, new: &[(u64, u64)]) -> Result<Option<u64>> {
+        let mut entries: Vec<(u64, u64)> = Vec::new();
+        if self.state.key_cells > 0 {
+            let map = &self.base.file(Role::Keys)?.map;
+            for cell in 0..self.state.key_cells {
+                let hash = map.atomic_u64(cell * 16)?.load(std::sync::atomic::Ordering::Acquire);
+                let id = map.atomic_u64(cell * 16 + 8)?.load(std::sync::atomic::Ordering::Acquire);
+                if hash != 0 && self.episode_live(id)? {
+                    entries.push((hash, id));
+                }
+            }
+        }
+        entries.extend_from_slice(new);
+        let cells = (entries.len() as u64 * 4).next_power_of_two().max(1024);
+        let number = self.w.next_file_number();
+        let old = self.state.files.keys;
+        self.w.create_keys_file(number, &crate::store::keys::build(&entries, cells))?;
+        self.state.files.keys = number;
+        self.state.key_cells = cells;
+        self.state.key_count = entries.len() as u64;
+        Ok((old != 0).then_some(old))
+    }
+}
