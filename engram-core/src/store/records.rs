@@ -109,7 +109,7 @@ impl SlotLayout {
 
     /// The validated archive bytes of slot `index`.
     pub(crate) fn archive<'m>(&self, map: &'m Mapping, index: u64) -> Result<&'m [u8]> {
-        let off = index * self.stride as u64;
+        let off = index.saturating_mul(self.stride as u64);
         let slot = map.bytes(off, self.archive_len + 4)?;
         let (archive, crc) = slot.split_at(self.archive_len);
         let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
@@ -213,7 +213,7 @@ pub(crate) mod binding {
 
         /// Reads and checks the immutable part of record `index`.
         pub(crate) fn read(map: &Mapping, index: u64) -> Result<Binding> {
-            let off = index * SIZE;
+            let off = index.saturating_mul(SIZE);
             let b = map.bytes(off, 48)?;
             let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
             let crc = u32::from_le_bytes(b[44..48].try_into().expect("4 bytes"));

@@ -150,7 +150,7 @@ impl Version {
         loop {
             if slot < self.state.concept_slots {
                 let archive = layout.archive(&file.map, slot)?;
-                let rec = records::concept_view(&file.map, slot * layout.stride as u64, archive)?;
+                let rec = records::concept_view(&file.map, slot * layout.stride as u64, archive)?; // slot < committed: no overflow
                 if rec.created_txn.to_native() <= self.state.txn {
                     return check_id(rec, id, &file.map, slot);
                 }
@@ -158,8 +158,8 @@ impl Version {
                 continue;
             }
             // A version newer than this snapshot: read its back pointer through a fresh map.
-            let off = slot * layout.stride as u64;
-            slot = file.with(off + layout.stride as u64, |map| {
+            let off = slot.saturating_mul(layout.stride as u64);
+            slot = file.with(off.saturating_add(layout.stride as u64), |map| {
                 let rec = records::concept_view(map, off, layout.archive(map, slot)?)?;
                 next_older(rec.prev_slot.to_native(), slot, map)
             })?;
@@ -168,14 +168,16 @@ impl Version {
 
     pub(crate) fn binding(&self, index: u64) -> Result<Binding> {
         let file = self.file(Role::Bindings)?;
-        let off = index * records::binding::SIZE;
-        file.with(off + records::binding::SIZE, |map| Binding::read(map, index))
+        let off = index.saturating_mul(records::binding::SIZE);
+        file.with(off.saturating_add(records::binding::SIZE), |map| Binding::read(map, index))
     }
 
     pub(crate) fn binding_deleted_txn(&self, index: u64) -> Result<u64> {
         let file = self.file(Role::Bindings)?;
-        let off = index * records::binding::SIZE + records::binding::DELETED_TXN;
-        file.with(off + 8, |map| Ok(map.atomic_u64(off)?.load(Ordering::Acquire)))
+        let off = index
+            .saturating_mul(records::binding::SIZE)
+            .saturating_add(records::binding::DELETED_TXN);
+        file.with(off.saturating_add(8), |map| Ok(map.atomic_u64(off)?.load(Ordering::Acquire)))
     }
 
     /// Live bindings reachable from `head` along one of the two lists, newest first.
@@ -194,7 +196,7 @@ impl Version {
             };
             if next != NONE && next >= at {
                 let path = self.file(Role::Bindings)?.map.path().to_path_buf();
-                return Err(Error::corrupt(path, at * 64, "binding list does not descend"));
+                return Err(Error::corrupt(path, at.saturating_mul(64), "binding list does not descend"));
             }
             at = next;
         }

@@ -1,0 +1,188 @@
+//! Crash consistency: a child process commits batches and acknowledges each on stdout; the
+//! parent SIGKILLs it at random moments (during commits and compactions), reopens, and
+//! checks that every acknowledged batch is there, whole, and no partial batch is visible.
+//! `ENGRAM_CRASH_KILLS=N` runs N kills (default 60).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engram_core::{ConceptInput, Engram, EpisodeInput, Options};
+
+const DIM: usize = 64;
+const BATCH: u64 = 100;
+
+fn opts() -> Options {
+    Options {
+        dimension: Some(DIM),
+        ..Options::default()
+    }
+}
+
+fn vector(batch: u64, i: u64) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|d| ((batch * 1_000 + i * 13 + d) % 101) as f32 / 101.0)
+        .collect()
+}
+
+fn key(batch: u64, i: u64) -> String {
+    format!("b{batch}-{i}")
+}
+
+/// Checks the database; returns the number of complete batches (the next to write).
+/// Batch n also deletes episode 0 of batch n - 3, in the same commit.
+fn verify(dir: &std::path::Path) -> u64 {
+    let db = Engram::open(dir, opts()).expect("reopen after kill");
+    let snap = db.begin_read().unwrap();
+    let present = |b: u64| snap.episode_by_key(key(b, 1).as_bytes()).unwrap().is_some();
+    let mut batch = 0;
+    while present(batch) {
+        let label = format!("batch {batch}");
+        let deleted_by_later = present(batch + 3);
+        let mut concept = None;
+        for i in 0..BATCH {
+            let ep = snap.episode_by_key(key(batch, i).as_bytes()).unwrap();
+            if i == 0 && deleted_by_later {
+                assert!(ep.is_none(), "delete committed with batch {} is missing", batch + 3);
+                continue;
+            }
+            let ep = ep.unwrap_or_else(|| panic!("batch {batch} is partial: episode {i} missing"));
+            assert_eq!(ep.embedding(), vector(batch, i).as_slice());
+            assert_eq!(ep.payload().unwrap(), label.as_bytes());
+            let b = snap.bindings_of_episode(ep.id()).unwrap();
+            assert_eq!(b.len(), 1, "batch {batch} episode {i} bindings");
+            concept = Some(b[0].concept);
+        }
+        let c = concept.unwrap();
+        assert_eq!(snap.concept(c).unwrap().unwrap().label().unwrap(), label);
+        let fan = BATCH as usize - usize::from(deleted_by_later);
+        assert_eq!(snap.concept_fan_count(c).unwrap(), fan, "batch {batch} fan count");
+        batch += 1;
+    }
+    for later in batch..batch + 3 {
+        for i in 0..BATCH {
+            assert!(
+                snap.episode_by_key(key(later, i).as_bytes()).unwrap().is_none(),
+                "batch {later} partially visible"
+            );
+        }
+    }
+    batch
+}
+
+/// The child: writes batches forever from `ENGRAM_CRASH_START`, printing `ACK n` after each
+/// commit returns. Does nothing in a normal test run.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("ENGRAM_CRASH_CHILD") else {
+        return;
+    };
+    let mut batch: u64 = std::env::var("ENGRAM_CRASH_START").unwrap().parse().unwrap();
+    let db = Engram::open(&dir, opts()).unwrap();
+    loop {
+        let label = format!("batch {batch}");
+        let mut tx = db.begin_write().unwrap();
+        let c = tx
+            .insert_concept(&ConceptInput {
+                centroid: &vector(batch, 0),
+                label: &label,
+            })
+            .unwrap();
+        for i in 0..BATCH {
+            let v = vector(batch, i);
+            let k = key(batch, i);
+            let e = tx
+                .insert_episode(&EpisodeInput {
+                    agent: batch,
+                    timestamp: batch as i64,
+                    embedding: &v,
+                    payload: label.as_bytes(),
+                    key: Some(k.as_bytes()),
+                })
+                .unwrap();
+            tx.bind(e, c, 0.5).unwrap();
+        }
+        if batch >= 3 {
+            let snap = db.begin_read().unwrap();
+            if let Some(old) = snap.episode_by_key(key(batch - 3, 0).as_bytes()).unwrap() {
+                let id = old.id();
+                drop(snap);
+                tx.delete_episode(id).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        println!("ACK {batch}");
+        if batch % 7 == 6 {
+            db.compact().unwrap();
+            println!("COMPACTED {batch}");
+        }
+        batch += 1;
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
+    let kills: usize = std::env::var("ENGRAM_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    drop(Engram::open(&dir, opts()).unwrap());
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("crash test seed {seed}");
+    let mut acked_total = 0;
+    for kill in 0..kills {
+        let start = verify(&dir);
+        assert!(start >= acked_total, "kill {kill}: acked {acked_total} batches, found {start}");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env("ENGRAM_CRASH_CHILD", &dir)
+            .env("ENGRAM_CRASH_START", start.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the child to be writing, then kill it after a random delay.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("ACK ") {
+                    let _ = tx.send(n.parse::<u64>().unwrap());
+                }
+            }
+        });
+        let delay = Duration::from_micros(xorshift(&mut seed) % 60_000);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut acked = None;
+        // First ack proves the child is past open; then a random delay.
+        while acked.is_none() && Instant::now() < deadline {
+            if let Ok(n) = rx.recv_timeout(Duration::from_millis(50)) {
+                acked = Some(n);
+            }
+        }
+        std::thread::sleep(delay);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acked = rx.try_iter().last().or(acked);
+        if let Some(n) = acked {
+            acked_total = n + 1;
+        }
+    }
+    let end = verify(&dir);
+    assert!(end >= acked_total);
+    eprintln!("{kills} kills survived; {end} batches present, {acked_total} acknowledged");
+}

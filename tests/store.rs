@@ -1,0 +1,348 @@
+//! Round trips, snapshots, updates and deletes, bad input: the store as a user drives it.
+
+use engram_core::{ConceptInput, Engram, EpisodeInput, Error, Options};
+
+const DIM: usize = 16;
+
+fn opts() -> Options {
+    Options {
+        dimension: Some(DIM),
+        ..Options::default()
+    }
+}
+
+fn vector(seed: u64) -> Vec<f32> {
+    (0..DIM)
+        .map(|i| ((seed * 31 + i as u64 * 7) % 97) as f32 / 97.0 - 0.5)
+        .collect()
+}
+
+fn episode<'a>(v: &'a [f32], payload: &'a [u8], key: Option<&'a [u8]>) -> EpisodeInput<'a> {
+    EpisodeInput {
+        agent: 7,
+        timestamp: 1_700_000_000,
+        embedding: v,
+        payload,
+        key,
+    }
+}
+
+#[test]
+fn committed_data_round_trips_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (e, c);
+    {
+        let db = Engram::open(&path, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let v = vector(1);
+        e = tx.insert_episode(&episode(&v, b"tides", None)).unwrap();
+        c = tx
+            .insert_concept(&ConceptInput {
+                centroid: &vector(2),
+                label: "sea",
+            })
+            .unwrap();
+        tx.bind(e, c, 0.83).unwrap();
+        tx.commit().unwrap();
+    }
+    let db = Engram::open(&path, opts()).unwrap();
+    let snap = db.begin_read().unwrap();
+    let ep = snap.episode(e).unwrap().unwrap();
+    assert_eq!(ep.embedding(), vector(1).as_slice());
+    assert_eq!(ep.payload().unwrap(), b"tides");
+    assert_eq!((ep.agent(), ep.timestamp()), (7, 1_700_000_000));
+    let con = snap.concept(c).unwrap().unwrap();
+    assert_eq!(con.centroid(), vector(2).as_slice());
+    assert_eq!(con.label().unwrap(), "sea");
+    let b = snap.bindings_of_episode(e).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].concept, b[0].strength), (c, 0.83));
+    assert_eq!(snap.bindings_of_concept(c).unwrap()[0].episode, e);
+    assert_eq!(snap.concept_fan_count(c).unwrap(), 1);
+}
+
+#[test]
+fn embeddings_are_borrowed_from_the_map_and_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..10 {
+        tx.insert_episode(&episode(&vector(i), b"", None)).unwrap();
+    }
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    let a = snap.episode(3).unwrap().unwrap().embedding().as_ptr() as usize;
+    let b = snap.episode(4).unwrap().unwrap().embedding().as_ptr() as usize;
+    assert_eq!(a % 64, 0, "slots are 64-byte aligned");
+    assert_eq!((b - a) % 64, 0, "fixed stride, a multiple of 64 bytes");
+    assert_eq!(b - a, 192, "64 B of floats + 72 B of fields + crc, padded");
+}
+
+#[test]
+fn uncommitted_writes_are_invisible_and_dropped_transactions_vanish() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    {
+        let mut tx = db.begin_write().unwrap();
+        tx.insert_episode(&episode(&vector(1), b"gone", None)).unwrap();
+        assert_eq!(db.begin_read().unwrap().episode_count(), 0);
+    } // dropped: aborted
+    let mut tx = db.begin_write().unwrap();
+    let id = tx.insert_episode(&episode(&vector(2), b"kept", None)).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(id, 0, "ids of an aborted transaction are reused");
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode(0).unwrap().unwrap().payload().unwrap(), b"kept");
+    assert_eq!(snap.episode_count(), 1);
+}
+
+#[test]
+fn snapshots_keep_their_version_through_updates_deletes_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let e = tx.insert_episode(&episode(&vector(1), b"one", None)).unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(10),
+            label: "old",
+        })
+        .unwrap();
+    tx.bind(e, c, 0.5).unwrap();
+    tx.commit().unwrap();
+    let old = db.begin_read().unwrap();
+
+    let mut tx = db.begin_write().unwrap();
+    tx.update_concept(c, &vector(11), Some("new")).unwrap();
+    tx.bind(e, c, 0.9).unwrap(); // replaces the strength
+    tx.commit().unwrap();
+    let mid = db.begin_read().unwrap();
+
+    let mut tx = db.begin_write().unwrap();
+    tx.delete_episode(e).unwrap();
+    tx.commit().unwrap();
+    db.compact().unwrap();
+    let new = db.begin_read().unwrap();
+
+    assert_eq!(old.concept(c).unwrap().unwrap().label().unwrap(), "old");
+    assert_eq!(old.concept(c).unwrap().unwrap().centroid(), vector(10).as_slice());
+    assert_eq!(old.bindings_of_concept(c).unwrap()[0].strength, 0.5);
+    assert_eq!(old.episode(e).unwrap().unwrap().payload().unwrap(), b"one");
+    assert_eq!(mid.concept(c).unwrap().unwrap().label().unwrap(), "new");
+    assert_eq!(mid.bindings_of_concept(c).unwrap().len(), 1);
+    assert_eq!(mid.bindings_of_concept(c).unwrap()[0].strength, 0.9);
+    assert!(new.episode(e).unwrap().is_none());
+    assert_eq!(new.concept_fan_count(c).unwrap(), 0);
+    assert_eq!(new.concept(c).unwrap().unwrap().label().unwrap(), "new");
+    drop(db);
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(e).unwrap().is_none());
+    assert_eq!(snap.concept(c).unwrap().unwrap().centroid(), vector(11).as_slice());
+}
+
+#[test]
+fn compaction_reclaims_disk_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..20_000 {
+        tx.insert_episode(&episode(&vector(i), &[7u8; 200], None)).unwrap();
+    }
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..19_000 {
+        tx.delete_episode(i).unwrap();
+    }
+    tx.commit().unwrap();
+    let size = |p: &std::path::Path| -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let before = size(dir.path());
+    db.compact().unwrap();
+    let after = size(dir.path());
+    assert!(after * 4 < before, "compaction kept {after} of {before} bytes");
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode_count(), 1_000);
+    assert_eq!(
+        snap.episode(19_500).unwrap().unwrap().embedding(),
+        vector(19_500).as_slice()
+    );
+}
+
+#[test]
+fn keys_make_inserts_idempotent_and_survive_growth_delete_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let mut tx = db.begin_write().unwrap();
+        for i in 0..1_500u64 {
+            let key = format!("k{}", round * 1_500 + i);
+            let id = tx
+                .insert_episode(&episode(&vector(i), b"p", Some(key.as_bytes())))
+                .unwrap();
+            assert_eq!(
+                tx.insert_episode(&episode(&vector(i), b"p", Some(key.as_bytes())))
+                    .unwrap(),
+                id,
+                "same key in one transaction"
+            );
+            ids.push(id);
+        }
+        tx.commit().unwrap();
+    }
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(tx.insert_episode(&episode(&vector(0), b"p", Some(b"k42"))).unwrap(), ids[42]);
+    tx.delete_episode(ids[42]).unwrap();
+    let fresh = tx.insert_episode(&episode(&vector(0), b"q", Some(b"k42"))).unwrap();
+    assert_ne!(fresh, ids[42], "a deleted key can be used again");
+    tx.commit().unwrap();
+    db.compact().unwrap();
+    drop(db);
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode_by_key(b"k42").unwrap().unwrap().id(), fresh);
+    assert_eq!(snap.episode_by_key(b"k4000").unwrap().unwrap().id(), ids[4000]);
+    assert!(snap.episode_by_key(b"nope").unwrap().is_none());
+    assert_eq!(
+        snap.episode(ids[7]).unwrap().unwrap().key().unwrap(),
+        Some(&b"k7"[..])
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let err = tx.insert_episode(&episode(&[1.0; 3], b"", None)).unwrap_err();
+    assert!(matches!(err, Error::DimensionMismatch { expected: 16, found: 3 }), "{err}");
+    let mut nan = vector(1);
+    nan[5] = f32::NAN;
+    let err = tx.insert_episode(&episode(&nan, b"", None)).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { index: 5, .. }), "{err}");
+    let mut inf = vector(1);
+    inf[0] = f32::INFINITY;
+    assert!(matches!(
+        tx.insert_concept(&ConceptInput { centroid: &inf, label: "x" }),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(tx.bind(5, 0, 1.0), Err(Error::NotFound { kind: "episode", id: 5 })));
+    let e = tx.insert_episode(&episode(&vector(1), b"", None)).unwrap();
+    assert!(matches!(tx.bind(e, 9, 1.0), Err(Error::NotFound { kind: "concept", .. })));
+    assert!(matches!(tx.delete_episode(99), Err(Error::NotFound { .. })));
+    assert!(matches!(tx.update_concept(3, &vector(1), None), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        tx.insert_episode(&episode(&vector(1), b"", Some(b""))),
+        Err(Error::InvalidArgument(_))
+    ));
+    let c = tx.insert_concept(&ConceptInput { centroid: &vector(1), label: "c" }).unwrap();
+    assert!(matches!(tx.bind(e, c, f32::NAN), Err(Error::NonFinite { .. })));
+    assert!(matches!(tx.unbind(e, c), Err(Error::NotFound { .. })));
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(12345).unwrap().is_none());
+    assert!(matches!(snap.bindings_of_concept(77), Err(Error::NotFound { .. })));
+    // A second writer, in this process.
+    assert!(matches!(Engram::open(dir.path(), opts()), Err(Error::Locked { .. })));
+    drop(db);
+    // Wrong dimension or model on reopen, both values named.
+    let err = Engram::open(dir.path(), Options { dimension: Some(768), ..opts() }).err().unwrap();
+    assert!(err.to_string().contains("16") && err.to_string().contains("768"), "{err}");
+    let err = Engram::open(
+        dir.path(),
+        Options {
+            model: Some("all-mpnet-base-v2".into()),
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+}
+
+#[test]
+fn foreign_directories_and_newer_formats_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    assert!(matches!(Engram::open(dir.path(), opts()), Err(Error::NotADatabase { .. })));
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    assert!(matches!(Engram::open(&file, opts()), Err(Error::NotADatabase { .. })));
+
+    let db_dir = dir.path().join("db");
+    drop(Engram::open(&db_dir, opts()).unwrap());
+    let manifest = db_dir.join("MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[8] = 99; // format version
+    std::fs::write(&manifest, &bytes).unwrap();
+    let err = Engram::open(&db_dir, opts()).err().unwrap();
+    assert!(matches!(err, Error::FormatVersion { found: 99, supported: 1 }), "{err}");
+
+    let ro = Options { read_only: true, ..opts() };
+    assert!(matches!(
+        Engram::open(dir.path().join("missing"), ro),
+        Err(Error::NotADatabase { .. })
+    ));
+}
+
+#[test]
+fn read_only_handles_see_commits_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let ro = Engram::open(dir.path(), Options { read_only: true, ..opts() }).unwrap();
+    assert!(matches!(ro.begin_write(), Err(Error::ReadOnly)));
+    assert_eq!(ro.begin_read().unwrap().episode_count(), 0);
+    let mut tx = db.begin_write().unwrap();
+    tx.insert_episode(&episode(&vector(3), b"x", None)).unwrap();
+    tx.commit().unwrap();
+    let snap = ro.begin_read().unwrap();
+    assert_eq!(snap.episode_count(), 1);
+    assert_eq!(snap.episode(0).unwrap().unwrap().embedding(), vector(3).as_slice());
+    db.compact().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.insert_episode(&episode(&vector(4), b"y", None)).unwrap();
+    tx.commit().unwrap();
+    let snap2 = ro.begin_read().unwrap();
+    assert_eq!(snap2.episode_count(), 2);
+    assert_eq!(snap.episode(0).unwrap().unwrap().payload().unwrap(), b"x");
+}
+
+#[test]
+fn backup_is_a_consistent_openable_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..100 {
+        tx.insert_episode(&episode(&vector(i), b"p", Some(format!("k{i}").as_bytes())))
+            .unwrap();
+    }
+    let c = tx.insert_concept(&ConceptInput { centroid: &vector(1), label: "c" }).unwrap();
+    tx.bind(5, c, 0.4).unwrap();
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.delete_episode(6).unwrap();
+    tx.commit().unwrap();
+    db.backup(dir.path().join("copy")).unwrap();
+    let mut tx = db.begin_write().unwrap(); // after the backup: not in it
+    tx.delete_episode(7).unwrap();
+    tx.commit().unwrap();
+    let copy = Engram::open(dir.path().join("copy"), opts()).unwrap();
+    let snap = copy.begin_read().unwrap();
+    assert_eq!(snap.episode_count(), 99);
+    assert!(snap.episode(6).unwrap().is_none());
+    assert!(snap.episode(7).unwrap().is_some());
+    assert_eq!(snap.bindings_of_concept(c).unwrap()[0].episode, 5);
+    assert_eq!(snap.episode_by_key(b"k50").unwrap().unwrap().id(), 50);
+    let mut tx = copy.begin_write().unwrap();
+    tx.insert_episode(&episode(&vector(1), b"", None)).unwrap();
+    tx.commit().unwrap();
+    assert!(db.backup(dir.path().join("copy")).is_err(), "refuses a non-empty destination");
+}
