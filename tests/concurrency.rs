@@ -29,7 +29,11 @@ fn verify(snap: &ReadTxn) -> u64 {
     assert_eq!(ids.len() as u64, snap.episode_count());
     for &id in &ids {
         let ep = snap.episode(id).unwrap().unwrap();
-        assert_eq!(ep.embedding(), vector(id).as_slice(), "snapshot {txn_batches} id {id}");
+        assert_eq!(
+            ep.embedding(),
+            vector(id).as_slice(),
+            "snapshot {txn_batches} id {id}"
+        );
         assert_eq!(ep.payload().unwrap(), &id.to_le_bytes());
     }
     ids.len() as u64
@@ -102,7 +106,14 @@ fn reader_child() {
     let Ok(dir) = std::env::var("ENGRAM_READER_CHILD") else {
         return;
     };
-    let db = Engram::open(&dir, Options { read_only: true, ..opts() }).unwrap();
+    let db = Engram::open(
+        &dir,
+        Options {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
     let mut last_txn = 0;
     let mut seen = 0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -136,5 +147,8 @@ fn a_reader_process_follows_a_writer_process() {
     write_batches(&db, 1, 30, 10);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("READER-OK"), "{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("READER-OK"),
+        "{stdout}"
+    );
 }

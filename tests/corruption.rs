@@ -19,7 +19,10 @@ fn build(dir: &Path) {
     for round in 0..3u64 {
         let mut tx = db.begin_write().unwrap();
         let c = tx
-            .insert_concept(&ConceptInput { centroid: &[round as f32; DIM], label: "c" })
+            .insert_concept(&ConceptInput {
+                centroid: &[round as f32; DIM],
+                label: "c",
+            })
             .unwrap();
         for i in 0..40u64 {
             let v: Vec<f32> = (0..DIM).map(|d| (i * 3 + d as u64) as f32).collect();
@@ -49,13 +52,19 @@ fn read_all(dir: &Path) -> Result<u64, Error> {
     let snap = db.begin_read()?;
     let mut n = 0;
     for id in snap.episode_ids()? {
-        let ep = snap.episode(id)?.ok_or(Error::NotFound { kind: "episode", id })?;
+        let ep = snap.episode(id)?.ok_or(Error::NotFound {
+            kind: "episode",
+            id,
+        })?;
         n += ep.embedding().len() as u64 + ep.payload()?.len() as u64;
         let _ = ep.key()?;
         n += snap.bindings_of_episode(id)?.len() as u64;
     }
     for id in snap.concept_ids()? {
-        let c = snap.concept(id)?.ok_or(Error::NotFound { kind: "concept", id })?;
+        let c = snap.concept(id)?.ok_or(Error::NotFound {
+            kind: "concept",
+            id,
+        })?;
         n += c.label()?.len() as u64 + snap.concept_fan_count(id)? as u64;
     }
     snap.episode_by_key(b"1-7")?;
@@ -108,7 +117,11 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
             let outcome = outcome.unwrap_or_else(|_| panic!("panic: {name} byte {off} flipped"));
             trials += 1;
             match outcome {
-                Err(Error::Corruption { .. } | Error::NotADatabase { .. } | Error::FormatVersion { .. }) => caught += 1,
+                Err(
+                    Error::Corruption { .. }
+                    | Error::NotADatabase { .. }
+                    | Error::FormatVersion { .. },
+                ) => caught += 1,
                 Err(Error::NotFound { .. }) => caught += 1, // a damaged table word hid a node
                 Err(e) => panic!("{name} byte {off}: unexpected error kind {e}"),
                 Ok(_) => {}
@@ -157,7 +170,10 @@ fn truncated_files_give_errors_not_panics() {
         for cut in [0, 1, len / 3, len.saturating_sub(1)] {
             let case = tmp.path().join(format!("t-{name}-{cut}"));
             copy_dir(&good, &case);
-            let f = std::fs::OpenOptions::new().write(true).open(case.join(&name)).unwrap();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(case.join(&name))
+                .unwrap();
             f.set_len(cut.min(len)).unwrap();
             let r = std::panic::catch_unwind(|| read_all(&case))
                 .unwrap_or_else(|_| panic!("panic: {name} truncated to {cut}"));

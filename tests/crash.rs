@@ -43,7 +43,11 @@ fn verify(dir: &std::path::Path) -> u64 {
         for i in 0..BATCH {
             let ep = snap.episode_by_key(key(batch, i).as_bytes()).unwrap();
             if i == 0 && deleted_by_later {
-                assert!(ep.is_none(), "delete committed with batch {} is missing", batch + 3);
+                assert!(
+                    ep.is_none(),
+                    "delete committed with batch {} is missing",
+                    batch + 3
+                );
                 continue;
             }
             let ep = ep.unwrap_or_else(|| panic!("batch {batch} is partial: episode {i} missing"));
@@ -56,13 +60,19 @@ fn verify(dir: &std::path::Path) -> u64 {
         let c = concept.unwrap();
         assert_eq!(snap.concept(c).unwrap().unwrap().label().unwrap(), label);
         let fan = BATCH as usize - usize::from(deleted_by_later);
-        assert_eq!(snap.concept_fan_count(c).unwrap(), fan, "batch {batch} fan count");
+        assert_eq!(
+            snap.concept_fan_count(c).unwrap(),
+            fan,
+            "batch {batch} fan count"
+        );
         batch += 1;
     }
     for later in batch..batch + 3 {
         for i in 0..BATCH {
             assert!(
-                snap.episode_by_key(key(later, i).as_bytes()).unwrap().is_none(),
+                snap.episode_by_key(key(later, i).as_bytes())
+                    .unwrap()
+                    .is_none(),
                 "batch {later} partially visible"
             );
         }
@@ -77,7 +87,10 @@ fn crash_child() {
     let Ok(dir) = std::env::var("ENGRAM_CRASH_CHILD") else {
         return;
     };
-    let mut batch: u64 = std::env::var("ENGRAM_CRASH_START").unwrap().parse().unwrap();
+    let mut batch: u64 = std::env::var("ENGRAM_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
     let db = Engram::open(&dir, opts()).unwrap();
     loop {
         let label = format!("batch {batch}");
@@ -145,7 +158,10 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
     let mut acked_total = 0;
     for kill in 0..kills {
         let start = verify(&dir);
-        assert!(start >= acked_total, "kill {kill}: acked {acked_total} batches, found {start}");
+        assert!(
+            start >= acked_total,
+            "kill {kill}: acked {acked_total} batches, found {start}"
+        );
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("ENGRAM_CRASH_CHILD", &dir)

@@ -49,7 +49,9 @@ struct Model {
 }
 
 fn vector(seed: u8) -> Vec<f32> {
-    (0..DIM).map(|i| f32::from(seed) + i as f32 * 0.25).collect()
+    (0..DIM)
+        .map(|i| f32::from(seed) + i as f32 * 0.25)
+        .collect()
 }
 
 fn pick(map_keys: Vec<u64>, p: u8) -> Option<u64> {
@@ -58,8 +60,14 @@ fn pick(map_keys: Vec<u64>, p: u8) -> Option<u64> {
 
 fn check(db: &Engram, m: &Model) {
     let snap = db.begin_read().unwrap();
-    assert_eq!(snap.episode_ids().unwrap(), m.episodes.keys().copied().collect::<Vec<_>>());
-    assert_eq!(snap.concept_ids().unwrap(), m.concepts.keys().copied().collect::<Vec<_>>());
+    assert_eq!(
+        snap.episode_ids().unwrap(),
+        m.episodes.keys().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        snap.concept_ids().unwrap(),
+        m.concepts.keys().copied().collect::<Vec<_>>()
+    );
     assert_eq!(snap.episode_count(), m.episodes.len() as u64);
     assert_eq!(snap.binding_count(), m.bindings.len() as u64);
     for (&id, &(seed, key)) in &m.episodes {
@@ -89,10 +97,18 @@ fn check(db: &Engram, m: &Model) {
         assert_eq!(c.centroid(), vector(*seed).as_slice());
         assert_eq!(c.label().unwrap(), label);
         let fan = m.bindings.keys().filter(|(_, c)| *c == id).count();
-        assert_eq!(snap.concept_fan_count(id).unwrap(), fan, "fan of concept {id}");
+        assert_eq!(
+            snap.concept_fan_count(id).unwrap(),
+            fan,
+            "fan of concept {id}"
+        );
     }
     for k in 0..12u8 {
-        let owner = m.episodes.iter().find(|(_, v)| v.1 == Some(k)).map(|(id, _)| *id);
+        let owner = m
+            .episodes
+            .iter()
+            .find(|(_, v)| v.1 == Some(k))
+            .map(|(id, _)| *id);
         assert_eq!(snap.episode_by_key(&[k]).unwrap().map(|e| e.id()), owner);
     }
 }
@@ -126,7 +142,8 @@ fn run(steps: Vec<Step>) {
                         key: k.as_ref().map(|k| &k[..]),
                     })
                     .unwrap();
-                let existing = key.and_then(|k| pending.episodes.iter().find(|(_, v)| v.1 == Some(k)));
+                let existing =
+                    key.and_then(|k| pending.episodes.iter().find(|(_, v)| v.1 == Some(k)));
                 match existing {
                     Some((&eid, _)) => assert_eq!(id, eid, "idempotent key"),
                     None => {
@@ -141,13 +158,20 @@ fn run(steps: Vec<Step>) {
                 let id = tx
                     .as_mut()
                     .unwrap()
-                    .insert_concept(&ConceptInput { centroid: &vector(seed), label: &label })
+                    .insert_concept(&ConceptInput {
+                        centroid: &vector(seed),
+                        label: &label,
+                    })
                     .unwrap();
                 assert_eq!(id, pending.next_concept);
                 pending.next_concept += 1;
                 pending.concepts.insert(id, (seed, label));
             }
-            Step::Update { pick: p, seed, relabel } => {
+            Step::Update {
+                pick: p,
+                seed,
+                relabel,
+            } => {
                 if let Some(c) = pick(pending.concepts.keys().copied().collect(), p) {
                     let label = format!("u{seed}");
                     tx.as_mut()
@@ -211,7 +235,7 @@ fn run(steps: Vec<Step>) {
             Step::Reopen => {
                 tx = None;
                 pending = committed.clone();
-                db = None;
+                drop(db.take()); // release the writer lock before reopening
                 db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
                 check(db.as_ref().unwrap(), &committed);
             }

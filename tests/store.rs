@@ -85,15 +85,21 @@ fn uncommitted_writes_are_invisible_and_dropped_transactions_vanish() {
     let db = Engram::open(dir.path(), opts()).unwrap();
     {
         let mut tx = db.begin_write().unwrap();
-        tx.insert_episode(&episode(&vector(1), b"gone", None)).unwrap();
+        tx.insert_episode(&episode(&vector(1), b"gone", None))
+            .unwrap();
         assert_eq!(db.begin_read().unwrap().episode_count(), 0);
     } // dropped: aborted
     let mut tx = db.begin_write().unwrap();
-    let id = tx.insert_episode(&episode(&vector(2), b"kept", None)).unwrap();
+    let id = tx
+        .insert_episode(&episode(&vector(2), b"kept", None))
+        .unwrap();
     tx.commit().unwrap();
     assert_eq!(id, 0, "ids of an aborted transaction are reused");
     let snap = db.begin_read().unwrap();
-    assert_eq!(snap.episode(0).unwrap().unwrap().payload().unwrap(), b"kept");
+    assert_eq!(
+        snap.episode(0).unwrap().unwrap().payload().unwrap(),
+        b"kept"
+    );
     assert_eq!(snap.episode_count(), 1);
 }
 
@@ -102,7 +108,9 @@ fn snapshots_keep_their_version_through_updates_deletes_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let db = Engram::open(dir.path(), opts()).unwrap();
     let mut tx = db.begin_write().unwrap();
-    let e = tx.insert_episode(&episode(&vector(1), b"one", None)).unwrap();
+    let e = tx
+        .insert_episode(&episode(&vector(1), b"one", None))
+        .unwrap();
     let c = tx
         .insert_concept(&ConceptInput {
             centroid: &vector(10),
@@ -126,7 +134,10 @@ fn snapshots_keep_their_version_through_updates_deletes_and_compaction() {
     let new = db.begin_read().unwrap();
 
     assert_eq!(old.concept(c).unwrap().unwrap().label().unwrap(), "old");
-    assert_eq!(old.concept(c).unwrap().unwrap().centroid(), vector(10).as_slice());
+    assert_eq!(
+        old.concept(c).unwrap().unwrap().centroid(),
+        vector(10).as_slice()
+    );
     assert_eq!(old.bindings_of_concept(c).unwrap()[0].strength, 0.5);
     assert_eq!(old.episode(e).unwrap().unwrap().payload().unwrap(), b"one");
     assert_eq!(mid.concept(c).unwrap().unwrap().label().unwrap(), "new");
@@ -139,7 +150,10 @@ fn snapshots_keep_their_version_through_updates_deletes_and_compaction() {
     let db = Engram::open(dir.path(), opts()).unwrap();
     let snap = db.begin_read().unwrap();
     assert!(snap.episode(e).unwrap().is_none());
-    assert_eq!(snap.concept(c).unwrap().unwrap().centroid(), vector(11).as_slice());
+    assert_eq!(
+        snap.concept(c).unwrap().unwrap().centroid(),
+        vector(11).as_slice()
+    );
 }
 
 #[test]
@@ -148,7 +162,8 @@ fn compaction_reclaims_disk_space() {
     let db = Engram::open(dir.path(), opts()).unwrap();
     let mut tx = db.begin_write().unwrap();
     for i in 0..20_000 {
-        tx.insert_episode(&episode(&vector(i), &[7u8; 200], None)).unwrap();
+        tx.insert_episode(&episode(&vector(i), &[7u8; 200], None))
+            .unwrap();
     }
     tx.commit().unwrap();
     let mut tx = db.begin_write().unwrap();
@@ -166,7 +181,10 @@ fn compaction_reclaims_disk_space() {
     let before = size(dir.path());
     db.compact().unwrap();
     let after = size(dir.path());
-    assert!(after * 4 < before, "compaction kept {after} of {before} bytes");
+    assert!(
+        after * 4 < before,
+        "compaction kept {after} of {before} bytes"
+    );
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.episode_count(), 1_000);
     assert_eq!(
@@ -198,9 +216,15 @@ fn keys_make_inserts_idempotent_and_survive_growth_delete_and_compaction() {
         tx.commit().unwrap();
     }
     let mut tx = db.begin_write().unwrap();
-    assert_eq!(tx.insert_episode(&episode(&vector(0), b"p", Some(b"k42"))).unwrap(), ids[42]);
+    assert_eq!(
+        tx.insert_episode(&episode(&vector(0), b"p", Some(b"k42")))
+            .unwrap(),
+        ids[42]
+    );
     tx.delete_episode(ids[42]).unwrap();
-    let fresh = tx.insert_episode(&episode(&vector(0), b"q", Some(b"k42"))).unwrap();
+    let fresh = tx
+        .insert_episode(&episode(&vector(0), b"q", Some(b"k42")))
+        .unwrap();
     assert_ne!(fresh, ids[42], "a deleted key can be used again");
     tx.commit().unwrap();
     db.compact().unwrap();
@@ -208,7 +232,10 @@ fn keys_make_inserts_idempotent_and_survive_growth_delete_and_compaction() {
     let db = Engram::open(dir.path(), opts()).unwrap();
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.episode_by_key(b"k42").unwrap().unwrap().id(), fresh);
-    assert_eq!(snap.episode_by_key(b"k4000").unwrap().unwrap().id(), ids[4000]);
+    assert_eq!(
+        snap.episode_by_key(b"k4000").unwrap().unwrap().id(),
+        ids[4000]
+    );
     assert!(snap.episode_by_key(b"nope").unwrap().is_none());
     assert_eq!(
         snap.episode(ids[7]).unwrap().unwrap().key().unwrap(),
@@ -221,8 +248,19 @@ fn bad_input_gets_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = Engram::open(dir.path(), opts()).unwrap();
     let mut tx = db.begin_write().unwrap();
-    let err = tx.insert_episode(&episode(&[1.0; 3], b"", None)).unwrap_err();
-    assert!(matches!(err, Error::DimensionMismatch { expected: 16, found: 3 }), "{err}");
+    let err = tx
+        .insert_episode(&episode(&[1.0; 3], b"", None))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DimensionMismatch {
+                expected: 16,
+                found: 3
+            }
+        ),
+        "{err}"
+    );
     let mut nan = vector(1);
     nan[5] = f32::NAN;
     let err = tx.insert_episode(&episode(&nan, b"", None)).unwrap_err();
@@ -230,31 +268,74 @@ fn bad_input_gets_clear_errors() {
     let mut inf = vector(1);
     inf[0] = f32::INFINITY;
     assert!(matches!(
-        tx.insert_concept(&ConceptInput { centroid: &inf, label: "x" }),
+        tx.insert_concept(&ConceptInput {
+            centroid: &inf,
+            label: "x"
+        }),
         Err(Error::NonFinite { .. })
     ));
-    assert!(matches!(tx.bind(5, 0, 1.0), Err(Error::NotFound { kind: "episode", id: 5 })));
+    assert!(matches!(
+        tx.bind(5, 0, 1.0),
+        Err(Error::NotFound {
+            kind: "episode",
+            id: 5
+        })
+    ));
     let e = tx.insert_episode(&episode(&vector(1), b"", None)).unwrap();
-    assert!(matches!(tx.bind(e, 9, 1.0), Err(Error::NotFound { kind: "concept", .. })));
+    assert!(matches!(
+        tx.bind(e, 9, 1.0),
+        Err(Error::NotFound {
+            kind: "concept",
+            ..
+        })
+    ));
     assert!(matches!(tx.delete_episode(99), Err(Error::NotFound { .. })));
-    assert!(matches!(tx.update_concept(3, &vector(1), None), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        tx.update_concept(3, &vector(1), None),
+        Err(Error::NotFound { .. })
+    ));
     assert!(matches!(
         tx.insert_episode(&episode(&vector(1), b"", Some(b""))),
         Err(Error::InvalidArgument(_))
     ));
-    let c = tx.insert_concept(&ConceptInput { centroid: &vector(1), label: "c" }).unwrap();
-    assert!(matches!(tx.bind(e, c, f32::NAN), Err(Error::NonFinite { .. })));
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1),
+            label: "c",
+        })
+        .unwrap();
+    assert!(matches!(
+        tx.bind(e, c, f32::NAN),
+        Err(Error::NonFinite { .. })
+    ));
     assert!(matches!(tx.unbind(e, c), Err(Error::NotFound { .. })));
     tx.commit().unwrap();
     let snap = db.begin_read().unwrap();
     assert!(snap.episode(12345).unwrap().is_none());
-    assert!(matches!(snap.bindings_of_concept(77), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        snap.bindings_of_concept(77),
+        Err(Error::NotFound { .. })
+    ));
     // A second writer, in this process.
-    assert!(matches!(Engram::open(dir.path(), opts()), Err(Error::Locked { .. })));
+    assert!(matches!(
+        Engram::open(dir.path(), opts()),
+        Err(Error::Locked { .. })
+    ));
     drop(db);
     // Wrong dimension or model on reopen, both values named.
-    let err = Engram::open(dir.path(), Options { dimension: Some(768), ..opts() }).err().unwrap();
-    assert!(err.to_string().contains("16") && err.to_string().contains("768"), "{err}");
+    let err = Engram::open(
+        dir.path(),
+        Options {
+            dimension: Some(768),
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("16") && err.to_string().contains("768"),
+        "{err}"
+    );
     let err = Engram::open(
         dir.path(),
         Options {
@@ -271,11 +352,17 @@ fn bad_input_gets_clear_errors() {
 fn foreign_directories_and_newer_formats_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
-    assert!(matches!(Engram::open(dir.path(), opts()), Err(Error::NotADatabase { .. })));
+    assert!(matches!(
+        Engram::open(dir.path(), opts()),
+        Err(Error::NotADatabase { .. })
+    ));
 
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
-    assert!(matches!(Engram::open(&file, opts()), Err(Error::NotADatabase { .. })));
+    assert!(matches!(
+        Engram::open(&file, opts()),
+        Err(Error::NotADatabase { .. })
+    ));
 
     let db_dir = dir.path().join("db");
     drop(Engram::open(&db_dir, opts()).unwrap());
@@ -284,9 +371,21 @@ fn foreign_directories_and_newer_formats_are_refused() {
     bytes[8] = 99; // format version
     std::fs::write(&manifest, &bytes).unwrap();
     let err = Engram::open(&db_dir, opts()).err().unwrap();
-    assert!(matches!(err, Error::FormatVersion { found: 99, supported: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::FormatVersion {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
 
-    let ro = Options { read_only: true, ..opts() };
+    let ro = Options {
+        read_only: true,
+        ..opts()
+    };
     assert!(matches!(
         Engram::open(dir.path().join("missing"), ro),
         Err(Error::NotADatabase { .. })
@@ -297,7 +396,14 @@ fn foreign_directories_and_newer_formats_are_refused() {
 fn read_only_handles_see_commits_and_refuse_writes() {
     let dir = tempfile::tempdir().unwrap();
     let db = Engram::open(dir.path(), opts()).unwrap();
-    let ro = Engram::open(dir.path(), Options { read_only: true, ..opts() }).unwrap();
+    let ro = Engram::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
     assert!(matches!(ro.begin_write(), Err(Error::ReadOnly)));
     assert_eq!(ro.begin_read().unwrap().episode_count(), 0);
     let mut tx = db.begin_write().unwrap();
@@ -305,7 +411,10 @@ fn read_only_handles_see_commits_and_refuse_writes() {
     tx.commit().unwrap();
     let snap = ro.begin_read().unwrap();
     assert_eq!(snap.episode_count(), 1);
-    assert_eq!(snap.episode(0).unwrap().unwrap().embedding(), vector(3).as_slice());
+    assert_eq!(
+        snap.episode(0).unwrap().unwrap().embedding(),
+        vector(3).as_slice()
+    );
     db.compact().unwrap();
     let mut tx = db.begin_write().unwrap();
     tx.insert_episode(&episode(&vector(4), b"y", None)).unwrap();
@@ -324,7 +433,12 @@ fn backup_is_a_consistent_openable_copy() {
         tx.insert_episode(&episode(&vector(i), b"p", Some(format!("k{i}").as_bytes())))
             .unwrap();
     }
-    let c = tx.insert_concept(&ConceptInput { centroid: &vector(1), label: "c" }).unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1),
+            label: "c",
+        })
+        .unwrap();
     tx.bind(5, c, 0.4).unwrap();
     tx.commit().unwrap();
     let mut tx = db.begin_write().unwrap();
@@ -344,5 +458,8 @@ fn backup_is_a_consistent_openable_copy() {
     let mut tx = copy.begin_write().unwrap();
     tx.insert_episode(&episode(&vector(1), b"", None)).unwrap();
     tx.commit().unwrap();
-    assert!(db.backup(dir.path().join("copy")).is_err(), "refuses a non-empty destination");
+    assert!(
+        db.backup(dir.path().join("copy")).is_err(),
+        "refuses a non-empty destination"
+    );
 }

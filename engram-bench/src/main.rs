@@ -1,1 +1,469 @@
-fn main() {}
+//! `engram-bench`: loads the shipped fixture into a database directory, then measures the
+//! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
+//! Prints a table and writes `target/engram-bench/report.json`.
+//!
+//! Usage: `engram-bench [--episodes N] [--open-sizes A,B] [--dir PATH]`
+
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use engram_core::{Engram, EpisodeInput, Options};
+use engram_fixtures::{Matrix, Rng, read_npy_f32, real_sample_dir};
+use redb::ReadableDatabase;
+use serde_json::{Value, json};
+
+const COMMIT: usize = 1_000;
+const PAYLOAD: usize = 16;
+
+struct Args {
+    episodes: usize,
+    open_sizes: Vec<usize>,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        episodes: 100_000,
+        open_sizes: vec![100_000],
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--episodes" => {
+                a.episodes = value()?.parse().map_err(|e| format!("--episodes: {e}"))?
+            }
+            "--open-sizes" => {
+                a.open_sizes = value()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--open-sizes: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--dir" => a.dir = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!("engram-bench [--episodes N] [--open-sizes A,B] [--dir PATH]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("engram-bench: {e}");
+        std::process::exit(2)
+    });
+    if let Err(e) = run(&args) {
+        eprintln!("engram-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn run(args: &Args) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&args.dir)?;
+    let real = read_npy_f32(&real_sample_dir().join("vectors.npy"))?;
+    let mut report = serde_json::Map::new();
+    println!("engram-bench on {} ({} cores)", host(), cores());
+
+    fixture_job(args, &real, &mut report)?;
+    store_job(args, &real, &mut report)?;
+
+    let out = args.dir.join("report.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))?)?;
+    println!("\nreport written to {}", out.display());
+    Ok(())
+}
+
+/// The shipped fixture loaded into a database directory, and read back.
+fn fixture_job(
+    args: &Args,
+    real: &Matrix,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<(), BoxError> {
+    let dir = args.dir.join("fixture-db");
+    let _ = std::fs::remove_dir_all(&dir);
+    let texts = std::fs::read_to_string(real_sample_dir().join("texts.tsv"))?;
+    let t = Instant::now();
+    let db = Engram::open(
+        &dir,
+        Options {
+            model: Some("all-mpnet-base-v2".into()),
+            ..Options::default()
+        },
+    )?;
+    let mut tx = db.begin_write()?;
+    for (i, line) in texts.lines().enumerate().take(real.rows) {
+        let text = line.split_once('\t').map_or(line, |(_, t)| t);
+        tx.insert_episode(&EpisodeInput {
+            agent: 0,
+            timestamp: i as i64,
+            embedding: real.row(i),
+            payload: text.as_bytes(),
+            key: Some(format!("debian-desc-{i}").as_bytes()),
+        })?;
+    }
+    tx.commit()?;
+    let load_ms = ms(t);
+    let snap = db.begin_read()?;
+    let lat = sample_gets(real.rows, 20_000, |id| {
+        let ep = snap.episode(id).unwrap().unwrap();
+        ep.embedding().iter().sum::<f32>() + ep.payload().unwrap().len() as f32
+    });
+    println!(
+        "\nfixture: {} real 768-d embeddings loaded into {} in {load_ms:.0} ms; episode get p50 {} ns, p99 {} ns",
+        real.rows,
+        dir.display(),
+        lat.p(0.5),
+        lat.p(0.99)
+    );
+    report.insert(
+        "fixture".into(),
+        json!({ "episodes": real.rows, "load_ms": load_ms, "get_p50_ns": lat.p(0.5) }),
+    );
+    Ok(())
+}
+
+fn record(real: &Matrix, id: usize) -> (Vec<f32>, [u8; PAYLOAD]) {
+    let mut payload = [0u8; PAYLOAD];
+    payload[..8].copy_from_slice(&(id as u64).to_le_bytes());
+    (real.row(id % real.rows).to_vec(), payload)
+}
+
+/// The same 3,104-byte value for redb and LMDB: embedding, agent, timestamp, payload.
+fn value_bytes(real: &Matrix, id: usize) -> Vec<u8> {
+    let (v, payload) = record(real, id);
+    let mut b = Vec::with_capacity(3_104);
+    for x in &v {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    b.extend_from_slice(&7u64.to_le_bytes());
+    b.extend_from_slice(&(id as i64).to_le_bytes());
+    b.extend_from_slice(&payload);
+    b
+}
+
+fn engram_ingest(dir: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Engram::open(dir, Options::default())?;
+    let t = Instant::now();
+    for start in (0..n).step_by(COMMIT) {
+        let mut tx = db.begin_write()?;
+        for id in start..(start + COMMIT).min(n) {
+            let (v, payload) = record(real, id);
+            tx.insert_episode(&EpisodeInput {
+                agent: 7,
+                timestamp: id as i64,
+                embedding: &v,
+                payload: &payload,
+                key: None,
+            })?;
+        }
+        tx.commit()?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+const REDB_TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("episodes");
+
+fn redb_ingest(path: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
+    let _ = std::fs::remove_file(path);
+    let db = redb::Database::create(path)?;
+    let t = Instant::now();
+    for start in (0..n).step_by(COMMIT) {
+        let w = db.begin_write()?; // default durability: fsync at commit
+        {
+            let mut table = w.open_table(REDB_TABLE)?;
+            for id in start..(start + COMMIT).min(n) {
+                table.insert(id as u64, value_bytes(real, id).as_slice())?;
+            }
+        }
+        w.commit()?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+type LmdbDb<'e> =
+    heed::Database<'e, heed::types::U64<heed::byteorder::BigEndian>, heed::types::Bytes>;
+
+fn lmdb_env(dir: &Path, n: usize) -> Result<heed::Env, BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let size = ((n as u64 * 3_400) + (1 << 30)).next_multiple_of(1 << 20);
+    // SAFETY: the environment directory is private to this benchmark and opened once at a
+    // time, which is heed's requirement for `open`.
+    Ok(unsafe {
+        heed::EnvOpenOptions::new()
+            .map_size(size as usize)
+            .max_dbs(1)
+            .open(dir)?
+    })
+}
+
+/// Ingests into a fresh LMDB environment; with `gets`, also times random reads of it.
+fn lmdb_ingest(
+    dir: &Path,
+    real: &Matrix,
+    n: usize,
+    gets: usize,
+) -> Result<(f64, Option<Latencies>), BoxError> {
+    let _ = std::fs::remove_dir_all(dir);
+    let env = lmdb_env(dir, n)?;
+    let w = env.write_txn()?;
+    let db: LmdbDb = env
+        .create_databases_and_commit(w, |dbo, w| {
+            dbo.create_database(w, None)
+                .map(heed::CommitOrAbort::<_, ()>::Commit)
+        })?
+        .unwrap_commit();
+    let t = Instant::now();
+    for start in (0..n).step_by(COMMIT) {
+        let mut w = env.write_txn()?; // default flags: fsync at commit
+        for id in start..(start + COMMIT).min(n) {
+            db.put(&mut w, &(id as u64), &value_bytes(real, id))?;
+        }
+        w.commit()?;
+    }
+    let rps = n as f64 / t.elapsed().as_secs_f64();
+    if gets == 0 {
+        return Ok((rps, None));
+    }
+    let r = env.read_txn()?;
+    let lat = sample_gets(n, gets, |id| {
+        sum_le_f32(&db.get(&r, &id).unwrap().unwrap()[..3_072])
+    });
+    Ok((rps, Some(lat)))
+}
+
+/// The disk's sequential write bandwidth when every commit-sized chunk is fsynced.
+fn disk_bandwidth(dir: &Path, bytes: usize) -> Result<f64, BoxError> {
+    let path = dir.join("disk-bandwidth.tmp");
+    let chunk = vec![0x5au8; COMMIT * 3_104];
+    let mut f = File::create(&path)?;
+    // Allocate and sync the blocks first, as engram's files are before each commit lands.
+    f.write_all(&vec![0u8; bytes.next_multiple_of(chunk.len())])?;
+    f.sync_all()?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    let t = Instant::now();
+    let mut written = 0;
+    while written < bytes {
+        f.write_all(&chunk)?;
+        f.sync_data()?;
+        written += chunk.len();
+    }
+    let bw = written as f64 / t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(bw)
+}
+
+fn store_job(
+    args: &Args,
+    real: &Matrix,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<(), BoxError> {
+    let n = args.episodes;
+    println!(
+        "\nstore: {n} episodes of 768-d f32 (3,104 B records), commits of {COMMIT}, each engine fsyncing at commit"
+    );
+    let mut rows = Vec::new();
+    let (mut ours, mut redb_r, mut lmdb_r, mut disk) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..3 {
+        disk.push(disk_bandwidth(&args.dir, (n * 3_104).min(512 << 20))?);
+        ours.push(engram_ingest(&args.dir.join("ingest-engram"), real, n)?);
+        redb_r.push(redb_ingest(&args.dir.join("ingest.redb"), real, n)?);
+        lmdb_r.push(lmdb_ingest(&args.dir.join("ingest-lmdb"), real, n, 0)?.0);
+    }
+    let (ours, redb_m, lmdb_m, disk) = (median(ours), median(redb_r), median(lmdb_r), median(disk));
+    let stride = 3_200.0; // bytes engram writes per episode (slot) plus table entry and payload
+    let ours_bw = ours * (stride + 24.0 + 16.0);
+    rows.push(format!(
+        "  ingest engram      {:>10.0} episodes/s  ({:.2} GB/s written)",
+        ours,
+        ours_bw / 1e9
+    ));
+    rows.push(format!(
+        "  ingest redb 4      {:>10.0} records/s   (engram {:.2}x)",
+        redb_m,
+        ours / redb_m
+    ));
+    rows.push(format!(
+        "  ingest LMDB (heed) {:>10.0} records/s   (engram {:.2}x)",
+        lmdb_m,
+        ours / lmdb_m
+    ));
+    rows.push(format!(
+        "  disk seq. write with fsync per 3.1 MB: {:.2} GB/s; engram reaches {:.0} %",
+        disk / 1e9,
+        100.0 * ours_bw / disk
+    ));
+    for r in &rows {
+        println!("{r}");
+    }
+
+    // Open time and resident memory, at each size (the largest reuses nothing).
+    let mut open = serde_json::Map::new();
+    let mut open_1m = None;
+    for &size in &args.open_sizes {
+        let dir = args.dir.join(format!("open-{size}"));
+        if size == n {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(args.dir.join("ingest-engram"), &dir)?;
+        } else {
+            engram_ingest(&dir, real, size)?;
+        }
+        let file_bytes: u64 = std::fs::read_dir(&dir)?
+            .map(|e| {
+                e.map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .unwrap_or(0)
+            })
+            .sum();
+        let mut times = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..7 {
+            let before = resident_bytes();
+            let t = Instant::now();
+            let db = Engram::open(&dir, Options::default())?;
+            let snap = db.begin_read()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            rss.push(resident_bytes().saturating_sub(before) as f64);
+            assert_eq!(snap.episode_count(), size as u64);
+        }
+        let (open_ms, rss) = (median(times), rss.into_iter().fold(0.0, f64::max));
+        println!(
+            "  open {size:>8} episodes: {open_ms:.3} ms (median of 7), resident at most +{:.0} KiB = {:.4} % of {:.0} MB of files",
+            rss / 1024.0,
+            100.0 * rss / file_bytes as f64,
+            file_bytes as f64 / 1e6
+        );
+        open.insert(
+            size.to_string(),
+            json!({ "open_ms": open_ms, "resident_pct_of_files": 100.0 * rss / file_bytes as f64 }),
+        );
+        if size == 1_000_000 {
+            open_1m = Some(open_ms);
+        }
+    }
+
+    // Random gets, page cache warm, embedding summed: engram vs LMDB vs redb.
+    let biggest = *args.open_sizes.iter().max().unwrap_or(&n);
+    let db = Engram::open(args.dir.join(format!("open-{biggest}")), Options::default())?;
+    let snap = db.begin_read()?;
+    let ours_get = sample_gets(biggest, 200_000, |id| {
+        snap.episode(id).unwrap().unwrap().embedding().iter().sum()
+    });
+    let lmdb_get = lmdb_ingest(&args.dir.join("ingest-lmdb"), real, n, 200_000)?
+        .1
+        .ok_or("no lmdb gets")?;
+    let rdb = redb::Database::open(args.dir.join("ingest.redb"))?;
+    let rt = rdb.begin_read()?;
+    let table = rt.open_table(REDB_TABLE)?;
+    let redb_get = sample_gets(n, 200_000, |id| {
+        sum_le_f32(&table.get(id).unwrap().unwrap().value()[..3_072])
+    });
+    for (name, l) in [
+        ("engram", &ours_get),
+        ("LMDB", &lmdb_get),
+        ("redb", &redb_get),
+    ] {
+        println!(
+            "  random get + sum, warm, {name:<7} p50 {:>5} ns  p99 {:>6} ns",
+            l.p(0.5),
+            l.p(0.99)
+        );
+    }
+    report.insert(
+        "store".into(),
+        json!({
+            "episodes": n,
+            "ingest_eps": ours,
+            "ingest_redb_rps": redb_m,
+            "ingest_lmdb_rps": lmdb_m,
+            "ingest_vs_redb": ours / redb_m,
+            "ingest_vs_lmdb": ours / lmdb_m,
+            "disk_write_bps": disk,
+            "ingest_fraction_of_disk": ours_bw / disk,
+            "open": open,
+            "open_1m_ms": open_1m,
+            "episode_get_p50_ns": ours_get.p(0.5),
+            "episode_get_p99_ns": ours_get.p(0.99),
+            "lmdb_get_p50_ns": lmdb_get.p(0.5),
+            "redb_get_p50_ns": redb_get.p(0.5),
+        }),
+    );
+    let _ = std::fs::remove_file(args.dir.join("ingest.redb"));
+    let _ = std::fs::remove_dir_all(args.dir.join("ingest-lmdb"));
+    Ok(())
+}
+
+fn sum_le_f32(b: &[u8]) -> f32 {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .sum()
+}
+
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn p(&self, q: f64) -> u64 {
+        self.0[((self.0.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+/// Times `f` on uniformly random ids, one call at a time.
+fn sample_gets(n: usize, samples: usize, mut f: impl FnMut(u64) -> f32) -> Latencies {
+    let mut rng = Rng::new(42);
+    let mut sink = 0f32;
+    for _ in 0..samples / 10 {
+        sink += f(rng.next_u64() % n as u64); // warm the page cache
+    }
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let id = rng.next_u64() % n as u64;
+        let t = Instant::now();
+        sink += f(id);
+        out.push(t.elapsed().as_nanos() as u64);
+    }
+    std::hint::black_box(sink);
+    out.sort_unstable();
+    Latencies(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

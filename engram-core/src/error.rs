@@ -69,7 +69,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        detail: impl Into<String>,
+    ) -> Self {
         Error::Corruption {
             file: file.into(),
             offset,

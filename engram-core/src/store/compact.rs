@@ -83,7 +83,11 @@ pub(crate) fn write_compacted(
     let mut etab: Vec<[u64; 3]> = Vec::with_capacity(s.episode_ids as usize);
     for id in 0..s.episode_ids {
         let Some(e) = v.episode_entry(id)? else {
-            etab.push([NONE, v.entry(Role::EpisodeTable, id)?.deleted_txn.max(1), NONE]);
+            etab.push([
+                NONE,
+                v.entry(Role::EpisodeTable, id)?.deleted_txn.max(1),
+                NONE,
+            ]);
             continue;
         };
         let rec = v.episode_at(e.slot)?;
@@ -113,7 +117,11 @@ pub(crate) fn write_compacted(
     let mut ctab: Vec<[u64; 3]> = Vec::with_capacity(s.concept_ids as usize);
     for id in 0..s.concept_ids {
         let Some(e) = v.concept_entry(id)? else {
-            ctab.push([NONE, v.entry(Role::ConceptTable, id)?.deleted_txn.max(1), NONE]);
+            ctab.push([
+                NONE,
+                v.entry(Role::ConceptTable, id)?.deleted_txn.max(1),
+                NONE,
+            ]);
             continue;
         };
         let rec = v.concept_at(id, e.slot)?;
@@ -139,10 +147,18 @@ pub(crate) fn write_compacted(
             etab.get_mut(b.episode as usize),
             ctab.get_mut(b.concept as usize),
         ) else {
-            return Err(Error::corrupt(&bnd.path, i as u64, "binding to an unknown node"));
+            return Err(Error::corrupt(
+                &bnd.path,
+                i as u64,
+                "binding to an unknown node",
+            ));
         };
         if con[0] == NONE {
-            return Err(Error::corrupt(&bnd.path, i as u64, "live binding to a dead concept"));
+            return Err(Error::corrupt(
+                &bnd.path,
+                i as u64,
+                "live binding to a dead concept",
+            ));
         }
         let rec = Binding {
             next_by_episode: ep[2],

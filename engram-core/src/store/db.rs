@@ -261,7 +261,11 @@ fn open_files(
     Ok(handles)
 }
 
-fn version(info: &Arc<DbInfo>, state: VersionState, handles: &[Option<Arc<FileHandle>>; 7]) -> Version {
+fn version(
+    info: &Arc<DbInfo>,
+    state: VersionState,
+    handles: &[Option<Arc<FileHandle>>; 7],
+) -> Version {
     Version {
         info: info.clone(),
         state,
@@ -491,7 +495,10 @@ impl Engram {
                         m.dimension
                     )));
                 }
-                if m.model.as_ref().is_some_and(|s| s.len() > meta::MAX_MODEL_LEN) {
+                if m.model
+                    .as_ref()
+                    .is_some_and(|s| s.len() > meta::MAX_MODEL_LEN)
+                {
                     return Err(Error::InvalidArgument("model name over 256 bytes".into()));
                 }
                 let guard = lock(&dir)?;

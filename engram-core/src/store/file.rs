@@ -61,7 +61,7 @@ impl Mapping {
     fn check(&self, off: u64, len: u64, align: u64) -> Result<*mut u8> {
         let end = off.checked_add(len);
         match (&self.raw, end) {
-            (Some(raw), Some(end)) if end <= self.len && off % align == 0 => {
+            (Some(raw), Some(end)) if end <= self.len && off.is_multiple_of(align) => {
                 // SAFETY: off + len <= self.len == the mapped length, so the offset stays
                 // inside the mapping.
                 Ok(unsafe { raw.as_mut_ptr().add(off as usize) })

@@ -99,7 +99,11 @@ impl Manifest {
             .ok_or_else(|| Error::corrupt(dir.join(MANIFEST), 16, "unknown metric code"))?;
         let model_len = u32_at(b, 20) as usize;
         if model_len > MAX_MODEL_LEN {
-            return Err(Error::corrupt(dir.join(MANIFEST), 20, "model name too long"));
+            return Err(Error::corrupt(
+                dir.join(MANIFEST),
+                20,
+                "model name too long",
+            ));
         }
         let model = std::str::from_utf8(&b[24..24 + model_len])
             .map_err(|_| Error::corrupt(dir.join(MANIFEST), 24, "model name is not UTF-8"))?;
@@ -249,7 +253,7 @@ impl Op {
             Op::KeyInsert { hash, id } => (7, hash, id),
         };
         for w in [k, a, b] {
-            out.extend_from_slice(&(w as u64).to_le_bytes());
+            out.extend_from_slice(&w.to_le_bytes());
         }
     }
 

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::store::file::Mapping;
 
 #[cfg(not(target_endian = "little"))]
-compile_error!("engram maps little-endian f32 embeddings as native floats; big-endian hosts are unsupported");
+compile_error!(
+    "engram maps little-endian f32 embeddings as native floats; big-endian hosts are unsupported"
+);
 
 /// "No such slot / record" in every 8-byte pointer field.
 pub(crate) const NONE: u64 = u64::MAX;
@@ -235,4 +237,59 @@ pub(crate) mod binding {
 /// Stable 64-bit hash of a user key; never 0, which marks an empty key-index cell.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the documented byte layout (docs/format.md) of the episode and concept archives.
+    #[test]
+    fn archive_layout_matches_the_format_spec() {
+        let v = [1.0f32, 2.0];
+        let ep = serialize(&EpisodeRecord {
+            embedding: &v,
+            id: 0x11,
+            agent: 0x22,
+            timestamp: 0x33,
+            payload: Blob {
+                off: 0x44,
+                len: 0x55,
+                crc: 0x66,
+            },
+            key: Blob {
+                off: 0x77,
+                len: 0x88,
+                crc: 0x99,
+            },
+            key_hash: 0xAA,
+        });
+        let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        assert_eq!(ep.len(), 8 + 72);
+        assert_eq!(
+            &ep[0..8],
+            [1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()
+        );
+        let r = 8; // root follows the floats
+        assert_eq!(u32_at(&ep, r) as i32, -(r as i32)); // relative pointer back to offset 0
+        assert_eq!(u32_at(&ep, r + 4), 2); // element count
+        let fields = [
+            (r + 8, 0x11),
+            (r + 16, 0x22),
+            (r + 24, 0x33),
+            (r + 32, 0x44),
+            (r + 48, 0x77),
+            (r + 64, 0xAA),
+        ];
+        for (at, want) in fields {
+            assert_eq!(u64_at(&ep, at), want, "u64 at {at}");
+        }
+        assert_eq!((u32_at(&ep, r + 40), u32_at(&ep, r + 44)), (0x55, 0x66));
+        assert_eq!((u32_at(&ep, r + 56), u32_at(&ep, r + 60)), (0x88, 0x99));
+        let l = SlotLayout::episode(768);
+        assert_eq!((l.archive_len, l.stride), (3072 + 72, 3200));
+        let c = SlotLayout::concept(768);
+        assert_eq!((c.archive_len, c.stride), (3072 + 48, 3136));
+    }
 }

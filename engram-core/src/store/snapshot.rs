@@ -132,7 +132,11 @@ impl Version {
     pub(crate) fn episode_at(&self, slot: u64) -> Result<&ArchivedEpisodeRecord<'static>> {
         let map = self.map(Role::Episodes)?;
         if slot >= self.state.episode_slots {
-            return Err(Error::corrupt(map.path(), slot, "episode slot past the committed end"));
+            return Err(Error::corrupt(
+                map.path(),
+                slot,
+                "episode slot past the committed end",
+            ));
         }
         let layout = &self.info.episode_layout;
         let archive = layout.archive(map, slot)?;
@@ -169,7 +173,9 @@ impl Version {
     pub(crate) fn binding(&self, index: u64) -> Result<Binding> {
         let file = self.file(Role::Bindings)?;
         let off = index.saturating_mul(records::binding::SIZE);
-        file.with(off.saturating_add(records::binding::SIZE), |map| Binding::read(map, index))
+        file.with(off.saturating_add(records::binding::SIZE), |map| {
+            Binding::read(map, index)
+        })
     }
 
     pub(crate) fn binding_deleted_txn(&self, index: u64) -> Result<u64> {
@@ -177,7 +183,9 @@ impl Version {
         let off = index
             .saturating_mul(records::binding::SIZE)
             .saturating_add(records::binding::DELETED_TXN);
-        file.with(off.saturating_add(8), |map| Ok(map.atomic_u64(off)?.load(Ordering::Acquire)))
+        file.with(off.saturating_add(8), |map| {
+            Ok(map.atomic_u64(off)?.load(Ordering::Acquire))
+        })
     }
 
     /// Live bindings reachable from `head` along one of the two lists, newest first.
@@ -196,7 +204,11 @@ impl Version {
             };
             if next != NONE && next >= at {
                 let path = self.file(Role::Bindings)?.map.path().to_path_buf();
-                return Err(Error::corrupt(path, at.saturating_mul(64), "binding list does not descend"));
+                return Err(Error::corrupt(
+                    path,
+                    at.saturating_mul(64),
+                    "binding list does not descend",
+                ));
             }
             at = next;
         }
@@ -206,12 +218,23 @@ impl Version {
     pub(crate) fn heap_bytes(&self, blob: &records::ArchivedBlob) -> Result<&[u8]> {
         let map = self.map(Role::Heap)?;
         let (off, len) = (blob.off.to_native(), blob.len.to_native());
-        if off.checked_add(u64::from(len)).is_none_or(|end| end > self.state.heap_len) {
-            return Err(Error::corrupt(map.path(), off, "heap reference past the committed end"));
+        if off
+            .checked_add(u64::from(len))
+            .is_none_or(|end| end > self.state.heap_len)
+        {
+            return Err(Error::corrupt(
+                map.path(),
+                off,
+                "heap reference past the committed end",
+            ));
         }
         let bytes = map.bytes(off, len as usize)?;
         if crc32c::crc32c(bytes) != blob.crc.to_native() {
-            return Err(Error::corrupt(map.path(), off, "heap blob checksum mismatch"));
+            return Err(Error::corrupt(
+                map.path(),
+                off,
+                "heap blob checksum mismatch",
+            ));
         }
         Ok(bytes)
     }
@@ -254,7 +277,11 @@ fn check_id<'a>(
     if rec.id.to_native() == id {
         Ok(rec)
     } else {
-        Err(Error::corrupt(map.path(), slot, "concept slot holds another id"))
+        Err(Error::corrupt(
+            map.path(),
+            slot,
+            "concept slot holds another id",
+        ))
     }
 }
 
@@ -369,7 +396,11 @@ impl ReadTxn {
         let rec = self.v.episode_at(e.slot)?;
         if rec.id.to_native() != id {
             let path = self.v.file(Role::Episodes)?.map.path().to_path_buf();
-            return Err(Error::corrupt(path, e.slot, "episode slot holds another id"));
+            return Err(Error::corrupt(
+                path,
+                e.slot,
+                "episode slot holds another id",
+            ));
         }
         Ok(Some(Episode { rec, v: &self.v }))
     }
@@ -397,7 +428,12 @@ impl ReadTxn {
             kind: "concept",
             id: concept,
         })?;
-        Ok(self.v.walk(e.bind_head, false)?.into_iter().map(info).collect())
+        Ok(self
+            .v
+            .walk(e.bind_head, false)?
+            .into_iter()
+            .map(info)
+            .collect())
     }
 
     /// Live bindings of an episode, newest first. Unknown episode: `Error::NotFound`.
@@ -406,7 +442,12 @@ impl ReadTxn {
             kind: "episode",
             id: episode,
         })?;
-        Ok(self.v.walk(e.bind_head, true)?.into_iter().map(info).collect())
+        Ok(self
+            .v
+            .walk(e.bind_head, true)?
+            .into_iter()
+            .map(info)
+            .collect())
     }
 
     /// Number of live bindings of a concept (its fan count).

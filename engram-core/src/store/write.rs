@@ -187,7 +187,9 @@ impl<'db> WriteTxn<'db> {
         let mut key_hash = 0;
         if let Some(key) = input.key {
             if key.is_empty() || key.len() > u32::MAX as usize {
-                return Err(Error::InvalidArgument("keys are 1 byte to 4 GiB long".into()));
+                return Err(Error::InvalidArgument(
+                    "keys are 1 byte to 4 GiB long".into(),
+                ));
             }
             if let Some(&id) = self.new_keys.get(key) {
                 return Ok(id);
@@ -309,14 +311,20 @@ impl<'db> WriteTxn<'db> {
     fn require_episode(&self, id: u64) -> Result<()> {
         match self.episode_live(id)? {
             true => Ok(()),
-            false => Err(Error::NotFound { kind: "episode", id }),
+            false => Err(Error::NotFound {
+                kind: "episode",
+                id,
+            }),
         }
     }
 
     fn require_concept(&self, id: u64) -> Result<()> {
         match self.concept_live(id)? {
             true => Ok(()),
-            false => Err(Error::NotFound { kind: "concept", id }),
+            false => Err(Error::NotFound {
+                kind: "concept",
+                id,
+            }),
         }
     }
 
@@ -330,8 +338,8 @@ impl<'db> WriteTxn<'db> {
             return Ok(self.base.entry(Role::ConceptTable, id)?.slot);
         }
         // Created in this transaction and not updated since: its first slot.
-        let first = self.concept_table.buf[((id - self.base.state.concept_ids) * table::ENTRY)
-            as usize..][..8]
+        let first = self.concept_table.buf
+            [((id - self.base.state.concept_ids) * table::ENTRY) as usize..][..8]
             .try_into()
             .expect("8 bytes");
         Ok(u64::from_le_bytes(first))
@@ -492,8 +500,16 @@ impl<'db> WriteTxn<'db> {
 
     fn redo_ops(&self) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
-        ops.extend(self.deleted_episodes.iter().map(|&id| Op::EpisodeDeleted(id)));
-        ops.extend(self.deleted_concepts.iter().map(|&id| Op::ConceptDeleted(id)));
+        ops.extend(
+            self.deleted_episodes
+                .iter()
+                .map(|&id| Op::EpisodeDeleted(id)),
+        );
+        ops.extend(
+            self.deleted_concepts
+                .iter()
+                .map(|&id| Op::ConceptDeleted(id)),
+        );
         ops.extend(self.deleted_bindings.iter().map(|&r| Op::BindingDeleted(r)));
         ops.extend(
             self.episode_heads
@@ -533,7 +549,9 @@ impl<'db> WriteTxn<'db> {
         let bind_start = self.base.state.bindings * records::binding::SIZE;
         let mut written = [false; 7];
         if !bindings.is_empty() {
-            self.w.handle(Role::Bindings)?.write_at(bind_start, &bindings)?;
+            self.w
+                .handle(Role::Bindings)?
+                .write_at(bind_start, &bindings)?;
             written[Role::Bindings as usize] = true;
         }
         for a in [
@@ -558,7 +576,11 @@ impl<'db> WriteTxn<'db> {
             if needed * 2 > self.state.key_cells {
                 retired = self.rebuild_keys(&live_keys)?;
             } else {
-                ops.extend(live_keys.iter().map(|&(hash, id)| Op::KeyInsert { hash, id }));
+                ops.extend(
+                    live_keys
+                        .iter()
+                        .map(|&(hash, id)| Op::KeyInsert { hash, id }),
+                );
                 self.state.key_count = needed;
             }
         }
@@ -571,8 +593,12 @@ impl<'db> WriteTxn<'db> {
         if self.state.key_cells > 0 {
             let map = &self.base.file(Role::Keys)?.map;
             for cell in 0..self.state.key_cells {
-                let hash = map.atomic_u64(cell * 16)?.load(std::sync::atomic::Ordering::Acquire);
-                let id = map.atomic_u64(cell * 16 + 8)?.load(std::sync::atomic::Ordering::Acquire);
+                let hash = map
+                    .atomic_u64(cell * 16)?
+                    .load(std::sync::atomic::Ordering::Acquire);
+                let id = map
+                    .atomic_u64(cell * 16 + 8)?
+                    .load(std::sync::atomic::Ordering::Acquire);
                 if hash != 0 && self.episode_live(id)? {
                     entries.push((hash, id));
                 }
@@ -582,7 +608,8 @@ impl<'db> WriteTxn<'db> {
         let cells = (entries.len() as u64 * 4).next_power_of_two().max(1024);
         let number = self.w.next_file_number();
         let old = self.state.files.keys;
-        self.w.create_keys_file(number, &crate::store::keys::build(&entries, cells))?;
+        self.w
+            .create_keys_file(number, &crate::store::keys::build(&entries, cells))?;
         self.state.files.keys = number;
         self.state.key_cells = cells;
         self.state.key_count = entries.len() as u64;
