@@ -109,15 +109,20 @@ impl SlotLayout {
         out.resize(out.len() + self.stride - self.archive_len - 4, 0);
     }
 
-    /// The validated archive bytes of slot `index`.
+    /// The archive bytes of slot `index`, checksum verified on the first read of the slot
+    /// through this map (committed slots never change under a map).
     pub(crate) fn archive<'m>(&self, map: &'m Mapping, index: u64) -> Result<&'m [u8]> {
         let off = index.saturating_mul(self.stride as u64);
         let slot = map.bytes(off, self.archive_len + 4)?;
         let (archive, crc) = slot.split_at(self.archive_len);
+        if map.is_verified(index) {
+            return Ok(archive);
+        }
         let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
         if crc32c::crc32c(archive) != stored {
             return Err(Error::corrupt(map.path(), off, "slot checksum mismatch"));
         }
+        map.mark_verified(index);
         Ok(archive)
     }
 }

@@ -296,6 +296,9 @@ fn next_older(prev: u64, slot: u64, map: &Mapping) -> Result<u64> {
     Ok(prev)
 }
 
+/// Bytes of a record prefetched ahead of a random read.
+const PREFETCH: u64 = 1024;
+
 /// A stable, read-only view of the database as of one commit. Cheap to create, `Send` and
 /// `Sync`; many may live at once. Readers never block the writer nor each other.
 #[derive(Clone)]
@@ -390,9 +393,21 @@ impl ReadTxn {
 
     /// The episode `id`, or `None` if it does not exist in this snapshot.
     pub fn episode(&self, id: u64) -> Result<Option<Episode<'_>>> {
+        // Until compaction drops records an episode's slot is its id: start fetching the slot
+        // while the table entry is read, so the two cache misses overlap. The first 1 KiB is
+        // enough to overlap them; the hardware prefetcher streams the rest (measured: a
+        // whole-slot prefetch fills the core's miss buffers and stalls).
+        let stride = self.v.info.episode_layout.stride as u64;
+        let eps = &self.v.file(Role::Episodes)?.map;
+        if id < self.v.state.episode_slots {
+            eps.prefetch(id * stride, PREFETCH.min(stride));
+        }
         let Some(e) = self.v.episode_entry(id)? else {
             return Ok(None);
         };
+        if e.slot != id {
+            eps.prefetch(e.slot.saturating_mul(stride), PREFETCH.min(stride));
+        }
         let rec = self.v.episode_at(e.slot)?;
         if rec.id.to_native() != id {
             let path = self.v.file(Role::Episodes)?.map.path().to_path_buf();

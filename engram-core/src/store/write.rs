@@ -42,7 +42,8 @@ struct Appender {
     buf: Vec<u8>,
 }
 
-const FLUSH_AT: usize = 8 << 20;
+/// Appends go to the kernel in pieces this large, each one's writeback started at once.
+const FLUSH_AT: usize = 1 << 20;
 
 impl Appender {
     fn new(role: Role, start: u64) -> Self {
