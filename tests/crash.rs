@@ -175,7 +175,7 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("ACK ") {
+                if let Some(n) = line.split("ACK ").nth(1) {
                     let _ = tx.send(n.parse::<u64>().unwrap());
                 }
             }

@@ -7,7 +7,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let db = Engram::open(&dir, Options::default()).unwrap();
     let v: Vec<f32> = (0..768).map(|i| i as f32 / 768.0).collect();
-    let n = 100_000;
+    let n: i64 = std::env::args()
+        .nth(1)
+        .map_or(100_000, |a| a.parse().unwrap());
     let t = Instant::now();
     for start in (0..n).step_by(1_000) {
         let mut tx = db.begin_write().unwrap();
@@ -23,6 +25,13 @@ fn main() {
             .unwrap();
         }
         tx.commit().unwrap();
+        if (start + 1_000) % 100_000 == 0 {
+            eprintln!(
+                "{:>8} episodes: {:.0}/s so far",
+                start + 1_000,
+                (start + 1_000) as f64 / t.elapsed().as_secs_f64()
+            );
+        }
     }
     println!("{:.0} episodes/s", n as f64 / t.elapsed().as_secs_f64());
     drop(db);

@@ -151,6 +151,7 @@ fn value_bytes(real: &Matrix, id: usize) -> Vec<u8> {
 
 fn engram_ingest(dir: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
     let _ = std::fs::remove_dir_all(dir);
+    settle();
     let db = Engram::open(dir, Options::default())?;
     let t = Instant::now();
     for start in (0..n).step_by(COMMIT) {
@@ -174,6 +175,7 @@ const REDB_TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new
 
 fn redb_ingest(path: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
     let _ = std::fs::remove_file(path);
+    settle();
     let db = redb::Database::create(path)?;
     let t = Instant::now();
     for start in (0..n).step_by(COMMIT) {
@@ -213,6 +215,7 @@ fn lmdb_ingest(
     gets: usize,
 ) -> Result<(f64, Option<Latencies>), BoxError> {
     let _ = std::fs::remove_dir_all(dir);
+    settle();
     let env = lmdb_env(dir, n)?;
     let w = env.write_txn()?;
     let db: LmdbDb = env
@@ -233,6 +236,7 @@ fn lmdb_ingest(
     if gets == 0 {
         return Ok((rps, None));
     }
+    warm(dir)?;
     let r = env.read_txn()?;
     let lat = sample_gets(n, gets, |id| {
         sum_le_f32(&db.get(&r, &id).unwrap().unwrap()[..3_072])
@@ -240,8 +244,35 @@ fn lmdb_ingest(
     Ok((rps, Some(lat)))
 }
 
+/// Gives every timed run the same start: the previous run's dirty pages written back (so no
+/// engine pays for another's writeback) and, where permitted (root on Linux), the page cache
+/// emptied (so no engine pays to evict another's gigabytes). Returns whether it was emptied.
+fn settle() -> bool {
+    let _ = std::process::Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
+}
+
+/// Reads every file under `path` once, so "warm" reads find their pages in the page cache.
+fn warm(path: &Path) -> Result<(), BoxError> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file = File::open(f)?;
+        while std::io::Read::read(&mut file, &mut buf)? > 0 {}
+    }
+    Ok(())
+}
+
 /// The disk's sequential write bandwidth when every commit-sized chunk is fsynced.
 fn disk_bandwidth(dir: &Path, bytes: usize) -> Result<f64, BoxError> {
+    settle();
     let path = dir.join("disk-bandwidth.tmp");
     let chunk = vec![0x5au8; COMMIT * 3_104];
     let mut f = File::create(&path)?;
@@ -267,8 +298,13 @@ fn store_job(
     report: &mut serde_json::Map<String, Value>,
 ) -> Result<(), BoxError> {
     let n = args.episodes;
+    let clean = if settle() {
+        "each timed run starts after sync and an emptied page cache"
+    } else {
+        "each timed run starts after sync; the page cache could not be emptied here"
+    };
     println!(
-        "\nstore: {n} episodes of 768-d f32 (3,104 B records), commits of {COMMIT}, each engine fsyncing at commit"
+        "\nstore: {n} episodes of 768-d f32 (3,104 B records), commits of {COMMIT}, each engine fsyncing at commit;\n  {clean}"
     );
     let mut rows = Vec::new();
     let (mut ours, mut redb_r, mut lmdb_r, mut disk) = (vec![], vec![], vec![], vec![]);
@@ -278,9 +314,24 @@ fn store_job(
         redb_r.push(redb_ingest(&args.dir.join("ingest.redb"), real, n)?);
         lmdb_r.push(lmdb_ingest(&args.dir.join("ingest-lmdb"), real, n, 0)?.0);
     }
+    let runs = |v: &[f64], unit: f64| {
+        v.iter()
+            .map(|x| format!("{:.0}", x / unit))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "  runs (medians below): engram [{}]k/s, redb [{}]k/s, LMDB [{}]k/s, disk [{}] MB/s",
+        runs(&ours, 1e3),
+        runs(&redb_r, 1e3),
+        runs(&lmdb_r, 1e3),
+        runs(&disk, 1e6)
+    );
+    let runs_json = json!({ "engram": ours.clone(), "redb": redb_r.clone(), "lmdb": lmdb_r.clone(), "disk_bps": disk.clone() });
     let (ours, redb_m, lmdb_m, disk) = (median(ours), median(redb_r), median(lmdb_r), median(disk));
-    let stride = 3_200.0; // bytes engram writes per episode (slot) plus table entry and payload
-    let ours_bw = ours * (stride + 24.0 + 16.0);
+    // Bytes engram writes per episode: its 3,200-byte slot, a 24-byte table entry and the
+    // 16-byte payload.
+    let ours_bw = ours * (3_200.0 + 24.0 + 16.0);
     rows.push(format!(
         "  ingest engram      {:>10.0} episodes/s  ({:.2} GB/s written)",
         ours,
@@ -352,6 +403,7 @@ fn store_job(
     // Random gets, page cache warm, embedding summed: engram vs LMDB vs redb.
     let biggest = *args.open_sizes.iter().max().unwrap_or(&n);
     let db = Engram::open(args.dir.join(format!("open-{biggest}")), Options::default())?;
+    warm(&args.dir.join(format!("open-{biggest}")))?;
     let snap = db.begin_read()?;
     // First read of each record by this handle: its checksum is verified on the way.
     let first_get = first_reads(biggest, 50_000, |id| {
@@ -364,6 +416,7 @@ fn store_job(
     let lmdb_get = lmdb_ingest(&args.dir.join("ingest-lmdb"), real, n, 200_000)?
         .1
         .ok_or("no lmdb gets")?;
+    warm(&args.dir.join("ingest.redb"))?;
     let rdb = redb::Database::open(args.dir.join("ingest.redb"))?;
     let rt = rdb.begin_read()?;
     let table = rt.open_table(REDB_TABLE)?;
@@ -387,7 +440,9 @@ fn store_job(
         "store".into(),
         json!({
             "episodes": n,
+            "page_cache_emptied_between_runs": clean.contains("emptied page"),
             "ingest_eps": ours,
+            "ingest_runs": runs_json,
             "ingest_redb_rps": redb_m,
             "ingest_lmdb_rps": lmdb_m,
             "ingest_vs_redb": ours / redb_m,

@@ -531,8 +531,10 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Makes every change durable and visible, atomically. When this returns `Ok`, the
-    /// transaction survives a crash or power loss; on `Err` it is absent after recovery
-    /// and the handle refuses further writes until reopened.
+    /// transaction survives a crash or power loss. On `Err` the handle refuses further
+    /// writes until reopened, and reopening shows the transaction either whole or not at
+    /// all: absent if the error came before its commit record was written, possibly present
+    /// if writing or syncing that record itself failed (the disk may have taken it).
     pub fn commit(mut self) -> Result<()> {
         let result = self.commit_inner();
         if result.is_err() {
