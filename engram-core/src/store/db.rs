@@ -323,10 +323,9 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         }
         e => e,
     })?;
-    apply(&handles, &state, &ops)?;
-    for h in handles.iter().flatten() {
-        h.sync()?;
-    }
+    // Redone stamps are synced like any commit's: by the next commit, on close, or (for a
+    // read-only opener that recovered) before it lets go of the lock.
+    let dirty = apply(&handles, &state, &ops)?;
     let live: Vec<String> = numbers(&state.files)
         .iter()
         .filter(|(n, _)| *n != 0)
@@ -352,7 +351,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         dir: dir.clone(),
         handles,
         files: state.files,
-        dirty: [false; 7],
+        dirty,
         poisoned: false,
     };
     Ok((writer, state))
@@ -551,7 +550,7 @@ impl Engram {
         let info = info_for(&dir, manifest);
         // With no writer alive, finish any interrupted commit first (as SQLite does).
         if let Ok(guard) = lock(&dir) {
-            recover(&info)?;
+            recover(&info)?.0.sync_dirty()?;
             drop(guard);
         }
         let db = Engram {
