@@ -60,6 +60,7 @@ pub enum Error {
 /// `Result` with engram's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+#[cfg_attr(not(unix), allow(dead_code))] // used by the store, which needs unix
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

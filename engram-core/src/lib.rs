@@ -27,9 +27,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+mod metric;
+pub mod similarity;
 #[cfg(unix)]
 mod store;
 
 pub use error::{Error, Result};
+pub use metric::Metric;
 #[cfg(unix)]
 pub use store::*;

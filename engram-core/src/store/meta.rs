@@ -16,32 +16,7 @@ const COMMIT_MAGIC: u32 = u32::from_le_bytes(*b"EGCR");
 const HEAD_MAGIC: u32 = u32::from_le_bytes(*b"EGHD");
 pub(crate) const HEAD_SLOT: u64 = 256;
 
-/// Similarity metric the database was created for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Metric {
-    /// Cosine similarity (the default; embeddings are compared by angle).
-    #[default]
-    Cosine,
-    /// Inner product.
-    Dot,
-    /// Squared Euclidean distance.
-    L2,
-}
-
-impl Metric {
-    fn code(self) -> u32 {
-        match self {
-            Metric::Cosine => 0,
-            Metric::Dot => 1,
-            Metric::L2 => 2,
-        }
-    }
-    fn from_code(c: u32) -> Option<Self> {
-        [Metric::Cosine, Metric::Dot, Metric::L2]
-            .into_iter()
-            .find(|m| m.code() == c)
-    }
-}
+pub use crate::metric::Metric;
 
 /// The settings a database is created with and keeps for life.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,6 +13,6 @@ mod snapshot;
 mod write;
 
 pub use db::{DEFAULT_DIMENSION, Engram, Options};
-pub use meta::{FORMAT_VERSION, Manifest, Metric};
+pub use meta::{FORMAT_VERSION, Manifest};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use write::{ConceptInput, EpisodeInput, WriteTxn};

@@ -1,0 +1,247 @@
+//! Similarity kernels: cosine, dot and squared L2 between f32 vectors, one pair at a time or
+//! one query against many rows laid out at a fixed stride (the store's slots, read in place).
+//!
+//! Every kernel has a scalar reference ([`Kernel::Scalar`], accumulating in f64), which is the
+//! oracle in tests. SIMD paths: AVX2+FMA and AVX-512 on x86-64, simd128 on wasm32, and the
+//! `simsimd` crate (pairs only) where a C compiler is available. [`Kernel::best`] picks the
+//! fastest available path once per process (measured in `docs/benchmarks.md`).
+//!
+//! Conventions: cosine of a zero vector with anything is 0 (not NaN); scores rank higher-is-
+//! better, so [`Metric::L2`] scores are negated squared distances.
+
+mod scalar;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+pub use crate::metric::Metric;
+
+/// Rows of `dim` floats, row `i` starting at `data[i * stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    data: &'a [f32],
+    dim: usize,
+    stride: usize,
+    len: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// `len` rows of `dim` floats, `stride` floats apart, in `data`. `None` if they don't fit.
+    pub fn new(data: &'a [f32], dim: usize, stride: usize, len: usize) -> Option<Self> {
+        let need = match len {
+            0 => 0,
+            n => (n - 1).checked_mul(stride)?.checked_add(dim)?,
+        };
+        (stride >= dim && data.len() >= need).then_some(Rows {
+            data,
+            dim,
+            stride,
+            len,
+        })
+    }
+
+    /// Densely packed rows.
+    pub fn dense(data: &'a [f32], dim: usize) -> Self {
+        let len = data.len().checked_div(dim).unwrap_or(0);
+        Rows {
+            data,
+            dim,
+            stride: dim,
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[i * self.stride..i * self.stride + self.dim]
+    }
+
+    /// Rows `start..end`.
+    pub fn slice(&self, start: usize, end: usize) -> Rows<'a> {
+        assert!(start <= end && end <= self.len);
+        let data = if start == end {
+            &self.data[..0]
+        } else {
+            &self.data[start * self.stride..]
+        };
+        Rows {
+            data,
+            dim: self.dim,
+            stride: self.stride,
+            len: end - start,
+        }
+    }
+}
+
+/// An implementation of the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Plain loops accumulating in f64: the reference every other kernel is tested against.
+    Scalar,
+    /// x86-64 AVX2 + FMA, four rows per pass sharing each query load.
+    Avx2,
+    /// x86-64 AVX-512F, four rows per pass.
+    Avx512,
+    /// wasm32 simd128, four rows per pass.
+    Simd128,
+    /// The `simsimd` crate's dispatched kernels (one call per row).
+    SimSimd,
+}
+
+impl Kernel {
+    /// Kernels this CPU (and build) can run.
+    pub fn available() -> Vec<Kernel> {
+        let mut k = vec![Kernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if x86::has_avx2() {
+                k.push(Kernel::Avx2);
+            }
+            if x86::has_avx512() {
+                k.push(Kernel::Avx512);
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        k.push(Kernel::Simd128);
+        #[cfg(not(target_arch = "wasm32"))]
+        k.push(Kernel::SimSimd);
+        k
+    }
+
+    /// The fastest kernel available here, chosen once. On x86-64: AVX-512 where present, else
+    /// AVX2; both beat simsimd's f32 paths in our batch measurements (docs/benchmarks.md).
+    pub fn best() -> Kernel {
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let avail = Kernel::available();
+            [Kernel::Avx512, Kernel::Avx2, Kernel::Simd128]
+                .into_iter()
+                .find(|k| avail.contains(k))
+                .unwrap_or(Kernel::Scalar)
+        })
+    }
+
+    fn usable(self) -> Kernel {
+        if Kernel::available().contains(&self) {
+            self
+        } else {
+            Kernel::Scalar
+        }
+    }
+
+    /// Scores of `query` against every row, written to `out` (`out.len() == rows.len()`).
+    ///
+    /// # Panics
+    /// If `query.len() != rows.dim()` or `out.len() != rows.len()`; callers validate input
+    /// lengths (the store checks dimensions before scanning).
+    pub fn scores(self, metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
+        assert_eq!(query.len(), rows.dim(), "query dimension");
+        assert_eq!(out.len(), rows.len(), "one score per row");
+        match self.usable() {
+            Kernel::Scalar => scalar::scores(metric, query, rows, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::scores_avx2(metric, query, rows, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => x86::scores_avx512(metric, query, rows, out),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => wasm::scores(metric, query, rows, out),
+            #[cfg(not(target_arch = "wasm32"))]
+            Kernel::SimSimd => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = simsimd_score(metric, query, rows.row(i));
+                }
+            }
+            #[allow(unreachable_patterns)] // kernels of other targets
+            _ => scalar::scores(metric, query, rows, out),
+        }
+    }
+
+    /// Score of one pair.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn score(self, metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "vector lengths");
+        #[cfg(not(target_arch = "wasm32"))]
+        if self == Kernel::SimSimd {
+            return simsimd_score(metric, a, b);
+        }
+        let mut out = [0f32];
+        self.scores(
+            metric,
+            a,
+            Rows::dense(b, b.len().max(1)).slice(0, usize::from(!b.is_empty())),
+            &mut out[..usize::from(!b.is_empty())],
+        );
+        if b.is_empty() { 0.0 } else { out[0] }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn simsimd_score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    use simsimd::SpatialSimilarity;
+    match metric {
+        Metric::Dot => <f32 as SpatialSimilarity>::dot(a, b).unwrap_or(0.0) as f32,
+        Metric::L2 => -(<f32 as SpatialSimilarity>::l2sq(a, b).unwrap_or(0.0) as f32),
+        Metric::Cosine => {
+            // simsimd answers "distance 0" for two zero vectors; our convention is 0 similarity.
+            let d = <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(1.0);
+            if d == 0.0 && a.iter().all(|x| *x == 0.0) {
+                0.0
+            } else {
+                (1.0 - d) as f32
+            }
+        }
+    }
+}
+
+/// Dot product with the fastest kernel.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    Kernel::best().score(Metric::Dot, a, b)
+}
+
+/// Cosine similarity with the fastest kernel (0 if either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    Kernel::best().score(Metric::Cosine, a, b)
+}
+
+/// Squared Euclidean distance with the fastest kernel.
+pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    -Kernel::best().score(Metric::L2, a, b)
+}
+
+/// Turns the per-row sums a kernel gathered into a score.
+#[inline]
+pub(crate) fn finish(metric: Metric, dot: f32, row_norm2: f32, query_norm2: f32, l2: f32) -> f32 {
+    match metric {
+        Metric::Dot => dot,
+        Metric::L2 => -l2,
+        Metric::Cosine => {
+            // Product of the roots: the product of the squares overflows (or underflows)
+            // f32 for magnitudes whose cosine is perfectly representable.
+            let denom = query_norm2.sqrt() * row_norm2.sqrt();
+            if denom > 0.0 { dot / denom } else { 0.0 }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Every available kernel against the scalar reference.
+
+use proptest::prelude::*;
+
+use super::*;
+
+const METRICS: [Metric; 3] = [Metric::Dot, Metric::Cosine, Metric::L2];
+
+/// Checks `got` against the f64 reference with bounds that hold under cancellation.
+fn check(metric: Metric, q: &[f32], rows: Rows<'_>, got: &[f32], want: &[f32], k: Kernel) {
+    for i in 0..rows.len() {
+        let r = rows.row(i);
+        let mag: f64 = q.iter().zip(r).map(|(a, b)| f64::from(*a * *b).abs()).sum();
+        let (g, w) = (f64::from(got[i]), f64::from(want[i]));
+        let tol = match metric {
+            Metric::Dot => 1e-5 * mag + 1e-30,
+            Metric::L2 => 1e-5 * w.abs() + 1e-30,
+            Metric::Cosine => 1e-5,
+        };
+        assert!(
+            (g - w).abs() <= tol,
+            "{k:?} {metric:?} row {i}: got {g}, want {w} (tol {tol})"
+        );
+    }
+}
+
+fn all_kernels_agree(q: &[f32], data: &[f32], dim: usize, stride: usize) {
+    let n = if data.len() < dim {
+        0
+    } else {
+        (data.len() - dim) / stride + 1
+    };
+    let rows = Rows::new(data, dim, stride, n).unwrap();
+    for metric in METRICS {
+        let mut want = vec![0f32; n];
+        Kernel::Scalar.scores(metric, q, rows, &mut want);
+        for k in Kernel::available() {
+            let mut got = vec![f32::NAN; n];
+            k.scores(metric, q, rows, &mut got);
+            check(metric, q, rows, &got, &want, k);
+            for i in 0..n {
+                let pair = k.score(metric, q, rows.row(i));
+                check(metric, q, rows.slice(i, i + 1), &[pair], &want[i..=i], k);
+            }
+        }
+    }
+}
+
+fn vectors(scale: f32) -> impl Strategy<Value = (Vec<f32>, Vec<f32>, usize, usize)> {
+    (1usize..200, 0usize..7, 0usize..9).prop_flat_map(move |(dim, pad, rows)| {
+        let stride = dim + pad;
+        let len = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + dim
+        };
+        (
+            proptest::collection::vec(-1f32..1.0, dim)
+                .prop_map(move |v| v.into_iter().map(|x| x * scale).collect()),
+            proptest::collection::vec(-1f32..1.0, len)
+                .prop_map(move |v| v.into_iter().map(|x| x * scale).collect()),
+            Just(dim),
+            Just(stride),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn kernels_match_the_reference_on_random_input((q, data, dim, stride) in vectors(1.0)) {
+        all_kernels_agree(&q, &data, dim, stride);
+    }
+
+    #[test]
+    fn kernels_match_the_reference_at_huge_magnitudes((q, data, dim, stride) in vectors(1e15)) {
+        all_kernels_agree(&q, &data, dim, stride);
+    }
+
+    #[test]
+    fn kernels_match_the_reference_at_tiny_magnitudes((q, data, dim, stride) in vectors(1e-15)) {
+        all_kernels_agree(&q, &data, dim, stride);
+    }
+}
+
+#[test]
+fn cosine_with_a_zero_vector_is_zero_for_every_kernel() {
+    for dim in [1, 7, 8, 16, 33, 768] {
+        let zero = vec![0f32; dim];
+        let one: Vec<f32> = (0..dim).map(|i| i as f32 + 1.0).collect();
+        for k in Kernel::available() {
+            assert_eq!(k.score(Metric::Cosine, &zero, &one), 0.0, "{k:?} {dim}");
+            assert_eq!(k.score(Metric::Cosine, &one, &zero), 0.0, "{k:?} {dim}");
+            assert_eq!(k.score(Metric::Cosine, &zero, &zero), 0.0, "{k:?} {dim}");
+            let self_cos = k.score(Metric::Cosine, &one, &one);
+            assert!((self_cos - 1.0).abs() < 1e-6, "{k:?} {dim}: {self_cos}");
+        }
+    }
+}
+
+#[test]
+fn adversarial_cancellation_stays_within_the_bound() {
+    // Large terms that cancel exactly: the result is small, the bound scales with Σ|ab|.
+    let dim = 768;
+    let q: Vec<f32> = (0..dim)
+        .map(|i| if i % 2 == 0 { 1e6 } else { -1e6 })
+        .collect();
+    let r: Vec<f32> = (0..dim).map(|i| 1.0 + (i % 3) as f32 * 1e-3).collect();
+    all_kernels_agree(&q, &r, dim, dim);
+}
+
+#[test]
+fn rows_reject_layouts_that_do_not_fit() {
+    let data = vec![0f32; 10];
+    assert!(Rows::new(&data, 4, 6, 2).is_some()); // rows at 0 and 6, 6 + 4 = 10
+    assert!(Rows::new(&data, 4, 6, 3).is_none());
+    assert!(
+        Rows::new(&data, 4, 3, 1).is_none(),
+        "stride shorter than a row"
+    );
+    assert_eq!(Rows::dense(&data, 5).len(), 2);
+}
+
+#[test]
+fn this_targets_simd_path_is_built_and_under_test() {
+    let avail = Kernel::available();
+    if cfg!(target_arch = "wasm32") {
+        assert!(
+            avail.contains(&Kernel::Simd128),
+            "wasm tests must build with +simd128: {avail:?}"
+        );
+    }
+    if cfg!(target_arch = "x86_64") && is_x86_feature_detected_avx2() {
+        assert!(avail.contains(&Kernel::Avx2), "{avail:?}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn is_x86_feature_detected_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_x86_feature_detected_avx2() -> bool {
+    false
+}
