@@ -463,3 +463,21 @@ fn backup_is_a_consistent_openable_copy() {
         "refuses a non-empty destination"
     );
 }
+
+#[test]
+fn empty_payloads_and_labels_read_back_in_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let e = tx.insert_episode(&episode(&vector(1), b"", None)).unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1),
+            label: "",
+        })
+        .unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode(e).unwrap().unwrap().payload().unwrap(), b"");
+    assert_eq!(snap.concept(c).unwrap().unwrap().label().unwrap(), "");
+}

@@ -83,6 +83,9 @@ impl Mapping {
     /// The bytes `off..off + len`. Callers ask only for committed ranges, which are never
     /// written again while any map of the file exists (module contract).
     pub(crate) fn bytes(&self, off: u64, len: usize) -> Result<&[u8]> {
+        if len == 0 && off <= self.len {
+            return Ok(&[]); // also for a file too empty to have been mapped
+        }
         let ptr = self.check(off, len as u64, 1)?;
         // SAFETY: the range is inside the live mapping (checked) and immutable for the life of
         // `self` by the module contract, so a shared slice over it is never aliased by a write.

@@ -9,10 +9,12 @@ mod file;
 mod keys;
 mod meta;
 mod records;
+mod search;
 mod snapshot;
 mod write;
 
 pub use db::{DEFAULT_DIMENSION, Engram, Options};
 pub use meta::{FORMAT_VERSION, Manifest};
+pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use write::{ConceptInput, EpisodeInput, WriteTxn};

@@ -58,15 +58,29 @@ pub(crate) struct ConceptRecord<'a> {
 pub(crate) struct SlotLayout {
     pub archive_len: usize,
     pub stride: usize,
+    /// Offsets in the slot of the fields scans read without decoding the archive: the id,
+    /// and for episodes the agent and timestamp (all little-endian 8-byte words).
+    pub id_off: usize,
+    pub agent_off: usize,
+    pub time_off: usize,
 }
 
 impl SlotLayout {
-    fn from_archive(bytes: &[u8], data_ptr: *const f32) -> Self {
+    fn from_archive(bytes: &[u8], data_ptr: *const f32, fields: [*const u8; 3]) -> Self {
         debug_assert_eq!(data_ptr.cast::<u8>(), bytes.as_ptr());
+        let off = |p: *const u8| p as usize - bytes.as_ptr() as usize;
         SlotLayout {
             archive_len: bytes.len(),
             stride: (bytes.len() + 4).next_multiple_of(64),
+            id_off: off(fields[0]),
+            agent_off: off(fields[1]),
+            time_off: off(fields[2]),
         }
+    }
+
+    /// The little-endian word at `field` of a slot's (verified) archive.
+    pub(crate) fn word(&self, archive: &[u8], field: usize) -> u64 {
+        u64::from_le_bytes(archive[field..field + 8].try_into().expect("8 bytes"))
     }
 
     pub(crate) fn episode(dim: usize) -> Self {
@@ -81,9 +95,14 @@ impl SlotLayout {
             key_hash: 0,
         };
         let bytes = serialize(&rec);
-        let archived = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(&bytes)
+        let a = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(&bytes)
             .expect("a freshly serialized record validates");
-        Self::from_archive(&bytes, archived.embedding.as_ptr().cast())
+        let fields = [
+            (&raw const a.id).cast(),
+            (&raw const a.agent).cast(),
+            (&raw const a.timestamp).cast(),
+        ];
+        Self::from_archive(&bytes, a.embedding.as_ptr().cast(), fields)
     }
 
     pub(crate) fn concept(dim: usize) -> Self {
@@ -96,9 +115,10 @@ impl SlotLayout {
             label: Blob::default(),
         };
         let bytes = serialize(&rec);
-        let archived = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)
+        let a = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)
             .expect("a freshly serialized record validates");
-        Self::from_archive(&bytes, archived.centroid.as_ptr().cast())
+        let id = (&raw const a.id).cast();
+        Self::from_archive(&bytes, a.centroid.as_ptr().cast(), [id, id, id])
     }
 
     /// Appends one slot (archive, crc32c, zero padding) to `out`.
@@ -294,6 +314,10 @@ mod tests {
         assert_eq!((u32_at(&ep, r + 56), u32_at(&ep, r + 60)), (0x88, 0x99));
         let l = SlotLayout::episode(768);
         assert_eq!((l.archive_len, l.stride), (3072 + 72, 3200));
+        assert_eq!(
+            (l.id_off, l.agent_off, l.time_off),
+            (3072 + 8, 3072 + 16, 3072 + 24)
+        );
         let c = SlotLayout::concept(768);
         assert_eq!((c.archive_len, c.stride), (3072 + 48, 3136));
     }

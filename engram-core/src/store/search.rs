@@ -1,0 +1,382 @@
+//! Exact search over a snapshot: every live episode (or concept) scored against the query by
+//! the SIMD kernels, straight from the mapped slots, top-k kept per rayon task and merged.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::metric::Metric;
+use crate::similarity::{Kernel, Rows};
+use crate::store::snapshot::{ReadTxn, Role, Version};
+
+/// Which episodes a search considers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this agent's episodes.
+    pub agent: Option<u64>,
+    /// Only episodes with a timestamp in this range.
+    pub time: Option<Range<i64>>,
+}
+
+/// A search result: a node id and its score (higher is more similar; for L2 the negated
+/// squared distance).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub id: u64,
+    pub score: f32,
+}
+
+/// An episode recalled through a concept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recalled {
+    pub episode: u64,
+    /// The concept it was reached through (the best-scoring one, if several).
+    pub concept: u64,
+    /// similarity(query, episode) × binding strength.
+    pub score: f32,
+    pub similarity: f32,
+    pub strength: f32,
+}
+
+/// Slots per rayon task: 1,024 × 3.2 KB = 3.2 MB of embeddings, large enough to amortize
+/// the task, small enough to balance two to sixteen cores.
+const CHUNK: usize = 1_024;
+
+/// Rows per block when many queries share each loaded row (about 400 KB at 768-d: the block
+/// stays in L2 while every query passes over it).
+const BLOCK: usize = 128;
+
+#[derive(PartialEq)]
+struct Ranked(f32, u64);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    /// Better = higher score, then smaller id (so results are deterministic).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// The k best hits seen so far (a min-heap of the current top).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Reverse<Ranked>>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, id: u64, score: f32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(Ranked(score, id)));
+        } else if let Some(worst) = self.heap.peek()
+            && Ranked(score, id) > worst.0
+        {
+            self.heap.pop();
+            self.heap.push(Reverse(Ranked(score, id)));
+        }
+    }
+
+    fn merge(mut self, other: TopK) -> TopK {
+        for Reverse(Ranked(s, id)) in other.heap {
+            self.push(id, s);
+        }
+        self
+    }
+
+    fn into_sorted(self) -> Vec<Hit> {
+        let mut v: Vec<Ranked> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.into_iter()
+            .map(|Ranked(score, id)| Hit { id, score })
+            .collect()
+    }
+}
+
+fn check_query(v: &Version, query: &[f32]) -> Result<()> {
+    let dim = v.info.manifest.dimension;
+    if query.len() != dim {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            found: query.len(),
+        });
+    }
+    match query.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(Error::NonFinite {
+            what: "query",
+            index,
+            value: query[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Version {
+    /// The committed episode slots as strided rows of floats, read in place.
+    fn episode_rows(&self) -> Result<Rows<'_>> {
+        let layout = self.info.episode_layout;
+        let n = self.state.episode_slots as usize;
+        let dim = self.info.manifest.dimension;
+        if n == 0 {
+            return Ok(Rows::dense(&[], dim));
+        }
+        let map = &self.file(Role::Episodes)?.map;
+        let bytes = map.bytes(0, n * layout.stride)?;
+        let floats: &[f32] = bytemuck::try_cast_slice(bytes)
+            .map_err(|e| Error::corrupt(map.path(), 0, format!("slot region misaligned: {e}")))?;
+        Rows::new(floats, dim, layout.stride / 4, n)
+            .ok_or_else(|| Error::corrupt(map.path(), 0, "slot rows do not fit the file"))
+    }
+
+    /// For slot `slot`: its episode id if that episode is live here, passes `filter`, and
+    /// this slot is its record. Verifies the slot's checksum on its first read via this map.
+    fn live_slot(&self, slot: u64, filter: &Filter) -> Result<Option<u64>> {
+        let layout = self.info.episode_layout;
+        let archive = layout.archive(&self.file(Role::Episodes)?.map, slot)?;
+        let id = layout.word(archive, layout.id_off);
+        if filter
+            .agent
+            .is_some_and(|a| a != layout.word(archive, layout.agent_off))
+        {
+            return Ok(None);
+        }
+        if let Some(t) = &filter.time
+            && !t.contains(&(layout.word(archive, layout.time_off) as i64))
+        {
+            return Ok(None);
+        }
+        Ok(match self.episode_entry(id)? {
+            Some(e) if e.slot == slot => Some(id),
+            _ => None,
+        })
+    }
+}
+
+impl ReadTxn {
+    /// Exact top-`k` episodes by the database's metric, best first, using every core of the
+    /// current rayon pool (run it inside `ThreadPool::install` to choose the threads).
+    pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        self.search_with(Kernel::best(), query, k, filter)
+    }
+
+    /// [`ReadTxn::search`] with a chosen kernel (benchmarks compare them).
+    pub fn search_with(
+        &self,
+        kernel: Kernel,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>> {
+        let v = &self.v;
+        check_query(v, query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let metric = v.info.manifest.metric;
+        let rows = v.episode_rows()?;
+        let chunks = rows.len().div_ceil(CHUNK);
+        let top = (0..chunks)
+            .into_par_iter()
+            .map(|c| -> Result<TopK> {
+                let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
+                let mut scores = vec![0f32; end - start];
+                kernel.scores(metric, query, rows.slice(start, end), &mut scores);
+                let mut top = TopK::new(k);
+                for (i, score) in scores.into_iter().enumerate() {
+                    if let Some(id) = v.live_slot((start + i) as u64, filter)? {
+                        top.push(id, score);
+                    }
+                }
+                Ok(top)
+            })
+            .try_reduce(|| TopK::new(k), |a, b| Ok(a.merge(b)))?;
+        Ok(top.into_sorted())
+    }
+
+    /// Exact top-`k` for each of many queries at once. Rows are taken in blocks that stay in
+    /// cache while every query is scored against them (one GEMM per block), so each row is
+    /// read from memory once per batch instead of once per query.
+    pub fn search_batch(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let v = &self.v;
+        for q in queries {
+            check_query(v, q)?;
+        }
+        if k == 0 || queries.is_empty() {
+            return Ok(vec![Vec::new(); queries.len()]);
+        }
+        let metric = v.info.manifest.metric;
+        let dim = v.info.manifest.dimension;
+        let rows = v.episode_rows()?;
+        let packed: Vec<f32> = queries.iter().flat_map(|q| q.iter().copied()).collect();
+        let q_norm2: Vec<f32> = queries
+            .iter()
+            .map(|q| q.iter().map(|x| x * x).sum())
+            .collect();
+        let chunks = rows.len().div_ceil(CHUNK);
+        let tops = (0..chunks)
+            .into_par_iter()
+            .map(|c| -> Result<Vec<TopK>> {
+                let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
+                let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
+                let mut products = vec![0f32; queries.len() * BLOCK];
+                for b in (start..end).step_by(BLOCK) {
+                    let block = rows.slice(b, (b + BLOCK).min(end));
+                    let n = block.len();
+                    gemm_rows(&packed, dim, block, &mut products[..queries.len() * n]);
+                    for i in 0..n {
+                        let Some(id) = v.live_slot((b + i) as u64, filter)? else {
+                            continue;
+                        };
+                        let r = block.row(i);
+                        let r2 = if metric == Metric::Dot {
+                            0.0
+                        } else {
+                            r.iter().map(|x| x * x).sum()
+                        };
+                        for (qi, top) in tops.iter_mut().enumerate() {
+                            let dot = products[qi * n + i];
+                            let score = match metric {
+                                Metric::Dot => dot,
+                                Metric::L2 => -(q_norm2[qi] + r2 - 2.0 * dot),
+                                Metric::Cosine => {
+                                    crate::similarity::finish(metric, dot, r2, q_norm2[qi], 0.0)
+                                }
+                            };
+                            top.push(id, score);
+                        }
+                    }
+                }
+                Ok(tops)
+            })
+            .try_reduce(
+                || (0..queries.len()).map(|_| TopK::new(k)).collect(),
+                |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
+            )?;
+        Ok(tops.into_iter().map(TopK::into_sorted).collect())
+    }
+
+    /// Exact top-`k` concepts (their visible versions) by the database's metric.
+    pub fn search_concepts(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let v = &self.v;
+        check_query(v, query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let metric = v.info.manifest.metric;
+        let kernel = Kernel::best();
+        let ids = v.state.concept_ids as usize;
+        let top = (0..ids.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| -> Result<TopK> {
+                let mut top = TopK::new(k);
+                for id in (c * CHUNK) as u64..((c + 1) * CHUNK).min(ids) as u64 {
+                    if let Some(e) = v.concept_entry(id)? {
+                        let rec = v.concept_at(id, e.slot)?;
+                        let centroid = crate::store::records::native_f32(&rec.centroid);
+                        top.push(id, kernel.score(metric, query, centroid));
+                    }
+                }
+                Ok(top)
+            })
+            .try_reduce(|| TopK::new(k), |a, b| Ok(a.merge(b)))?;
+        Ok(top.into_sorted())
+    }
+
+    /// Dual-memory recall: the `concepts` nearest concepts, then their bound episodes ranked by
+    /// similarity(query, episode) × binding strength, best `k`, each with the concept it came
+    /// through.
+    pub fn recall_via_concepts(
+        &self,
+        query: &[f32],
+        concepts: usize,
+        k: usize,
+    ) -> Result<Vec<Recalled>> {
+        let v = &self.v;
+        let metric = v.info.manifest.metric;
+        let kernel = Kernel::best();
+        let mut best: HashMap<u64, Recalled> = HashMap::new();
+        for hit in self.search_concepts(query, concepts)? {
+            let Some(e) = v.concept_entry(hit.id)? else {
+                continue;
+            };
+            for (_, b) in v.walk(e.bind_head, false)? {
+                if best.contains_key(&b.episode) && best[&b.episode].strength >= b.strength {
+                    continue; // the same episode scores no better through a weaker binding
+                }
+                let Some(ep) = self.episode(b.episode)? else {
+                    continue;
+                };
+                let similarity = kernel.score(metric, query, ep.embedding());
+                let r = Recalled {
+                    episode: b.episode,
+                    concept: hit.id,
+                    score: similarity * b.strength,
+                    similarity,
+                    strength: b.strength,
+                };
+                let keep = best.get(&b.episode).is_none_or(|old| r.score > old.score);
+                if keep {
+                    best.insert(b.episode, r);
+                }
+            }
+        }
+        let mut out: Vec<Recalled> = best.into_values().collect();
+        out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.episode.cmp(&b.episode)));
+        out.truncate(k);
+        Ok(out)
+    }
+}
+
+/// `out[q * n + i] = queries[q] · rows[i]` for packed `queries` (each `dim` long) and the
+/// strided `rows` (n of them), by one GEMM with the rows read in place.
+fn gemm_rows(queries: &[f32], dim: usize, rows: Rows<'_>, out: &mut [f32]) {
+    let (m, n) = (queries.len() / dim, rows.len());
+    assert_eq!(out.len(), m * n);
+    if n == 0 || m == 0 {
+        return;
+    }
+    let first = rows.row(0);
+    // SAFETY: `queries` holds m×dim floats read at row stride dim; the rows are read as the
+    // dim×n matrix with element (d, j) at first[j * stride + d], inside the
+    // (n - 1) * stride + dim floats that `Rows` guarantees from its first row; `out` holds
+    // m×n floats written at row stride n and aliases neither input (it is a distinct &mut).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            dim,
+            n,
+            1.0,
+            queries.as_ptr(),
+            dim as isize,
+            1,
+            first.as_ptr(),
+            1,
+            rows.stride() as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
