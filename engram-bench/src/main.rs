@@ -64,6 +64,8 @@ fn main() {
     }
 }
 
+mod search;
+
 type BoxError = Box<dyn std::error::Error>;
 
 fn run(args: &Args) -> Result<(), BoxError> {
@@ -74,6 +76,8 @@ fn run(args: &Args) -> Result<(), BoxError> {
 
     fixture_job(args, &real, &mut report)?;
     store_job(args, &real, &mut report)?;
+    search::kernels_job(&mut report)?;
+    search::search_job(&args.dir, &mut report)?;
 
     let out = args.dir.join("report.json");
     std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))?)?;

@@ -96,9 +96,10 @@ impl<'a> Rows<'a> {
 pub enum Kernel {
     /// Plain loops accumulating in f64: the reference every other kernel is tested against.
     Scalar,
-    /// x86-64 AVX2 + FMA, four rows per pass sharing each query load.
+    /// x86-64 AVX2 + FMA: four rows per pass sharing each query load when the rows fit in
+    /// cache, one row at a time (one sequential stream) when they stream from memory.
     Avx2,
-    /// x86-64 AVX-512F, four rows per pass.
+    /// x86-64 AVX-512F, one row per pass with four accumulator chains and masked tails.
     Avx512,
     /// wasm32 simd128, four rows per pass.
     Simd128,

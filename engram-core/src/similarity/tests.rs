@@ -145,3 +145,21 @@ fn is_x86_feature_detected_avx2() -> bool {
 fn is_x86_feature_detected_avx2() -> bool {
     false
 }
+
+#[test]
+fn streaming_sized_row_sets_match_the_reference() {
+    // Over 1 MiB of rows: the x86 kernels take their one-row-at-a-time path.
+    for (dim, stride) in [(771, 800), (768, 768), (37, 40)] {
+        let n = (2 << 20) / (stride * 4) + 3;
+        let mut rng = 0x9E37_79B9u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 2001) as f32 / 1000.0 - 1.0
+        };
+        let data: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
+        let q: Vec<f32> = (0..dim).map(|_| next()).collect();
+        all_kernels_agree(&q, &data, dim, stride);
+    }
+}

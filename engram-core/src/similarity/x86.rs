@@ -44,18 +44,58 @@ fn by_fours(
     }
 }
 
+/// Above this many bytes of rows, scores stream from memory and one row at a time wins (a
+/// single sequential stream the prefetcher saturates); below it, rows sit in cache and four
+/// rows per pass win by sharing query loads. Measured in docs/benchmarks.md.
+const STREAMING_BYTES: usize = 1 << 20;
+
+fn streaming(rows: &Rows<'_>) -> bool {
+    rows.len() * rows.stride() * 4 > STREAMING_BYTES
+}
+
+/// Runs a one-row kernel over every row.
+fn one_by_one(
+    metric: Metric,
+    query: &[f32],
+    rows: Rows<'_>,
+    out: &mut [f32],
+    kernel: impl Fn(&[f32], &[f32]) -> (f32, f32),
+) {
+    let q2 = if metric == Metric::Cosine {
+        kernel(query, query).0
+    } else {
+        0.0
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let (a, r2) = kernel(query, rows.row(i));
+        *o = match metric {
+            Metric::L2 => finish(metric, 0.0, 0.0, 0.0, a),
+            _ => finish(metric, a, r2, q2, 0.0),
+        };
+    }
+}
+
 pub(super) fn scores_avx2(metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
     assert!(has_avx2());
-    // SAFETY (all three): AVX2 and FMA are present (asserted above); the kernels only read
-    // `query` and the four row slices within their lengths.
-    match metric {
-        Metric::Dot => by_fours(metric, query, rows, out, |q, r| unsafe {
+    // SAFETY (all six): AVX2 and FMA are present (asserted above); the kernels only read
+    // `query` and row slices of at least its length (`Rows` hands out `dim`-long rows).
+    match (metric, streaming(&rows)) {
+        (Metric::Dot, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx2::<DOT>(q, r)
+        }),
+        (Metric::Cosine, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx2::<COS>(q, r)
+        }),
+        (Metric::L2, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx2::<L2>(q, r)
+        }),
+        (Metric::Dot, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
             rows4_avx2::<DOT>(q, r)
         }),
-        Metric::Cosine => by_fours(metric, query, rows, out, |q, r| unsafe {
+        (Metric::Cosine, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
             rows4_avx2::<COS>(q, r)
         }),
-        Metric::L2 => by_fours(metric, query, rows, out, |q, r| unsafe {
+        (Metric::L2, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
             rows4_avx2::<L2>(q, r)
         }),
     }
@@ -63,17 +103,17 @@ pub(super) fn scores_avx2(metric: Metric, query: &[f32], rows: Rows<'_>, out: &m
 
 pub(super) fn scores_avx512(metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
     assert!(has_avx512());
-    // SAFETY (all three): AVX-512F is present (asserted above); the kernels only read `query`
-    // and the four row slices within their lengths (masked loads for the tail).
+    // SAFETY (all three): AVX-512F is present (asserted above); the kernel only reads `query`
+    // and row slices of at least its length (masked loads for the tail).
     match metric {
-        Metric::Dot => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx512::<DOT>(q, r)
+        Metric::Dot => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx512::<DOT>(q, r)
         }),
-        Metric::Cosine => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx512::<COS>(q, r)
+        Metric::Cosine => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx512::<COS>(q, r)
         }),
-        Metric::L2 => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx512::<L2>(q, r)
+        Metric::L2 => one_by_one(metric, query, rows, out, |q, r| unsafe {
+            row1_avx512::<L2>(q, r)
         }),
     }
 }
@@ -170,64 +210,187 @@ unsafe fn rows4_avx2<const M: u8>(q: &[f32], r: [&[f32]; 4]) -> [(f32, f32); 4] 
     out
 }
 
-/// AVX-512 version of [`rows4_avx2`]: 16 lanes, masked loads for the tail.
+/// One row, four independent accumulator chains (dot/L2), or two dot + two norm chains
+/// (cosine): one sequential stream, which the hardware prefetcher keeps at full bandwidth.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; every row must be at least `q.len()` long.
-#[target_feature(enable = "avx512f")]
-unsafe fn rows4_avx512<const M: u8>(q: &[f32], r: [&[f32]; 4]) -> [(f32, f32); 4] {
+/// The CPU must support AVX2 and FMA; `r` must be at least `q.len()` long.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row1_avx2<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
     let n = q.len();
-    debug_assert!(r.iter().all(|r| r.len() >= n));
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut acc2 = [_mm512_setzero_ps(); 4];
+    debug_assert!(r.len() >= n);
+    let (qp, rp) = (q.as_ptr(), r.as_ptr());
+    let z = _mm256_setzero_ps();
+    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
     let mut i = 0;
-    // SAFETY: full loads read 16 floats at i with i + 16 <= n; the masked tail load touches
-    // only lanes below n - i, which are inside every slice.
+    // SAFETY: each load reads 8 floats at an offset below i + 32 <= n (or i + 8 <= n in the
+    // second loop), inside both slices.
     unsafe {
-        let step = |i: usize, mask: __mmask16, acc: &mut [__m512; 4], acc2: &mut [__m512; 4]| {
-            let qv = _mm512_maskz_loadu_ps(mask, q.as_ptr().add(i));
-            for j in 0..4 {
-                let rv = _mm512_maskz_loadu_ps(mask, r[j].as_ptr().add(i));
-                match M {
-                    L2 => {
-                        let d = _mm512_sub_ps(qv, rv);
-                        acc[j] = _mm512_fmadd_ps(d, d, acc[j]);
-                    }
-                    COS => {
-                        acc[j] = _mm512_fmadd_ps(qv, rv, acc[j]);
-                        acc2[j] = _mm512_fmadd_ps(rv, rv, acc2[j]);
-                    }
-                    _ => acc[j] = _mm512_fmadd_ps(qv, rv, acc[j]),
+        while i + 32 <= n {
+            let (q0, q1) = (_mm256_loadu_ps(qp.add(i)), _mm256_loadu_ps(qp.add(i + 8)));
+            let (q2, q3) = (
+                _mm256_loadu_ps(qp.add(i + 16)),
+                _mm256_loadu_ps(qp.add(i + 24)),
+            );
+            let (r0, r1) = (_mm256_loadu_ps(rp.add(i)), _mm256_loadu_ps(rp.add(i + 8)));
+            let (r2, r3) = (
+                _mm256_loadu_ps(rp.add(i + 16)),
+                _mm256_loadu_ps(rp.add(i + 24)),
+            );
+            match M {
+                L2 => {
+                    let (d0, d1) = (_mm256_sub_ps(q0, r0), _mm256_sub_ps(q1, r1));
+                    let (d2, d3) = (_mm256_sub_ps(q2, r2), _mm256_sub_ps(q3, r3));
+                    a0 = _mm256_fmadd_ps(d0, d0, a0);
+                    a1 = _mm256_fmadd_ps(d1, d1, a1);
+                    a2 = _mm256_fmadd_ps(d2, d2, a2);
+                    a3 = _mm256_fmadd_ps(d3, d3, a3);
+                }
+                COS => {
+                    a0 = _mm256_fmadd_ps(q0, r0, a0);
+                    a1 = _mm256_fmadd_ps(q1, r1, a1);
+                    a0 = _mm256_fmadd_ps(q2, r2, a0);
+                    a1 = _mm256_fmadd_ps(q3, r3, a1);
+                    a2 = _mm256_fmadd_ps(r0, r0, a2);
+                    a3 = _mm256_fmadd_ps(r1, r1, a3);
+                    a2 = _mm256_fmadd_ps(r2, r2, a2);
+                    a3 = _mm256_fmadd_ps(r3, r3, a3);
+                }
+                _ => {
+                    a0 = _mm256_fmadd_ps(q0, r0, a0);
+                    a1 = _mm256_fmadd_ps(q1, r1, a1);
+                    a2 = _mm256_fmadd_ps(q2, r2, a2);
+                    a3 = _mm256_fmadd_ps(q3, r3, a3);
                 }
             }
-        };
-        if M == COS {
-            while i + 16 <= n {
-                step(i, 0xFFFF, &mut acc, &mut acc2);
-                i += 16;
-            }
-        } else {
-            while i + 32 <= n {
-                step(i, 0xFFFF, &mut acc, &mut acc2);
-                // second chain: swap roles so the two chunks accumulate independently
-                step(i + 16, 0xFFFF, &mut acc2, &mut acc);
-                i += 32;
-            }
-            while i + 16 <= n {
-                step(i, 0xFFFF, &mut acc, &mut acc2);
-                i += 16;
-            }
+            i += 32;
         }
-        if i < n {
-            let mask: __mmask16 = (1u32 << (n - i)) as u16 - 1;
-            step(i, mask, &mut acc, &mut acc2);
+        while i + 8 <= n {
+            let (qv, rv) = (_mm256_loadu_ps(qp.add(i)), _mm256_loadu_ps(rp.add(i)));
+            match M {
+                L2 => {
+                    let d = _mm256_sub_ps(qv, rv);
+                    a0 = _mm256_fmadd_ps(d, d, a0);
+                }
+                COS => {
+                    a0 = _mm256_fmadd_ps(qv, rv, a0);
+                    a2 = _mm256_fmadd_ps(rv, rv, a2);
+                }
+                _ => a0 = _mm256_fmadd_ps(qv, rv, a0),
+            }
+            i += 8;
         }
     }
-    [0, 1, 2, 3].map(|j| {
-        if M == COS {
-            (_mm512_reduce_add_ps(acc[j]), _mm512_reduce_add_ps(acc2[j]))
-        } else {
-            (_mm512_reduce_add_ps(_mm512_add_ps(acc[j], acc2[j])), 0.0)
+    let (mut a, mut b) = if M == COS {
+        (
+            hsum256(_mm256_add_ps(a0, a1)),
+            hsum256(_mm256_add_ps(a2, a3)),
+        )
+    } else {
+        (
+            hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))),
+            0.0,
+        )
+    };
+    for k in i..n {
+        let (x, y) = (q[k], r[k]);
+        match M {
+            L2 => a += (x - y) * (x - y),
+            COS => {
+                a += x * y;
+                b += y * y;
+            }
+            _ => a += x * y,
         }
-    })
+    }
+    (a, b)
+}
+
+/// AVX-512 version of [`row1_avx2`], with a masked tail.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `r` must be at least `q.len()` long.
+#[target_feature(enable = "avx512f")]
+unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
+    let n = q.len();
+    debug_assert!(r.len() >= n);
+    let (qp, rp) = (q.as_ptr(), r.as_ptr());
+    let z = _mm512_setzero_ps();
+    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+    let mut i = 0;
+    // SAFETY: full loads read 16 floats below i + 64 <= n (or i + 16 <= n); the masked load
+    // touches only lanes below n - i. All inside both slices.
+    unsafe {
+        while i + 64 <= n {
+            let (q0, q1) = (_mm512_loadu_ps(qp.add(i)), _mm512_loadu_ps(qp.add(i + 16)));
+            let (q2, q3) = (
+                _mm512_loadu_ps(qp.add(i + 32)),
+                _mm512_loadu_ps(qp.add(i + 48)),
+            );
+            let (r0, r1) = (_mm512_loadu_ps(rp.add(i)), _mm512_loadu_ps(rp.add(i + 16)));
+            let (r2, r3) = (
+                _mm512_loadu_ps(rp.add(i + 32)),
+                _mm512_loadu_ps(rp.add(i + 48)),
+            );
+            match M {
+                L2 => {
+                    let (d0, d1) = (_mm512_sub_ps(q0, r0), _mm512_sub_ps(q1, r1));
+                    let (d2, d3) = (_mm512_sub_ps(q2, r2), _mm512_sub_ps(q3, r3));
+                    a0 = _mm512_fmadd_ps(d0, d0, a0);
+                    a1 = _mm512_fmadd_ps(d1, d1, a1);
+                    a2 = _mm512_fmadd_ps(d2, d2, a2);
+                    a3 = _mm512_fmadd_ps(d3, d3, a3);
+                }
+                COS => {
+                    a0 = _mm512_fmadd_ps(q0, r0, a0);
+                    a1 = _mm512_fmadd_ps(q1, r1, a1);
+                    a0 = _mm512_fmadd_ps(q2, r2, a0);
+                    a1 = _mm512_fmadd_ps(q3, r3, a1);
+                    a2 = _mm512_fmadd_ps(r0, r0, a2);
+                    a3 = _mm512_fmadd_ps(r1, r1, a3);
+                    a2 = _mm512_fmadd_ps(r2, r2, a2);
+                    a3 = _mm512_fmadd_ps(r3, r3, a3);
+                }
+                _ => {
+                    a0 = _mm512_fmadd_ps(q0, r0, a0);
+                    a1 = _mm512_fmadd_ps(q1, r1, a1);
+                    a2 = _mm512_fmadd_ps(q2, r2, a2);
+                    a3 = _mm512_fmadd_ps(q3, r3, a3);
+                }
+            }
+            i += 64;
+        }
+        while i < n {
+            let mask: __mmask16 = if i + 16 <= n {
+                0xFFFF
+            } else {
+                ((1u32 << (n - i)) - 1) as u16
+            };
+            let qv = _mm512_maskz_loadu_ps(mask, qp.add(i));
+            let rv = _mm512_maskz_loadu_ps(mask, rp.add(i));
+            match M {
+                L2 => {
+                    let d = _mm512_sub_ps(qv, rv);
+                    a0 = _mm512_fmadd_ps(d, d, a0);
+                }
+                COS => {
+                    a0 = _mm512_fmadd_ps(qv, rv, a0);
+                    a2 = _mm512_fmadd_ps(rv, rv, a2);
+                }
+                _ => a0 = _mm512_fmadd_ps(qv, rv, a0),
+            }
+            i += 16;
+        }
+    }
+    if M == COS {
+        (
+            _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)),
+            _mm512_reduce_add_ps(_mm512_add_ps(a2, a3)),
+        )
+    } else {
+        (
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))),
+            0.0,
+        )
+    }
 }

@@ -106,6 +106,7 @@ pub(crate) fn write_compacted(
             payload,
             key,
             key_hash: rec.key_hash.to_native(),
+            norm: rec.norm.to_native(),
         });
         slot_buf.clear();
         ep_layout.push_slot(&archive, &mut slot_buf);

@@ -39,6 +39,8 @@ pub(crate) struct EpisodeRecord<'a> {
     pub payload: Blob,
     pub key: Blob,
     pub key_hash: u64,
+    /// L2 norm of the embedding (computed in f64 at insert): cosine scans need only dots.
+    pub norm: f32,
 }
 
 /// One version of a concept. Updates append a new version whose `prev_slot` points back,
@@ -63,10 +65,12 @@ pub(crate) struct SlotLayout {
     pub id_off: usize,
     pub agent_off: usize,
     pub time_off: usize,
+    /// Offset of the f32 norm (episodes; for concepts it repeats `id_off` and is unused).
+    pub norm_off: usize,
 }
 
 impl SlotLayout {
-    fn from_archive(bytes: &[u8], data_ptr: *const f32, fields: [*const u8; 3]) -> Self {
+    fn from_archive(bytes: &[u8], data_ptr: *const f32, fields: [*const u8; 4]) -> Self {
         debug_assert_eq!(data_ptr.cast::<u8>(), bytes.as_ptr());
         let off = |p: *const u8| p as usize - bytes.as_ptr() as usize;
         SlotLayout {
@@ -75,7 +79,13 @@ impl SlotLayout {
             id_off: off(fields[0]),
             agent_off: off(fields[1]),
             time_off: off(fields[2]),
+            norm_off: off(fields[3]),
         }
+    }
+
+    /// The little-endian f32 at `field` of a slot's archive.
+    pub(crate) fn f32_at(&self, archive: &[u8], field: usize) -> f32 {
+        f32::from_le_bytes(archive[field..field + 4].try_into().expect("4 bytes"))
     }
 
     /// The little-endian word at `field` of a slot's (verified) archive.
@@ -93,6 +103,7 @@ impl SlotLayout {
             payload: Blob::default(),
             key: Blob::default(),
             key_hash: 0,
+            norm: 0.0,
         };
         let bytes = serialize(&rec);
         let a = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(&bytes)
@@ -101,6 +112,7 @@ impl SlotLayout {
             (&raw const a.id).cast(),
             (&raw const a.agent).cast(),
             (&raw const a.timestamp).cast(),
+            (&raw const a.norm).cast(),
         ];
         Self::from_archive(&bytes, a.embedding.as_ptr().cast(), fields)
     }
@@ -118,7 +130,7 @@ impl SlotLayout {
         let a = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)
             .expect("a freshly serialized record validates");
         let id = (&raw const a.id).cast();
-        Self::from_archive(&bytes, a.centroid.as_ptr().cast(), [id, id, id])
+        Self::from_archive(&bytes, a.centroid.as_ptr().cast(), [id, id, id, id])
     }
 
     /// Appends one slot (archive, crc32c, zero padding) to `out`.
@@ -259,6 +271,14 @@ pub(crate) mod binding {
     }
 }
 
+/// L2 norm, accumulated in f64 so it is exact to f32 rounding.
+pub(crate) fn norm(v: &[f32]) -> f32 {
+    v.iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt() as f32
+}
+
 /// Stable 64-bit hash of a user key; never 0, which marks an empty key-index cell.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key).max(1)
@@ -288,10 +308,11 @@ mod tests {
                 crc: 0x99,
             },
             key_hash: 0xAA,
+            norm: 2.5,
         });
         let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
         let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-        assert_eq!(ep.len(), 8 + 72);
+        assert_eq!(ep.len(), 8 + 80);
         assert_eq!(
             &ep[0..8],
             [1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()
@@ -312,11 +333,12 @@ mod tests {
         }
         assert_eq!((u32_at(&ep, r + 40), u32_at(&ep, r + 44)), (0x55, 0x66));
         assert_eq!((u32_at(&ep, r + 56), u32_at(&ep, r + 60)), (0x88, 0x99));
+        assert_eq!(f32::from_bits(u32_at(&ep, r + 72)), 2.5);
         let l = SlotLayout::episode(768);
-        assert_eq!((l.archive_len, l.stride), (3072 + 72, 3200));
+        assert_eq!((l.archive_len, l.stride), (3072 + 80, 3200));
         assert_eq!(
-            (l.id_off, l.agent_off, l.time_off),
-            (3072 + 8, 3072 + 16, 3072 + 24)
+            (l.id_off, l.agent_off, l.time_off, l.norm_off),
+            (3072 + 8, 3072 + 16, 3072 + 24, 3072 + 72)
         );
         let c = SlotLayout::concept(768);
         assert_eq!((c.archive_len, c.stride), (3072 + 48, 3136));

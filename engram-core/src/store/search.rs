@@ -45,9 +45,11 @@ pub struct Recalled {
 /// the task, small enough to balance two to sixteen cores.
 const CHUNK: usize = 1_024;
 
-/// Rows per block when many queries share each loaded row (about 400 KB at 768-d: the block
-/// stays in L2 while every query passes over it).
-const BLOCK: usize = 128;
+/// Rows per GEMM when many queries share each loaded row: one chunk. The GEMM packs its
+/// operands into cache-sized panels itself; a larger block only amortizes its packing of the
+/// query matrix (at 128 rows that packing took a quarter of the time; 512 to 2,048 measured
+/// alike).
+const BLOCK: usize = 1_024;
 
 #[derive(PartialEq)]
 struct Ranked(f32, u64);
@@ -71,6 +73,8 @@ impl Ord for Ranked {
 struct TopK {
     k: usize,
     heap: BinaryHeap<Reverse<Ranked>>,
+    /// Lowest score that can still enter: -inf until full, then the worst kept.
+    floor: f32,
 }
 
 impl TopK {
@@ -78,7 +82,14 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            floor: f32::NEG_INFINITY,
         }
+    }
+
+    /// Whether a hit with `score` could enter (ties may, by id).
+    #[inline]
+    fn admits(&self, score: f32) -> bool {
+        score >= self.floor
     }
 
     #[inline]
@@ -90,6 +101,9 @@ impl TopK {
         {
             self.heap.pop();
             self.heap.push(Reverse(Ranked(score, id)));
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.0);
         }
     }
 
@@ -144,6 +158,31 @@ impl Version {
             .ok_or_else(|| Error::corrupt(map.path(), 0, "slot rows do not fit the file"))
     }
 
+    /// Turns dot products of slots `first..` into cosines with their stored norms.
+    fn cosines_from_dots(&self, first: u64, q_norm: f32, dots: &mut [f32]) -> Result<()> {
+        let layout = self.info.episode_layout;
+        let map = &self.file(Role::Episodes)?.map;
+        for (i, d) in dots.iter_mut().enumerate() {
+            let off = (first + i as u64) * layout.stride as u64 + layout.norm_off as u64;
+            let norm = f32::from_le_bytes(map.bytes(off, 4)?.try_into().expect("4 bytes"));
+            let denom = q_norm * norm;
+            *d = if denom > 0.0 { *d / denom } else { 0.0 };
+        }
+        Ok(())
+    }
+
+    /// Verifies the checksums of the slots in `range` not yet verified through this map, so
+    /// no score is taken from a damaged record (a no-op after a slot's first scan).
+    fn verify_slots(&self, range: Range<u64>) -> Result<()> {
+        let map = &self.file(Role::Episodes)?.map;
+        for slot in range {
+            if !map.is_verified(slot) {
+                self.info.episode_layout.archive(map, slot)?;
+            }
+        }
+        Ok(())
+    }
+
     /// For slot `slot`: its episode id if that episode is live here, passes `filter`, and
     /// this slot is its record. Verifies the slot's checksum on its first read via this map.
     fn live_slot(&self, slot: u64, filter: &Filter) -> Result<Option<u64>> {
@@ -190,16 +229,27 @@ impl ReadTxn {
         }
         let metric = v.info.manifest.metric;
         let rows = v.episode_rows()?;
+        let q_norm = crate::store::records::norm(query);
         let chunks = rows.len().div_ceil(CHUNK);
         let top = (0..chunks)
             .into_par_iter()
             .map(|c| -> Result<TopK> {
                 let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
                 let mut scores = vec![0f32; end - start];
-                kernel.scores(metric, query, rows.slice(start, end), &mut scores);
+                v.verify_slots(start as u64..end as u64)?;
+                if metric == Metric::Cosine {
+                    // Stored norms: the scan needs only dot products.
+                    kernel.scores(Metric::Dot, query, rows.slice(start, end), &mut scores);
+                    v.cosines_from_dots(start as u64, q_norm, &mut scores)?;
+                } else {
+                    kernel.scores(metric, query, rows.slice(start, end), &mut scores);
+                }
                 let mut top = TopK::new(k);
                 for (i, score) in scores.into_iter().enumerate() {
-                    if let Some(id) = v.live_slot((start + i) as u64, filter)? {
+                    // Liveness and filters are read only for scores that could make the top k.
+                    if top.admits(score)
+                        && let Some(id) = v.live_slot((start + i) as u64, filter)?
+                    {
                         top.push(id, score);
                     }
                 }
@@ -229,9 +279,17 @@ impl ReadTxn {
         let dim = v.info.manifest.dimension;
         let rows = v.episode_rows()?;
         let packed: Vec<f32> = queries.iter().flat_map(|q| q.iter().copied()).collect();
-        let q_norm2: Vec<f32> = queries
+        // Per query: 1/norm for cosine, the squared norm for L2.
+        let q_term: Vec<f32> = queries
             .iter()
-            .map(|q| q.iter().map(|x| x * x).sum())
+            .map(|q| {
+                let n = crate::store::records::norm(q);
+                match metric {
+                    Metric::Cosine if n > 0.0 => 1.0 / n,
+                    Metric::L2 => n * n,
+                    _ => 0.0,
+                }
+            })
             .collect();
         let chunks = rows.len().div_ceil(CHUNK);
         let tops = (0..chunks)
@@ -240,30 +298,40 @@ impl ReadTxn {
                 let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
                 let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
                 let mut products = vec![0f32; queries.len() * BLOCK];
+                let layout = v.info.episode_layout;
+                let map = &v.file(Role::Episodes)?.map;
                 for b in (start..end).step_by(BLOCK) {
                     let block = rows.slice(b, (b + BLOCK).min(end));
                     let n = block.len();
                     gemm_rows(&packed, dim, block, &mut products[..queries.len() * n]);
+                    // Per row, once: liveness, and what turns a dot product into a score
+                    // (1/norm for cosine, the squared norm for L2).
+                    let mut live = Vec::with_capacity(n);
+                    let mut row_term = Vec::with_capacity(n);
                     for i in 0..n {
-                        let Some(id) = v.live_slot((b + i) as u64, filter)? else {
-                            continue;
-                        };
-                        let r = block.row(i);
-                        let r2 = if metric == Metric::Dot {
-                            0.0
-                        } else {
-                            r.iter().map(|x| x * x).sum()
-                        };
-                        for (qi, top) in tops.iter_mut().enumerate() {
-                            let dot = products[qi * n + i];
+                        let slot = (b + i) as u64;
+                        live.push(v.live_slot(slot, filter)?);
+                        let norm = layout.f32_at(layout.archive(map, slot)?, layout.norm_off);
+                        row_term.push(match metric {
+                            Metric::Cosine if norm > 0.0 => 1.0 / norm,
+                            Metric::Cosine => 0.0,
+                            Metric::L2 => norm * norm,
+                            Metric::Dot => 1.0,
+                        });
+                    }
+                    for (qi, top) in tops.iter_mut().enumerate() {
+                        let dots = &products[qi * n..(qi + 1) * n];
+                        for i in 0..n {
                             let score = match metric {
-                                Metric::Dot => dot,
-                                Metric::L2 => -(q_norm2[qi] + r2 - 2.0 * dot),
-                                Metric::Cosine => {
-                                    crate::similarity::finish(metric, dot, r2, q_norm2[qi], 0.0)
-                                }
+                                Metric::Dot => dots[i],
+                                Metric::Cosine => dots[i] * q_term[qi] * row_term[i],
+                                Metric::L2 => -(q_term[qi] + row_term[i] - 2.0 * dots[i]),
                             };
-                            top.push(id, score);
+                            if top.admits(score)
+                                && let Some(id) = live[i]
+                            {
+                                top.push(id, score);
+                            }
                         }
                     }
                 }

@@ -214,6 +214,7 @@ impl<'db> WriteTxn<'db> {
             payload,
             key: key_blob,
             key_hash,
+            norm: records::norm(input.embedding),
         });
         self.base
             .info

@@ -1,0 +1,272 @@
+//! Similarity kernels and exact search: every kernel beside the scalar reference and the
+//! machine's own memory bandwidth, and the store's search beside faiss, in one run.
+
+use std::path::Path;
+use std::time::Instant;
+
+use engram_core::similarity::{Kernel, Rows};
+use engram_core::{Engram, EpisodeInput, Filter, Metric, Options};
+use engram_fixtures::{Matrix, Rng, clustered, write_npy_f32};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+use super::{BoxError, median};
+
+const DIM: usize = 768;
+
+/// Seconds per call of `f`, median of `reps` after one warm-up call.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn random_rows(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n * DIM).map(|_| rng.uniform() as f32 - 0.5).collect()
+}
+
+/// Read bandwidth of a plain streaming sum over `data` (8 accumulators), on `threads` cores.
+fn stream_bandwidth(data: &[f32], threads: usize) -> Result<f64, BoxError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let secs = pool.install(|| {
+        time(5, || {
+            let s: f32 = data.par_chunks(1 << 16).map(super::sum_f32).sum();
+            std::hint::black_box(s);
+        })
+    });
+    Ok(data.len() as f64 * 4.0 / secs)
+}
+
+pub(super) fn kernels_job(report: &mut serde_json::Map<String, Value>) -> Result<(), BoxError> {
+    println!("\nsimilarity kernels, 768-d f32, one query against many rows (1 thread)");
+    let small_n = 1_000;
+    let big_n = 200_000;
+    let small = random_rows(small_n, 1);
+    let big = random_rows(big_n, 2);
+    let query = random_rows(1, 3);
+    let bw1 = stream_bandwidth(&big, 1)?;
+    let bw_all = stream_bandwidth(&big, rayon::current_num_threads())?;
+    println!(
+        "  memory read bandwidth (streaming sum over {:.0} MB): {:.1} GB/s on 1 core, {:.1} GB/s on {}",
+        big.len() as f64 * 4e-6,
+        bw1 / 1e9,
+        bw_all / 1e9,
+        rayon::current_num_threads()
+    );
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let mut table = serde_json::Map::new();
+    let mut scalar_ns = [0f64; 2];
+    for metric in [Metric::Dot, Metric::Cosine] {
+        for kernel in Kernel::available() {
+            let mut row = serde_json::Map::new();
+            for (name, data, n) in [("cached_1k", &small, small_n), ("memory_200k", &big, big_n)] {
+                let rows = Rows::dense(data, DIM);
+                let mut out = vec![0f32; n];
+                let reps = if kernel == Kernel::Scalar { 3 } else { 9 };
+                let secs =
+                    one.install(|| time(reps, || kernel.scores(metric, &query, rows, &mut out)));
+                let ns = secs * 1e9 / n as f64;
+                let gbs = n as f64 * DIM as f64 * 4.0 / secs / 1e9;
+                row.insert(format!("{name}_ns_per_pair"), json!(ns));
+                row.insert(format!("{name}_gb_s"), json!(gbs));
+                if kernel == Kernel::Scalar {
+                    scalar_ns[usize::from(name == "memory_200k")] = ns;
+                }
+                let speedup = scalar_ns[usize::from(name == "memory_200k")] / ns;
+                println!(
+                    "  {metric:?} {kernel:<8?} {name:<12} {ns:8.1} ns/pair {gbs:6.1} GB/s  {speedup:5.1}x scalar{}",
+                    if name == "memory_200k" {
+                        format!("  {:3.0} % of bandwidth", 100.0 * gbs * 1e9 / bw1)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            table.insert(
+                format!("{metric:?}_{kernel:?}").to_lowercase(),
+                Value::Object(row),
+            );
+        }
+    }
+    let best_kernel = Kernel::best();
+    let key = |m: &str, k: Kernel, f: &str| {
+        table[&format!("{m}_{k:?}").to_lowercase()][f]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let speedup = key("cosine", Kernel::Scalar, "cached_1k_ns_per_pair")
+        / key("cosine", best_kernel, "cached_1k_ns_per_pair");
+    let fraction = key("cosine", best_kernel, "memory_200k_gb_s") * 1e9 / bw1;
+    println!(
+        "  dispatch picks {best_kernel:?}: {speedup:.1}x scalar (cached), {:.0} % of 1-core bandwidth (memory-bound)",
+        100.0 * fraction
+    );
+    report.insert(
+        "similarity".into(),
+        json!({
+            "kernels": table,
+            "bandwidth_1core_gb_s": bw1 / 1e9,
+            "bandwidth_all_gb_s": bw_all / 1e9,
+            "best_kernel": format!("{best_kernel:?}"),
+            "speedup_vs_scalar": speedup,
+            "bandwidth_fraction": fraction,
+        }),
+    );
+    Ok(())
+}
+
+fn build_db(dir: &Path, data: &Matrix) -> Result<Engram, BoxError> {
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Engram::open(dir, Options::default())?;
+    for start in (0..data.rows).step_by(10_000) {
+        let mut tx = db.begin_write()?;
+        for i in start..(start + 10_000).min(data.rows) {
+            tx.insert_episode(&EpisodeInput {
+                agent: 0,
+                timestamp: i as i64,
+                embedding: data.row(i),
+                payload: b"",
+                key: None,
+            })?;
+        }
+        tx.commit()?;
+    }
+    Ok(db)
+}
+
+pub(super) fn search_job(
+    dir: &Path,
+    report: &mut serde_json::Map<String, Value>,
+) -> Result<(), BoxError> {
+    let n = 100_000;
+    println!("\nexact search, {n} x 768 clustered unit vectors (cosine), top-10");
+    let (data, _) = clustered(n, 1_000, DIM, 0.8, 21);
+    let (queries, _) = clustered(1_000, 1_000, DIM, 0.8, 22);
+    let db = build_db(&dir.join("search-db"), &data)?;
+    let snap = db.begin_read()?;
+    let filter = Filter::default();
+    let all = rayon::current_num_threads();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let first = Instant::now();
+    snap.search(queries.row(0), 10, &filter)?;
+    let first_ms = first.elapsed().as_secs_f64() * 1e3;
+    let single = |pool: Option<&rayon::ThreadPool>| -> Result<f64, BoxError> {
+        let mut t = Vec::new();
+        for i in 0..30 {
+            let s = Instant::now();
+            match pool {
+                Some(p) => p.install(|| snap.search(queries.row(i), 10, &filter))?,
+                None => snap.search(queries.row(i), 10, &filter)?,
+            };
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(t))
+    };
+    let ms_1t = single(Some(&one))?;
+    let ms_all = single(None)?;
+    let qrefs: Vec<&[f32]> = (0..queries.rows).map(|i| queries.row(i)).collect();
+    let batch = |pool: Option<&rayon::ThreadPool>| -> Result<(f64, Vec<Vec<u64>>), BoxError> {
+        let mut t = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let s = Instant::now();
+            let r = match pool {
+                Some(p) => p.install(|| snap.search_batch(&qrefs, 10, &filter))?,
+                None => snap.search_batch(&qrefs, 10, &filter)?,
+            };
+            t.push(s.elapsed().as_secs_f64());
+            ids = r.iter().map(|h| h.iter().map(|x| x.id).collect()).collect();
+        }
+        Ok((qrefs.len() as f64 / median(t), ids))
+    };
+    let (qps_1t, batch_ids) = batch(Some(&one))?;
+    let (qps_all, _) = batch(None)?;
+    println!("  first query (verifies every slot's checksum once): {first_ms:.1} ms");
+    println!("  one query:  {ms_1t:.2} ms on 1 thread, {ms_all:.2} ms on {all}");
+    println!("  1,000-query batch: {qps_1t:.0} q/s on 1 thread, {qps_all:.0} q/s on {all}");
+    let mut search = json!({
+        "top10_100k_ms_1t": ms_1t,
+        "top10_100k_ms_all": ms_all,
+        "first_query_ms": first_ms,
+        "batch_qps_1t": qps_1t,
+        "batch_qps_all": qps_all,
+        "threads_all": all,
+    });
+    match faiss(dir, &data, &queries) {
+        Ok(f) => {
+            let g = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+            let agree = f["ids"].as_array().map_or(0.0, |rows| {
+                let same: usize = rows
+                    .iter()
+                    .zip(&batch_ids)
+                    .map(|(r, ours)| {
+                        r.as_array().map_or(0, |r| {
+                            r.iter()
+                                .filter(|x| ours.contains(&x.as_u64().unwrap_or(u64::MAX)))
+                                .count()
+                        })
+                    })
+                    .sum();
+                same as f64 / (rows.len() * 10) as f64
+            });
+            println!(
+                "  faiss {} IndexFlatIP: one query {:.2} ms (1t) / {:.2} ms ({all}t); batch {:.0} q/s (1t) / {:.0} q/s ({all}t); top-10 agreement with engram {:.3}",
+                f["faiss_version"],
+                g("top10_ms_1t"),
+                g("top10_ms_all"),
+                g("batch_qps_1t"),
+                g("batch_qps_all"),
+                agree
+            );
+            println!(
+                "  engram vs faiss: one query {:.2}x (1t) {:.2}x ({all}t) faster; batch {:.2}x (1t) {:.2}x ({all}t)",
+                g("top10_ms_1t") / ms_1t,
+                g("top10_ms_all") / ms_all,
+                qps_1t / g("batch_qps_1t"),
+                qps_all / g("batch_qps_all")
+            );
+            search["faiss"] = f.clone();
+            search["faiss_top10_agreement"] = json!(agree);
+            search["top10_vs_faiss_1t"] = json!(g("top10_ms_1t") / ms_1t);
+            search["batch_qps_vs_faiss"] = json!(qps_1t / g("batch_qps_1t"));
+            search["batch_qps_vs_faiss_all"] = json!(qps_all / g("batch_qps_all"));
+        }
+        Err(e) => println!("  faiss not run ({e}); `pip install faiss-cpu numpy` to compare"),
+    }
+    report.insert("search".into(), search);
+    Ok(())
+}
+
+/// Runs `faiss_flat.py` on the same vectors; its JSON line.
+fn faiss(dir: &Path, data: &Matrix, queries: &Matrix) -> Result<Value, BoxError> {
+    let (d, q) = (dir.join("search-data.npy"), dir.join("search-queries.npy"));
+    write_npy_f32(&d, data)?;
+    write_npy_f32(&q, queries)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("faiss_flat.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&d)
+        .arg(&q)
+        .output()?;
+    let _ = (std::fs::remove_file(&d), std::fs::remove_file(&q));
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err
+            .lines()
+            .last()
+            .unwrap_or("python3 failed")
+            .to_string()
+            .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
