@@ -110,6 +110,16 @@ pub enum Kernel {
 impl Kernel {
     /// Kernels this CPU (and build) can run.
     pub fn available() -> Vec<Kernel> {
+        Self::detected().to_vec()
+    }
+
+    /// Detected once per process: the per-call path only reads this.
+    fn detected() -> &'static [Kernel] {
+        static AVAILABLE: OnceLock<Vec<Kernel>> = OnceLock::new();
+        AVAILABLE.get_or_init(Self::detect)
+    }
+
+    fn detect() -> Vec<Kernel> {
         let mut k = vec![Kernel::Scalar];
         #[cfg(target_arch = "x86_64")]
         {
@@ -127,12 +137,13 @@ impl Kernel {
         k
     }
 
-    /// The fastest kernel available here, chosen once. On x86-64: AVX-512 where present, else
-    /// AVX2; both beat simsimd's f32 paths in our batch measurements (docs/benchmarks.md).
+    /// The fastest kernel for one query against many rows, chosen once. On x86-64: AVX-512
+    /// where present, else AVX2; both beat simsimd's f32 paths on batches, cached and
+    /// streaming (docs/benchmarks.md).
     pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
         *BEST.get_or_init(|| {
-            let avail = Kernel::available();
+            let avail = Kernel::detected();
             [Kernel::Avx512, Kernel::Avx2, Kernel::Simd128]
                 .into_iter()
                 .find(|k| avail.contains(k))
@@ -140,8 +151,18 @@ impl Kernel {
         })
     }
 
+    /// The fastest kernel for single pairs: simsimd where built (one call computes all the
+    /// sums a pair needs), else [`Kernel::best`]. Measured in docs/benchmarks.md.
+    pub fn best_pair() -> Kernel {
+        if Kernel::detected().contains(&Kernel::SimSimd) {
+            Kernel::SimSimd
+        } else {
+            Kernel::best()
+        }
+    }
+
     fn usable(self) -> Kernel {
-        if Kernel::available().contains(&self) {
+        if Kernel::detected().contains(&self) {
             self
         } else {
             Kernel::Scalar
@@ -214,19 +235,19 @@ fn simsimd_score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Dot product with the fastest kernel.
+/// Dot product with the fastest pair kernel.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    Kernel::best().score(Metric::Dot, a, b)
+    Kernel::best_pair().score(Metric::Dot, a, b)
 }
 
-/// Cosine similarity with the fastest kernel (0 if either vector is zero).
+/// Cosine similarity with the fastest pair kernel (0 if either vector is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    Kernel::best().score(Metric::Cosine, a, b)
+    Kernel::best_pair().score(Metric::Cosine, a, b)
 }
 
-/// Squared Euclidean distance with the fastest kernel.
+/// Squared Euclidean distance with the fastest pair kernel.
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    -Kernel::best().score(Metric::L2, a, b)
+    -Kernel::best_pair().score(Metric::L2, a, b)
 }
 
 /// Turns the per-row sums a kernel gathered into a score.

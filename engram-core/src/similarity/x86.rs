@@ -79,7 +79,8 @@ pub(super) fn scores_avx2(metric: Metric, query: &[f32], rows: Rows<'_>, out: &m
     assert!(has_avx2());
     // SAFETY (all six): AVX2 and FMA are present (asserted above); the kernels only read
     // `query` and row slices of at least its length (`Rows` hands out `dim`-long rows).
-    match (metric, streaming(&rows)) {
+    // Fewer than four rows: the 4-row kernel would repeat a row; one at a time is exact work.
+    match (metric, streaming(&rows) || rows.len() < 4) {
         (Metric::Dot, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
             row1_avx2::<DOT>(q, r)
         }),

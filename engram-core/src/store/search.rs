@@ -352,7 +352,7 @@ impl ReadTxn {
             return Ok(Vec::new());
         }
         let metric = v.info.manifest.metric;
-        let kernel = Kernel::best();
+        let kernel = Kernel::best_pair(); // pair-at-a-time scoring
         let ids = v.state.concept_ids as usize;
         let top = (0..ids.div_ceil(CHUNK))
             .into_par_iter()
@@ -382,7 +382,7 @@ impl ReadTxn {
     ) -> Result<Vec<Recalled>> {
         let v = &self.v;
         let metric = v.info.manifest.metric;
-        let kernel = Kernel::best();
+        let kernel = Kernel::best_pair(); // pair-at-a-time scoring
         let mut best: HashMap<u64, Recalled> = HashMap::new();
         for hit in self.search_concepts(query, concepts)? {
             let Some(e) = v.concept_entry(hit.id)? else {
