@@ -271,12 +271,22 @@ pub(crate) mod binding {
     }
 }
 
-/// L2 norm, accumulated in f64 so it is exact to f32 rounding.
+/// L2 norm, accumulated in f64 (exact to f32 rounding) over 8 independent lanes, so it
+/// vectorizes instead of running one 768-long chain of dependent adds per insert.
 pub(crate) fn norm(v: &[f32]) -> f32 {
-    v.iter()
+    let mut acc = [0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
         .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt() as f32
+        .sum();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += f64::from(*x) * f64::from(*x);
+        }
+    }
+    (acc.iter().sum::<f64>() + tail).sqrt() as f32
 }
 
 /// Stable 64-bit hash of a user key; never 0, which marks an empty key-index cell.
@@ -287,6 +297,19 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn norms_match_a_plain_f64_sum() {
+        for n in [0usize, 1, 7, 8, 9, 768, 771] {
+            let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let want = v
+                .iter()
+                .map(|x| f64::from(*x) * f64::from(*x))
+                .sum::<f64>()
+                .sqrt() as f32;
+            assert!((norm(&v) - want).abs() <= want * 1e-7, "{n}");
+        }
+    }
 
     /// Pins the documented byte layout (docs/format.md) of the episode and concept archives.
     #[test]
