@@ -236,3 +236,114 @@ fn bad_queries_get_clear_errors() {
             .is_empty()
     );
 }
+
+#[test]
+fn int8_mirror_recalls_at_least_99_percent_of_exact_top_10_on_real_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = engram_fixtures::real_sample_dir();
+    let data = engram_fixtures::read_npy_f32(&sample.join("vectors.npy")).unwrap();
+    let queries = engram_fixtures::read_npy_f32(&sample.join("queries.npy")).unwrap();
+    let db = Engram::open(
+        dir.path(),
+        Options {
+            int8_mirror: Some(true),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..data.rows {
+        tx.insert_episode(&EpisodeInput {
+            agent: 0,
+            timestamp: 0,
+            embedding: data.row(i),
+            payload: b"",
+            key: None,
+        })
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    let (mut found, mut total) = (0, 0);
+    for qi in 0..queries.rows {
+        let q = queries.row(qi);
+        let exact = ids(&snap.search(q, 10, &Filter::default()).unwrap());
+        let approx = snap.search_int8(q, 10, &Filter::default(), 100).unwrap();
+        found += approx.iter().filter(|h| exact.contains(&h.id)).count();
+        total += exact.len();
+        // Rescored hits carry exact f32 scores.
+        let ep = snap.episode(approx[0].id).unwrap().unwrap();
+        let want = engram_core::similarity::cosine(q, ep.embedding());
+        assert!((approx[0].score - want).abs() < 1e-6);
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!(
+        "int8 recall@10 on {} real queries: {recall:.4}",
+        queries.rows
+    );
+    assert!(recall >= 0.99, "recall@10 {recall}");
+}
+
+#[test]
+fn int8_mirror_follows_deletes_compaction_and_reopen_and_is_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = clustered(2_000, 10, DIM, 0.5, 3);
+    let opts = Options {
+        dimension: Some(DIM),
+        int8_mirror: Some(true),
+        ..Options::default()
+    };
+    {
+        let db = Engram::open(dir.path(), opts.clone()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        for i in 0..data.rows {
+            tx.insert_episode(&EpisodeInput {
+                agent: 0,
+                timestamp: 0,
+                embedding: data.row(i),
+                payload: b"",
+                key: None,
+            })
+            .unwrap();
+        }
+        tx.delete_episode(42).unwrap();
+        tx.commit().unwrap();
+        db.compact().unwrap();
+    }
+    let db = Engram::open(
+        dir.path(),
+        Options {
+            dimension: Some(DIM),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let snap = db.begin_read().unwrap();
+    let hits = snap
+        .search_int8(data.row(42), 5, &Filter::default(), 50)
+        .unwrap();
+    assert!(hits.iter().all(|h| h.id != 42), "deleted episode returned");
+    let hits = snap
+        .search_int8(data.row(7), 1, &Filter::default(), 50)
+        .unwrap();
+    assert_eq!(hits[0].id, 7, "an episode finds itself");
+    drop((snap, db));
+    let err = Engram::open(
+        dir.path(),
+        Options {
+            int8_mirror: Some(false),
+            ..opts
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("int8 mirror"), "{err}");
+
+    let plain = tempfile::tempdir().unwrap();
+    let db = open(plain.path(), Metric::Cosine);
+    let snap = db.begin_read().unwrap();
+    assert!(matches!(
+        snap.search_int8(&[0.1; DIM], 5, &Filter::default(), 50),
+        Err(Error::InvalidArgument(_))
+    ));
+}

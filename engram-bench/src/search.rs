@@ -139,7 +139,13 @@ pub(super) fn kernels_job(report: &mut serde_json::Map<String, Value>) -> Result
 
 fn build_db(dir: &Path, data: &Matrix) -> Result<Engram, BoxError> {
     let _ = std::fs::remove_dir_all(dir);
-    let db = Engram::open(dir, Options::default())?;
+    let db = Engram::open(
+        dir,
+        Options {
+            int8_mirror: Some(true),
+            ..Options::default()
+        },
+    )?;
     for start in (0..data.rows).step_by(10_000) {
         let mut tx = db.begin_write()?;
         for i in start..(start + 10_000).min(data.rows) {
@@ -203,7 +209,24 @@ pub(super) fn search_job(
     };
     let (qps_1t, batch_ids) = batch(Some(&one))?;
     let (qps_all, _) = batch(None)?;
+    // The int8 mirror: codes scanned, 100 candidates rescored in f32.
+    snap.search_int8(queries.row(0), 10, &filter, 100)?; // first pass verifies row checksums
+    let mut t8 = Vec::new();
+    for i in 0..30 {
+        let s = Instant::now();
+        one.install(|| snap.search_int8(queries.row(i), 10, &filter, 100))?;
+        t8.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let int8_ms_1t = median(t8);
+    let (recall, recall_set, truth_recall) = int8_recall(dir)?;
     println!("  first query (verifies every slot's checksum once): {first_ms:.1} ms");
+    println!(
+        "  int8 mirror, one query on 1 thread: {int8_ms_1t:.2} ms ({:.2}x faster than the f32 scan); recall@10 vs exact f32 on {recall_set}: {recall:.4}",
+        ms_1t / int8_ms_1t
+    );
+    if let Some(t) = truth_recall {
+        println!("  exact f32 search vs the fixture's float64 ground truth: recall@10 {t:.4}");
+    }
     println!("  one query:  {ms_1t:.2} ms on 1 thread, {ms_all:.2} ms on {all}");
     println!("  1,000-query batch: {qps_1t:.0} q/s on 1 thread, {qps_all:.0} q/s on {all}");
     let mut search = json!({
@@ -213,6 +236,11 @@ pub(super) fn search_job(
         "batch_qps_1t": qps_1t,
         "batch_qps_all": qps_all,
         "threads_all": all,
+        "int8_top10_100k_ms_1t": int8_ms_1t,
+        "int8_speedup_vs_f32_1t": ms_1t / int8_ms_1t,
+        "int8_recall_at_10": recall,
+        "int8_recall_set": recall_set,
+        "f32_recall_vs_truth": truth_recall,
     });
     match faiss(dir, &data, &queries) {
         Ok(f) => {
@@ -257,6 +285,56 @@ pub(super) fn search_job(
     }
     report.insert("search".into(), search);
     Ok(())
+}
+
+/// recall@10 of `search_int8` against exact f32 search on real sentence embeddings: the full
+/// 10k fixture beside the repository when present (`../shared`), else the shipped sample.
+/// Also, on the full fixture, exact search against its float64 ground truth.
+fn int8_recall(dir: &Path) -> Result<(f64, String, Option<f64>), BoxError> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/real-mpnet");
+    let (src, name) = if shared.join("vectors.npy").exists() {
+        (shared, "real-mpnet (10k, ../shared)")
+    } else {
+        (
+            engram_fixtures::real_sample_dir(),
+            "real-mpnet-sample (4k, shipped)",
+        )
+    };
+    let data = engram_fixtures::read_npy_f32(&src.join("vectors.npy"))?;
+    let queries = engram_fixtures::read_npy_f32(&src.join("queries.npy"))?;
+    let db = build_db(&dir.join("recall-db"), &data)?;
+    let snap = db.begin_read()?;
+    let truth: Option<Vec<Vec<u64>>> = std::fs::read_to_string(src.join("truth_top10.tsv"))
+        .ok()
+        .map(|t| {
+            t.lines()
+                .map(|l| {
+                    l.split('\t')
+                        .nth(1)
+                        .unwrap_or("")
+                        .split(',')
+                        .filter_map(|x| x.parse().ok())
+                        .collect()
+                })
+                .collect()
+        });
+    let (mut hit, mut truth_hit, mut total) = (0usize, 0usize, 0usize);
+    for qi in 0..queries.rows {
+        let q = queries.row(qi);
+        let exact: Vec<u64> = snap
+            .search(q, 10, &Filter::default())?
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let approx = snap.search_int8(q, 10, &Filter::default(), 100)?;
+        hit += approx.iter().filter(|h| exact.contains(&h.id)).count();
+        if let Some(t) = truth.as_ref().and_then(|t| t.get(qi)) {
+            truth_hit += exact.iter().filter(|id| t.contains(id)).count();
+        }
+        total += exact.len();
+    }
+    let truth_recall = truth.map(|_| truth_hit as f64 / total as f64);
+    Ok((hit as f64 / total as f64, name.to_string(), truth_recall))
 }
 
 /// Runs `faiss_flat.py` on the same vectors; its JSON line.

@@ -9,6 +9,7 @@
 //! Conventions: cosine of a zero vector with anything is 0 (not NaN); scores rank higher-is-
 //! better, so [`Metric::L2`] scores are negated squared distances.
 
+pub mod int8;
 mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

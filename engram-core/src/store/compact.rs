@@ -76,6 +76,10 @@ pub(crate) fn write_compacted(
     let mut eps = Sink::create(dir, number, "eps")?;
     let mut cons = Sink::create(dir, number, "con")?;
     let mut heap = Sink::create(dir, number, "heap")?;
+    let mut int8 = match v.info.manifest.int8_mirror {
+        true => Some(Sink::create(dir, number, "i8")?),
+        false => None,
+    };
     let mut slot_buf = Vec::with_capacity(ep_layout.stride.max(con_layout.stride));
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
@@ -112,6 +116,17 @@ pub(crate) fn write_compacted(
         ep_layout.push_slot(&archive, &mut slot_buf);
         etab.push([eps.len / ep_layout.stride as u64, 0, NONE]);
         eps.write(&slot_buf)?;
+        if let Some(sink) = &mut int8 {
+            slot_buf.clear();
+            v.info.int8_layout.push_row(
+                records::native_f32(&rec.embedding),
+                id,
+                rec.agent.to_native(),
+                rec.timestamp.to_native(),
+                &mut slot_buf,
+            );
+            sink.write(&slot_buf)?;
+        }
         bindings.extend(v.walk(e.bind_head, true)?);
     }
 
@@ -208,9 +223,13 @@ pub(crate) fn write_compacted(
             bindings: number,
             heap: number,
             keys: if key_cells == 0 { 0 } else { number },
+            int8: if int8.is_some() { number } else { 0 },
         },
     };
-    for sink in [eps, cons, heap, bnd] {
+    for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]
+        .into_iter()
+        .flatten()
+    {
         sink.finish()?;
     }
     file::sync_dir(dir)?;

@@ -15,8 +15,8 @@ use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
 };
-use crate::store::records::{SlotLayout, binding, table};
-use crate::store::snapshot::{DbInfo, FileView, ROLES, ReadTxn, Role, Version};
+use crate::store::records::{Int8Layout, SlotLayout, binding, table};
+use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::write::WriteTxn;
 
 /// How to open a database directory.
@@ -32,6 +32,9 @@ pub struct Options {
     pub create_if_missing: bool,
     /// Open without the writer lock; many read-only handles may run beside one writer.
     pub read_only: bool,
+    /// Keep an int8 copy of every embedding for fast approximate scans: fixed at creation
+    /// (off unless set); must match an existing database when set.
+    pub int8_mirror: Option<bool>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             model: None,
             create_if_missing: true,
             read_only: false,
+            int8_mirror: None,
         }
     }
 }
@@ -61,10 +65,10 @@ pub struct Engram {
 /// The writer's side of the handle: the data files open for writing.
 pub(crate) struct Writer {
     dir: PathBuf,
-    handles: [Option<Arc<FileHandle>>; 7],
+    handles: [Option<Arc<FileHandle>>; FILES],
     files: FileNumbers,
     /// Files with writes not yet synced (in-place stamps of the last commit).
-    dirty: [bool; 7],
+    dirty: [bool; FILES],
     pub(crate) poisoned: bool,
 }
 
@@ -95,7 +99,7 @@ impl Writer {
         db: &Engram,
         state: &VersionState,
         ops: &[Op],
-        written: [bool; 7],
+        written: [bool; FILES],
         retired_keys: Option<u64>,
     ) -> Result<()> {
         // 1. New records and the previous commit's stamps reach the disk first (the files
@@ -152,12 +156,12 @@ fn sync_all(files: &[Arc<FileHandle>]) -> Result<()> {
 
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
 fn apply(
-    handles: &[Option<Arc<FileHandle>>; 7],
+    handles: &[Option<Arc<FileHandle>>; FILES],
     state: &VersionState,
     ops: &[Op],
-) -> Result<[bool; 7]> {
-    let mut touched = [false; 7];
-    let store = |role: Role, off: u64, value: u64, touched: &mut [bool; 7]| -> Result<()> {
+) -> Result<[bool; FILES]> {
+    let mut touched = [false; FILES];
+    let store = |role: Role, off: u64, value: u64, touched: &mut [bool; FILES]| -> Result<()> {
         let h = handles[role as usize]
             .as_ref()
             .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
@@ -242,10 +246,11 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
         Role::Bindings => state.bindings * binding::SIZE,
         Role::Heap => state.heap_len,
         Role::Keys => state.key_cells * 16,
+        Role::Int8 => state.episode_slots * info.int8_layout.stride as u64,
     }
 }
 
-fn numbers(files: &FileNumbers) -> [(u64, &'static str); 7] {
+fn numbers(files: &FileNumbers) -> [(u64, &'static str); FILES] {
     files.all()
 }
 
@@ -254,6 +259,7 @@ fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
         dir: dir.to_path_buf(),
         episode_layout: SlotLayout::episode(manifest.dimension),
         concept_layout: SlotLayout::concept(manifest.dimension),
+        int8_layout: Int8Layout::new(manifest.dimension),
         manifest,
     })
 }
@@ -264,8 +270,8 @@ fn open_files(
     state: &VersionState,
     writable: bool,
     cache: Option<&HashMap<String, Arc<FileHandle>>>,
-) -> Result<[Option<Arc<FileHandle>>; 7]> {
-    let mut handles: [Option<Arc<FileHandle>>; 7] = Default::default();
+) -> Result<[Option<Arc<FileHandle>>; FILES]> {
+    let mut handles: [Option<Arc<FileHandle>>; FILES] = Default::default();
     for (role, (number, kind)) in ROLES.into_iter().zip(numbers(&state.files)) {
         if number == 0 {
             continue;
@@ -285,7 +291,7 @@ fn open_files(
 fn version(
     info: &Arc<DbInfo>,
     state: VersionState,
-    handles: &[Option<Arc<FileHandle>>; 7],
+    handles: &[Option<Arc<FileHandle>>; FILES],
 ) -> Version {
     Version {
         info: info.clone(),
@@ -390,6 +396,14 @@ fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
             found: m.clone(),
         });
     }
+    if let Some(m) = opts.int8_mirror
+        && m != manifest.int8_mirror
+    {
+        return Err(Error::InvalidArgument(format!(
+            "int8 mirror mismatch: database has {}, got {m}",
+            manifest.int8_mirror
+        )));
+    }
     if let Some(m) = opts.metric
         && m != manifest.metric
     {
@@ -430,6 +444,7 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
         bindings: 1,
         heap: 1,
         keys: 0,
+        int8: u64::from(manifest.int8_mirror),
     };
     for (n, kind) in files.all() {
         if n != 0 {
@@ -508,6 +523,7 @@ impl Engram {
                     dimension: opts.dimension.unwrap_or(DEFAULT_DIMENSION),
                     metric: opts.metric.unwrap_or_default(),
                     model: opts.model.clone(),
+                    int8_mirror: opts.int8_mirror.unwrap_or(false),
                 };
                 if m.dimension == 0 || m.dimension > 1 << 16 {
                     return Err(Error::InvalidArgument(format!(
@@ -661,7 +677,7 @@ impl Engram {
         let old = w.files;
         w.handles = handles;
         w.files = state.files;
-        w.dirty = [false; 7];
+        w.dirty = [false; FILES];
         self.publish(w, state);
         for (n, kind) in old.all() {
             if n != 0 {

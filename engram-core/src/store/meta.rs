@@ -24,7 +24,11 @@ pub struct Manifest {
     pub dimension: usize,
     pub metric: Metric,
     pub model: Option<String>,
+    /// Keep an int8 copy of every embedding for fast approximate scans (`search_int8`).
+    pub int8_mirror: bool,
 }
+
+const FLAG_INT8_MIRROR: u32 = 1;
 
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -36,6 +40,12 @@ impl Manifest {
         let model = self.model.as_deref().unwrap_or("").as_bytes();
         b[20..24].copy_from_slice(&(model.len() as u32).to_le_bytes());
         b[24..24 + model.len()].copy_from_slice(model);
+        let flags = if self.int8_mirror {
+            FLAG_INT8_MIRROR
+        } else {
+            0
+        };
+        b[MANIFEST_LEN - 8..MANIFEST_LEN - 4].copy_from_slice(&flags.to_le_bytes());
         let crc = crc32c::crc32c(&b[..MANIFEST_LEN - 4]);
         b[MANIFEST_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -82,10 +92,19 @@ impl Manifest {
         }
         let model = std::str::from_utf8(&b[24..24 + model_len])
             .map_err(|_| Error::corrupt(dir.join(MANIFEST), 24, "model name is not UTF-8"))?;
+        let flags = u32_at(b, MANIFEST_LEN - 8);
+        if flags & !FLAG_INT8_MIRROR != 0 {
+            return Err(Error::corrupt(
+                dir.join(MANIFEST),
+                (MANIFEST_LEN - 8) as u64,
+                format!("unknown flags {flags:#x}"),
+            ));
+        }
         Ok(Manifest {
             dimension: u32_at(b, 12) as usize,
             metric,
             model: (!model.is_empty()).then(|| model.to_string()),
+            int8_mirror: flags & FLAG_INT8_MIRROR != 0,
         })
     }
 }
@@ -101,10 +120,12 @@ pub(crate) struct FileNumbers {
     pub heap: u64,
     /// 0 when no episode has a key yet.
     pub keys: u64,
+    /// 0 unless the database keeps an int8 mirror of the embeddings.
+    pub int8: u64,
 }
 
 impl FileNumbers {
-    pub(crate) fn all(&self) -> [(u64, &'static str); 7] {
+    pub(crate) fn all(&self) -> [(u64, &'static str); crate::store::snapshot::FILES] {
         [
             (self.episodes, "eps"),
             (self.concepts, "con"),
@@ -113,6 +134,7 @@ impl FileNumbers {
             (self.bindings, "bnd"),
             (self.heap, "heap"),
             (self.keys, "keys"),
+            (self.int8, "i8"),
         ]
     }
 }
@@ -139,10 +161,10 @@ pub(crate) struct VersionState {
     pub files: FileNumbers,
 }
 
-pub(crate) const STATE_LEN: usize = 19 * 8;
+pub(crate) const STATE_LEN: usize = 20 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 19] {
+    fn words(&self) -> [u64; 20] {
         let f = &self.files;
         [
             self.txn,
@@ -164,6 +186,7 @@ impl VersionState {
             f.bindings,
             f.heap,
             f.keys,
+            f.int8,
         ]
     }
 
@@ -196,6 +219,7 @@ impl VersionState {
                 bindings: w(16),
                 heap: w(17),
                 keys: w(18),
+                int8: w(19),
             },
         }
     }

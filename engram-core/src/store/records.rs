@@ -199,6 +199,89 @@ pub(crate) fn native_f32(values: &[f32_le]) -> &[f32] {
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<f32>(), values.len()) }
 }
 
+/// Rows of the int8 mirror (`.i8`), one per episode slot at the same index: `dim` codes, the
+/// f32 scale, the f32 norm of the original embedding, the episode's id, agent and timestamp
+/// (so a scan never touches the f32 slots), the crc32c of all that, zero padding to a 64-byte
+/// stride (codes start 64-byte aligned).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Int8Layout {
+    pub dim: usize,
+    pub stride: usize,
+}
+
+/// An int8 row as read from the map.
+pub(crate) struct Int8Row<'m> {
+    pub codes: &'m [i8],
+    pub scale: f32,
+    pub norm: f32,
+    pub id: u64,
+    pub agent: u64,
+    pub timestamp: i64,
+}
+
+/// Bytes after the codes: scale, norm, id, agent, timestamp.
+const INT8_FIELDS: usize = 4 + 4 + 8 + 8 + 8;
+
+impl Int8Layout {
+    pub(crate) fn new(dim: usize) -> Self {
+        Int8Layout {
+            dim,
+            stride: (dim + INT8_FIELDS + 4).next_multiple_of(64),
+        }
+    }
+
+    /// Appends the row of embedding `v` of episode (`id`, `agent`, `timestamp`) to `out`.
+    pub(crate) fn push_row(
+        &self,
+        v: &[f32],
+        id: u64,
+        agent: u64,
+        timestamp: i64,
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        out.resize(start + self.dim, 0);
+        let codes: &mut [i8] = bytemuck::cast_slice_mut(&mut out[start..]);
+        let scale = crate::similarity::int8::quantize(v, codes);
+        out.extend_from_slice(&scale.to_le_bytes());
+        out.extend_from_slice(&norm(v).to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&agent.to_le_bytes());
+        out.extend_from_slice(&timestamp.to_le_bytes());
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.resize(start + self.stride, 0);
+    }
+
+    /// Row `index`, its checksum verified on the first read through this map.
+    pub(crate) fn row<'m>(&self, map: &'m Mapping, index: u64) -> Result<Int8Row<'m>> {
+        let off = index.saturating_mul(self.stride as u64);
+        let b = map.bytes(off, self.dim + INT8_FIELDS + 4)?;
+        let (body, crc) = b.split_at(self.dim + INT8_FIELDS);
+        if !map.is_verified(index) {
+            if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+                return Err(Error::corrupt(
+                    map.path(),
+                    off,
+                    "int8 row checksum mismatch",
+                ));
+            }
+            map.mark_verified(index);
+        }
+        let f = |i: usize| f32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes"));
+        let w = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+        let d = self.dim;
+        Ok(Int8Row {
+            codes: bytemuck::cast_slice(&body[..d]),
+            scale: f(d),
+            norm: f(d + 4),
+            id: w(d + 8),
+            agent: w(d + 16),
+            timestamp: w(d + 24) as i64,
+        })
+    }
+}
+
 /// Node tables (`.etab`, `.ctab`): one 24-byte entry per id ever assigned.
 pub(crate) mod table {
     pub(crate) const ENTRY: u64 = 24;

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::store::file::{FileHandle, Mapping};
 use crate::store::meta::{Manifest, VersionState};
 use crate::store::records::{
-    self, ArchivedConceptRecord, ArchivedEpisodeRecord, NONE, SlotLayout, binding::Binding, table,
+    self, ArchivedConceptRecord, ArchivedEpisodeRecord, Int8Layout, NONE, SlotLayout,
+    binding::Binding, table,
 };
 
 /// The data files of one version, in [`Role`] order.
@@ -22,9 +23,13 @@ pub(crate) enum Role {
     Bindings = 4,
     Heap = 5,
     Keys = 6,
+    Int8 = 7,
 }
 
-pub(crate) const ROLES: [Role; 7] = [
+/// Number of data-file roles.
+pub(crate) const FILES: usize = 8;
+
+pub(crate) const ROLES: [Role; FILES] = [
     Role::Episodes,
     Role::Concepts,
     Role::EpisodeTable,
@@ -32,6 +37,7 @@ pub(crate) const ROLES: [Role; 7] = [
     Role::Bindings,
     Role::Heap,
     Role::Keys,
+    Role::Int8,
 ];
 
 /// What never changes for an open database.
@@ -40,6 +46,7 @@ pub(crate) struct DbInfo {
     pub manifest: Manifest,
     pub episode_layout: SlotLayout,
     pub concept_layout: SlotLayout,
+    pub int8_layout: Int8Layout,
 }
 
 /// A file as one version sees it: the map taken when the version was published, and the
@@ -71,7 +78,7 @@ impl FileView {
 pub(crate) struct Version {
     pub info: Arc<DbInfo>,
     pub state: VersionState,
-    pub files: [Option<FileView>; 7],
+    pub files: [Option<FileView>; FILES],
 }
 
 /// A node-table entry as read atomically.

@@ -12,7 +12,7 @@ use crate::store::meta::{Op, VersionState};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
-use crate::store::snapshot::{Role, Version};
+use crate::store::snapshot::{FILES, Role, Version};
 
 /// What to remember about one episode.
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +86,8 @@ pub struct WriteTxn<'db> {
     episode_table: Appender,
     concept_table: Appender,
     heap: Appender,
+    /// Rows of the int8 mirror, when the database keeps one.
+    int8: Option<Appender>,
     new_bindings: Vec<Binding>,
     deleted_episodes: HashSet<u64>,
     deleted_concepts: HashSet<u64>,
@@ -114,6 +116,12 @@ impl<'db> WriteTxn<'db> {
             episode_table: Appender::new(Role::EpisodeTable, s.episode_ids * table::ENTRY),
             concept_table: Appender::new(Role::ConceptTable, s.concept_ids * table::ENTRY),
             heap: Appender::new(Role::Heap, s.heap_len),
+            int8: base.info.manifest.int8_mirror.then(|| {
+                Appender::new(
+                    Role::Int8,
+                    s.episode_slots * base.info.int8_layout.stride as u64,
+                )
+            }),
             base,
             new_bindings: Vec::new(),
             deleted_episodes: HashSet::new(),
@@ -160,12 +168,16 @@ impl<'db> WriteTxn<'db> {
 
     fn flush_if_large(&mut self) -> Result<()> {
         for a in [
-            &mut self.episodes,
-            &mut self.concepts,
-            &mut self.heap,
-            &mut self.episode_table,
-            &mut self.concept_table,
-        ] {
+            Some(&mut self.episodes),
+            Some(&mut self.concepts),
+            Some(&mut self.heap),
+            Some(&mut self.episode_table),
+            Some(&mut self.concept_table),
+            self.int8.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if a.buf.len() >= FLUSH_AT {
                 let r = a.flush(&self.w);
                 if r.is_err() {
@@ -223,6 +235,15 @@ impl<'db> WriteTxn<'db> {
         self.episode_table
             .buf
             .extend_from_slice(&table::entry(slot, 0, NONE));
+        if let Some(int8) = &mut self.int8 {
+            self.base.info.int8_layout.push_row(
+                input.embedding,
+                id,
+                input.agent,
+                input.timestamp,
+                &mut int8.buf,
+            );
+        }
         if let Some(key) = input.key {
             self.new_keys.insert(key.to_vec(), id);
         }
@@ -551,7 +572,7 @@ impl<'db> WriteTxn<'db> {
             bindings.extend_from_slice(&b.encode());
         }
         let bind_start = self.base.state.bindings * records::binding::SIZE;
-        let mut written = [false; 7];
+        let mut written = [false; FILES];
         if !bindings.is_empty() {
             self.w
                 .handle(Role::Bindings)?
@@ -559,12 +580,16 @@ impl<'db> WriteTxn<'db> {
             written[Role::Bindings as usize] = true;
         }
         for a in [
-            &mut self.episodes,
-            &mut self.concepts,
-            &mut self.episode_table,
-            &mut self.concept_table,
-            &mut self.heap,
-        ] {
+            Some(&mut self.episodes),
+            Some(&mut self.concepts),
+            Some(&mut self.episode_table),
+            Some(&mut self.concept_table),
+            Some(&mut self.heap),
+            self.int8.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             a.flush(&self.w)?;
             written[a.role as usize] |= a.touched();
         }
