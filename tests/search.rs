@@ -42,6 +42,20 @@ fn brute(
     scored.into_iter().take(k).map(|x| x.1).collect()
 }
 
+/// Inserts every row of `data` as an episode of agent 0 (ids follow row order).
+fn insert_all(tx: &mut engram_core::WriteTxn<'_>, data: &engram_fixtures::Matrix) {
+    for i in 0..data.rows {
+        let e = EpisodeInput {
+            agent: 0,
+            timestamp: 0,
+            embedding: data.row(i),
+            payload: b"",
+            key: None,
+        };
+        tx.insert_episode(&e).unwrap();
+    }
+}
+
 fn ids(hits: &[Hit]) -> Vec<u64> {
     hits.iter().map(|h| h.id).collect()
 }
@@ -110,16 +124,7 @@ fn batch_search_equals_one_query_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), metric);
         let mut tx = db.begin_write().unwrap();
-        for i in 0..data.rows {
-            tx.insert_episode(&EpisodeInput {
-                agent: 0,
-                timestamp: 0,
-                embedding: data.row(i),
-                payload: b"",
-                key: None,
-            })
-            .unwrap();
-        }
+        insert_all(&mut tx, &data);
         tx.delete_episode(17).unwrap();
         tx.commit().unwrap();
         let snap = db.begin_read().unwrap();
@@ -252,16 +257,7 @@ fn int8_mirror_recalls_at_least_99_percent_of_exact_top_10_on_real_embeddings() 
     )
     .unwrap();
     let mut tx = db.begin_write().unwrap();
-    for i in 0..data.rows {
-        tx.insert_episode(&EpisodeInput {
-            agent: 0,
-            timestamp: 0,
-            embedding: data.row(i),
-            payload: b"",
-            key: None,
-        })
-        .unwrap();
-    }
+    insert_all(&mut tx, &data);
     tx.commit().unwrap();
     let snap = db.begin_read().unwrap();
     let (mut found, mut total) = (0, 0);
@@ -296,16 +292,7 @@ fn int8_mirror_follows_deletes_compaction_and_reopen_and_is_opt_in() {
     {
         let db = Engram::open(dir.path(), opts.clone()).unwrap();
         let mut tx = db.begin_write().unwrap();
-        for i in 0..data.rows {
-            tx.insert_episode(&EpisodeInput {
-                agent: 0,
-                timestamp: 0,
-                embedding: data.row(i),
-                payload: b"",
-                key: None,
-            })
-            .unwrap();
-        }
+        insert_all(&mut tx, &data);
         tx.delete_episode(42).unwrap();
         tx.commit().unwrap();
         db.compact().unwrap();

@@ -1,8 +1,10 @@
 //! Repeated single-query top-10 searches on one thread over the report's search database
-//! (run the report first).
+//! (run the report first): `search_profile` for the f32 scan, `search_profile int8` for the
+//! int8 mirror with 100 candidates rescored.
 use engram_core::{Engram, Filter, Options};
 
 fn main() {
+    let int8 = std::env::args().nth(1).as_deref() == Some("int8");
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench/search-db");
     let db = Engram::open(&dir, Options::default()).unwrap();
@@ -12,10 +14,14 @@ fn main() {
         .num_threads(1)
         .build()
         .unwrap();
-    pool.install(|| snap.search(&q, 10, &Filter::default()).unwrap());
+    let search = || match int8 {
+        true => snap.search_int8(&q, 10, &Filter::default(), 100).unwrap(),
+        false => snap.search(&q, 10, &Filter::default()).unwrap(),
+    };
+    pool.install(search);
     let t = std::time::Instant::now();
     for _ in 0..50 {
-        pool.install(|| snap.search(&q, 10, &Filter::default()).unwrap());
+        pool.install(search);
     }
     println!("{:.2} ms/query", t.elapsed().as_secs_f64() * 1e3 / 50.0);
 }

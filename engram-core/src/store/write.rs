@@ -74,13 +74,8 @@ impl Appender {
     }
 }
 
-/// The single write transaction. Nothing it does is visible to readers, or durable,
-/// before [`WriteTxn::commit`] returns; dropping it discards everything.
-pub struct WriteTxn<'db> {
-    db: &'db Engram,
-    w: MutexGuard<'db, Writer>,
-    base: Arc<Version>,
-    state: VersionState,
+/// Everything a transaction appends past the committed ends.
+struct Appenders {
     episodes: Appender,
     concepts: Appender,
     episode_table: Appender,
@@ -88,6 +83,31 @@ pub struct WriteTxn<'db> {
     heap: Appender,
     /// Rows of the int8 mirror, when the database keeps one.
     int8: Option<Appender>,
+}
+
+impl Appenders {
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Appender> {
+        [
+            Some(&mut self.episodes),
+            Some(&mut self.concepts),
+            Some(&mut self.episode_table),
+            Some(&mut self.concept_table),
+            Some(&mut self.heap),
+            self.int8.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// The single write transaction. Nothing it does is visible to readers, or durable,
+/// before [`WriteTxn::commit`] returns; dropping it discards everything.
+pub struct WriteTxn<'db> {
+    db: &'db Engram,
+    w: MutexGuard<'db, Writer>,
+    base: Arc<Version>,
+    state: VersionState,
+    out: Appenders,
     new_bindings: Vec<Binding>,
     deleted_episodes: HashSet<u64>,
     deleted_concepts: HashSet<u64>,
@@ -111,17 +131,19 @@ impl<'db> WriteTxn<'db> {
                 txn: s.txn + 1,
                 ..s
             },
-            episodes: Appender::new(Role::Episodes, s.episode_slots * ep_stride),
-            concepts: Appender::new(Role::Concepts, s.concept_slots * con_stride),
-            episode_table: Appender::new(Role::EpisodeTable, s.episode_ids * table::ENTRY),
-            concept_table: Appender::new(Role::ConceptTable, s.concept_ids * table::ENTRY),
-            heap: Appender::new(Role::Heap, s.heap_len),
-            int8: base.info.manifest.int8_mirror.then(|| {
-                Appender::new(
-                    Role::Int8,
-                    s.episode_slots * base.info.int8_layout.stride as u64,
-                )
-            }),
+            out: Appenders {
+                episodes: Appender::new(Role::Episodes, s.episode_slots * ep_stride),
+                concepts: Appender::new(Role::Concepts, s.concept_slots * con_stride),
+                episode_table: Appender::new(Role::EpisodeTable, s.episode_ids * table::ENTRY),
+                concept_table: Appender::new(Role::ConceptTable, s.concept_ids * table::ENTRY),
+                heap: Appender::new(Role::Heap, s.heap_len),
+                int8: base.info.manifest.int8_mirror.then(|| {
+                    Appender::new(
+                        Role::Int8,
+                        s.episode_slots * base.info.int8_layout.stride as u64,
+                    )
+                }),
+            },
             base,
             new_bindings: Vec::new(),
             deleted_episodes: HashSet::new(),
@@ -158,26 +180,16 @@ impl<'db> WriteTxn<'db> {
 
     fn push_blob(&mut self, bytes: &[u8]) -> Blob {
         let blob = Blob {
-            off: self.heap.end(),
+            off: self.out.heap.end(),
             len: bytes.len() as u32,
             crc: crc32c::crc32c(bytes),
         };
-        self.heap.buf.extend_from_slice(bytes);
+        self.out.heap.buf.extend_from_slice(bytes);
         blob
     }
 
     fn flush_if_large(&mut self) -> Result<()> {
-        for a in [
-            Some(&mut self.episodes),
-            Some(&mut self.concepts),
-            Some(&mut self.heap),
-            Some(&mut self.episode_table),
-            Some(&mut self.concept_table),
-            self.int8.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for a in self.out.all_mut() {
             if a.buf.len() >= FLUSH_AT {
                 let r = a.flush(&self.w);
                 if r.is_err() {
@@ -231,11 +243,12 @@ impl<'db> WriteTxn<'db> {
         self.base
             .info
             .episode_layout
-            .push_slot(&archive, &mut self.episodes.buf);
-        self.episode_table
+            .push_slot(&archive, &mut self.out.episodes.buf);
+        self.out
+            .episode_table
             .buf
             .extend_from_slice(&table::entry(slot, 0, NONE));
-        if let Some(int8) = &mut self.int8 {
+        if let Some(int8) = &mut self.out.int8 {
             self.base.info.int8_layout.push_row(
                 input.embedding,
                 id,
@@ -260,7 +273,8 @@ impl<'db> WriteTxn<'db> {
         let id = self.state.concept_ids;
         let label = self.push_blob(input.label.as_bytes());
         let slot = self.push_concept_version(id, input.centroid, label, NONE);
-        self.concept_table
+        self.out
+            .concept_table
             .buf
             .extend_from_slice(&table::entry(slot, 0, NONE));
         self.state.concept_ids += 1;
@@ -281,7 +295,7 @@ impl<'db> WriteTxn<'db> {
         self.base
             .info
             .concept_layout
-            .push_slot(&archive, &mut self.concepts.buf);
+            .push_slot(&archive, &mut self.out.concepts.buf);
         self.state.concept_slots += 1;
         self.concept_labels.insert(id, label);
         slot
@@ -361,7 +375,7 @@ impl<'db> WriteTxn<'db> {
             return Ok(self.base.entry(Role::ConceptTable, id)?.slot);
         }
         // Created in this transaction and not updated since: its first slot.
-        let first = self.concept_table.buf
+        let first = self.out.concept_table.buf
             [((id - self.base.state.concept_ids) * table::ENTRY) as usize..][..8]
             .try_into()
             .expect("8 bytes");
@@ -579,21 +593,11 @@ impl<'db> WriteTxn<'db> {
                 .write_at(bind_start, &bindings)?;
             written[Role::Bindings as usize] = true;
         }
-        for a in [
-            Some(&mut self.episodes),
-            Some(&mut self.concepts),
-            Some(&mut self.episode_table),
-            Some(&mut self.concept_table),
-            Some(&mut self.heap),
-            self.int8.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for a in self.out.all_mut() {
             a.flush(&self.w)?;
             written[a.role as usize] |= a.touched();
         }
-        self.state.heap_len = self.heap.end();
+        self.state.heap_len = self.out.heap.end();
         let live_keys: Vec<(u64, u64)> = self
             .new_keys
             .iter()
