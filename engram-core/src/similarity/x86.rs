@@ -75,48 +75,37 @@ fn one_by_one(
     }
 }
 
+type Row1 = unsafe fn(&[f32], &[f32]) -> (f32, f32);
+type Rows4 = unsafe fn(&[f32], [&[f32]; 4]) -> [(f32, f32); 4];
+
 pub(super) fn scores_avx2(metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
     assert!(has_avx2());
-    // SAFETY (all six): AVX2 and FMA are present (asserted above); the kernels only read
-    // `query` and row slices of at least its length (`Rows` hands out `dim`-long rows).
+    let (one, four): (Row1, Rows4) = match metric {
+        Metric::Dot => (row1_avx2::<DOT>, rows4_avx2::<DOT>),
+        Metric::Cosine => (row1_avx2::<COS>, rows4_avx2::<COS>),
+        Metric::L2 => (row1_avx2::<L2>, rows4_avx2::<L2>),
+    };
     // Fewer than four rows: the 4-row kernel would repeat a row; one at a time is exact work.
-    match (metric, streaming(&rows) || rows.len() < 4) {
-        (Metric::Dot, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx2::<DOT>(q, r)
-        }),
-        (Metric::Cosine, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx2::<COS>(q, r)
-        }),
-        (Metric::L2, true) => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx2::<L2>(q, r)
-        }),
-        (Metric::Dot, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx2::<DOT>(q, r)
-        }),
-        (Metric::Cosine, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx2::<COS>(q, r)
-        }),
-        (Metric::L2, false) => by_fours(metric, query, rows, out, |q, r| unsafe {
-            rows4_avx2::<L2>(q, r)
-        }),
+    if streaming(&rows) || rows.len() < 4 {
+        // SAFETY: AVX2 and FMA are present (asserted above); `one` reads `q` and a row of at
+        // least its length (`Rows` hands out `dim`-long rows, `dim == query.len()`).
+        one_by_one(metric, query, rows, out, |q, r| unsafe { one(q, r) });
+    } else {
+        // SAFETY: as above, for the four rows `by_fours` passes.
+        by_fours(metric, query, rows, out, |q, r| unsafe { four(q, r) });
     }
 }
 
 pub(super) fn scores_avx512(metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
     assert!(has_avx512());
-    // SAFETY (all three): AVX-512F is present (asserted above); the kernel only reads `query`
-    // and row slices of at least its length (masked loads for the tail).
-    match metric {
-        Metric::Dot => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx512::<DOT>(q, r)
-        }),
-        Metric::Cosine => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx512::<COS>(q, r)
-        }),
-        Metric::L2 => one_by_one(metric, query, rows, out, |q, r| unsafe {
-            row1_avx512::<L2>(q, r)
-        }),
-    }
+    let one: Row1 = match metric {
+        Metric::Dot => row1_avx512::<DOT>,
+        Metric::Cosine => row1_avx512::<COS>,
+        Metric::L2 => row1_avx512::<L2>,
+    };
+    // SAFETY: AVX-512F is present (asserted above); `one` reads `q` and a row of at least its
+    // length (masked loads for the tail).
+    one_by_one(metric, query, rows, out, |q, r| unsafe { one(q, r) });
 }
 
 #[inline]
