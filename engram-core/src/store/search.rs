@@ -510,10 +510,9 @@ fn gemm_rows(queries: &[f32], dim: usize, rows: Rows<'_>, out: &mut [f32]) {
         return;
     }
     let first = rows.row(0);
-    // SAFETY: `queries` holds m×dim floats read at row stride dim; the rows are read as the
-    // dim×n matrix with element (d, j) at first[j * stride + d], inside the
-    // (n - 1) * stride + dim floats that `Rows` guarantees from its first row; `out` holds
-    // m×n floats written at row stride n and aliases neither input (it is a distinct &mut).
+    // SAFETY: reads m×dim query floats (row stride dim) and the dim×n rows at first[j*stride + d],
+    // inside the (n-1)*stride + dim floats `Rows` guarantees from its first row; writes m×n
+    // floats of `out` (row stride n), a distinct &mut aliasing neither input.
     unsafe {
         matrixmultiply::sgemm(
             m,
