@@ -10,6 +10,7 @@ const DIM: usize = 32;
 fn opts() -> Options {
     Options {
         dimension: Some(DIM),
+        int8_mirror: Some(true),
         ..Options::default()
     }
 }
@@ -68,6 +69,13 @@ fn read_all(dir: &Path) -> Result<u64, Error> {
         n += c.label()?.len() as u64 + snap.concept_fan_count(id)? as u64;
     }
     snap.episode_by_key(b"1-7")?;
+    // The scans read every slot and every int8 row.
+    let q = [0.5f32; DIM];
+    n += snap.search(&q, 5, &engram_core::Filter::default())?.len() as u64;
+    n += snap
+        .search_int8(&q, 5, &engram_core::Filter::default(), 20)?
+        .len() as u64;
+    n += snap.search_concepts(&q, 2)?.len() as u64;
     Ok(n)
 }
 
@@ -102,6 +110,7 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
         // Only the committed prefix matters; the rest is preallocated capacity.
         let used = len.min(match name.rsplit('.').next().unwrap() {
             "eps" | "con" => 121 * 256,
+            "i8" => 121 * 128,
             _ => 16 << 10,
         });
         let step = (used / 37).max(1) | 1;
@@ -128,6 +137,15 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
             }
             // Slots are 256 bytes at 32-d: a 200-byte archive, its crc32c, padding. Every flip
             // in a live slot's checked bytes is reported (slot 3 was deleted).
+            // int8 rows are 128 bytes at 32-d: 32 codes and 36 checked bytes of fields + crc,
+            // and the int8 scan reads every row.
+            let (row, at) = (off / 128, off % 128);
+            if name.ends_with(".i8") && row < 120 && at < 32 + 36 {
+                assert!(
+                    matches!(read_all(&case), Err(Error::Corruption { .. })),
+                    "{name} byte {off}: flip in a checksummed int8 row not reported"
+                );
+            }
             let (slot, within) = (off / 256, off % 256);
             if name.ends_with(".eps") && slot < 120 && slot != 3 && within < 204 {
                 assert!(
