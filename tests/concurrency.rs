@@ -179,3 +179,29 @@ fn backups_taken_while_a_writer_commits_and_compacts_are_consistent() {
     writer.join().unwrap();
     assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
 }
+
+#[test]
+fn reopening_while_another_thread_spawns_processes_never_reports_locked() {
+    // A child forked by another thread holds a copy of our lock descriptor until its exec;
+    // a drop-then-reopen must not mistake that for a second writer.
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                Command::new("true").status().unwrap();
+                spawned += 1;
+            }
+            spawned
+        })
+    };
+    for i in 0..150 {
+        let dir = tmp.path().join(i.to_string());
+        drop(Engram::open(&dir, opts()).unwrap()); // create
+        drop(Engram::open(&dir, opts()).unwrap()); // reopen right after a close
+    }
+    stop.store(true, Ordering::Release);
+    assert!(spawner.join().unwrap() > 0);
+}

@@ -415,8 +415,15 @@ fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Takes the writer lock; `Locked` if another handle (any process) holds it.
-fn lock(dir: &Path) -> Result<File> {
+/// How long a writer open waits for the lock: a child process forked by another thread keeps
+/// a copy of a just-closed lock descriptor until its exec (microseconds to milliseconds), so
+/// a reopen right after a close can find the lock briefly held. A real second writer holds
+/// it for longer and still gets `Locked`.
+const LOCK_ATTEMPTS: u32 = 50;
+
+/// Takes the writer lock; `Locked` if another handle (any process) holds it. `patient`
+/// retries for about 50 ms first (see [`LOCK_ATTEMPTS`]).
+fn lock(dir: &Path, patient: bool) -> Result<File> {
     let path = dir.join(LOCK);
     let f = OpenOptions::new()
         .read(true)
@@ -425,13 +432,20 @@ fn lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("open", &path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked {
-            path: dir.to_path_buf(),
-        }),
-        Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    let attempts = if patient { LOCK_ATTEMPTS } else { 1 };
+    for attempt in 1..=attempts {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(TryLockError::WouldBlock) if attempt < attempts => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        }
     }
+    Err(Error::Locked {
+        path: dir.to_path_buf(),
+    })
 }
 
 /// Writes a new, empty database into `dir` (which holds at most our lock file).
@@ -504,21 +518,28 @@ impl Engram {
                 reason: "not a directory".into(),
             });
         }
+        // Refuse foreign directories before touching them (no stray LOCK file in them).
+        if read_manifest(&dir)?.is_none() {
+            if !dir_is_empty_but(&dir, &[LOCK])? {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    reason: "directory is not empty and has no MANIFEST".into(),
+                });
+            }
+            if !opts.create_if_missing {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    reason: "no MANIFEST".into(),
+                });
+            }
+        }
+        // One lock, held from creation through recovery for the handle's life: releasing it
+        // in between would let a child forked by another thread (holding a copy of the
+        // descriptor until its exec) make our own re-lock fail.
+        let guard = lock(&dir, true)?;
         let manifest = match read_manifest(&dir)? {
             Some(m) => m,
             None => {
-                if !dir_is_empty_but(&dir, &[LOCK])? {
-                    return Err(Error::NotADatabase {
-                        path: dir,
-                        reason: "directory is not empty and has no MANIFEST".into(),
-                    });
-                }
-                if !opts.create_if_missing {
-                    return Err(Error::NotADatabase {
-                        path: dir,
-                        reason: "no MANIFEST".into(),
-                    });
-                }
                 let m = Manifest {
                     dimension: opts.dimension.unwrap_or(DEFAULT_DIMENSION),
                     metric: opts.metric.unwrap_or_default(),
@@ -537,14 +558,11 @@ impl Engram {
                 {
                     return Err(Error::InvalidArgument("model name over 256 bytes".into()));
                 }
-                let guard = lock(&dir)?;
                 create(&dir, &m)?;
-                drop(guard);
                 m
             }
         };
         check_settings(&manifest, &opts)?;
-        let guard = lock(&dir)?;
         let info = info_for(&dir, manifest);
         let (writer, state) = recover(&info)?;
         let v = version(&info, state, &writer.handles);
@@ -565,7 +583,7 @@ impl Engram {
         check_settings(&manifest, opts)?;
         let info = info_for(&dir, manifest);
         // With no writer alive, finish any interrupted commit first (as SQLite does).
-        if let Ok(guard) = lock(&dir) {
+        if let Ok(guard) = lock(&dir, false) {
             recover(&info)?.0.sync_dirty()?;
             drop(guard);
         }
