@@ -207,14 +207,12 @@ impl Kernel {
         if self == Kernel::SimSimd {
             return simsimd_score(metric, a, b);
         }
+        if b.is_empty() {
+            return 0.0;
+        }
         let mut out = [0f32];
-        self.scores(
-            metric,
-            a,
-            Rows::dense(b, b.len().max(1)).slice(0, usize::from(!b.is_empty())),
-            &mut out[..usize::from(!b.is_empty())],
-        );
-        if b.is_empty() { 0.0 } else { out[0] }
+        self.scores(metric, a, Rows::dense(b, b.len()), &mut out);
+        out[0]
     }
 }
 
@@ -251,19 +249,34 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     -Kernel::best_pair().score(Metric::L2, a, b)
 }
 
-/// Turns the per-row sums a kernel gathered into a score.
+/// The score from the sums a kernel gathered: `sum` is the dot product (dot, cosine) or the
+/// squared distance (L2); the squared norms are needed for cosine only.
 #[inline]
-pub(crate) fn finish(metric: Metric, dot: f32, row_norm2: f32, query_norm2: f32, l2: f32) -> f32 {
+pub(crate) fn finish(metric: Metric, sum: f32, row_norm2: f32, query_norm2: f32) -> f32 {
+    match metric {
+        Metric::Dot => sum,
+        Metric::L2 => -sum,
+        // Product of the roots: the product of the squares overflows (or underflows) f32 for
+        // magnitudes whose cosine is perfectly representable.
+        Metric::Cosine => cosine_of(sum, query_norm2.sqrt(), row_norm2.sqrt()),
+    }
+}
+
+/// The score from a dot product and both norms (stored norms, int8 scans).
+#[inline]
+pub(crate) fn from_dot(metric: Metric, dot: f32, query_norm: f32, row_norm: f32) -> f32 {
     match metric {
         Metric::Dot => dot,
-        Metric::L2 => -l2,
-        Metric::Cosine => {
-            // Product of the roots: the product of the squares overflows (or underflows)
-            // f32 for magnitudes whose cosine is perfectly representable.
-            let denom = query_norm2.sqrt() * row_norm2.sqrt();
-            if denom > 0.0 { dot / denom } else { 0.0 }
-        }
+        Metric::L2 => -(query_norm * query_norm + row_norm * row_norm - 2.0 * dot),
+        Metric::Cosine => cosine_of(dot, query_norm, row_norm),
     }
+}
+
+/// Cosine from a dot product and norms; 0 when either vector is zero.
+#[inline]
+fn cosine_of(dot: f32, a_norm: f32, b_norm: f32) -> f32 {
+    let denom = a_norm * b_norm;
+    if denom > 0.0 { dot / denom } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -14,10 +14,7 @@ pub(super) fn scores(metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f
     for (g, chunk) in out.chunks_mut(4).enumerate() {
         let r = [0, 1, 2, 3].map(|j| rows.row((g * 4 + j).min(last)));
         for (o, (a, r2)) in chunk.iter_mut().zip(rows4(metric, query, r)) {
-            *o = match metric {
-                Metric::L2 => finish(metric, 0.0, 0.0, 0.0, a),
-                _ => finish(metric, a, r2, q2, 0.0),
-            };
+            *o = finish(metric, a, r2, q2);
         }
     }
 }

@@ -36,10 +36,7 @@ fn by_fours(
         let r = [0, 1, 2, 3].map(|j| rows.row((base + j).min(last)));
         let sums = kernel(query, r);
         for (o, (a, r2)) in chunk.iter_mut().zip(sums) {
-            *o = match metric {
-                Metric::L2 => finish(metric, 0.0, 0.0, 0.0, a),
-                _ => finish(metric, a, r2, q2, 0.0),
-            };
+            *o = finish(metric, a, r2, q2);
         }
     }
 }
@@ -68,10 +65,7 @@ fn one_by_one(
     };
     for (i, o) in out.iter_mut().enumerate() {
         let (a, r2) = kernel(query, rows.row(i));
-        *o = match metric {
-            Metric::L2 => finish(metric, 0.0, 0.0, 0.0, a),
-            _ => finish(metric, a, r2, q2, 0.0),
-        };
+        *o = finish(metric, a, r2, q2);
     }
 }
 

@@ -250,10 +250,6 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
     }
 }
 
-fn numbers(files: &FileNumbers) -> [(u64, &'static str); FILES] {
-    files.all()
-}
-
 fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
     Arc::new(DbInfo {
         dir: dir.to_path_buf(),
@@ -272,7 +268,7 @@ fn open_files(
     cache: Option<&HashMap<String, Arc<FileHandle>>>,
 ) -> Result<[Option<Arc<FileHandle>>; FILES]> {
     let mut handles: [Option<Arc<FileHandle>>; FILES] = Default::default();
-    for (role, (number, kind)) in ROLES.into_iter().zip(numbers(&state.files)) {
+    for (role, (number, kind)) in ROLES.into_iter().zip(state.files.all()) {
         if number == 0 {
             continue;
         }
@@ -332,7 +328,9 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     // Redone stamps are synced like any commit's: by the next commit, on close, or (for a
     // read-only opener that recovered) before it lets go of the lock.
     let dirty = apply(&handles, &state, &ops)?;
-    let live: Vec<String> = numbers(&state.files)
+    let live: Vec<String> = state
+        .files
+        .all()
         .iter()
         .filter(|(n, _)| *n != 0)
         .map(|(n, k)| meta::file_name(*n, k))

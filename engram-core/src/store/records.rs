@@ -83,11 +83,6 @@ impl SlotLayout {
         }
     }
 
-    /// The little-endian f32 at `field` of a slot's archive.
-    pub(crate) fn f32_at(&self, archive: &[u8], field: usize) -> f32 {
-        f32::from_le_bytes(archive[field..field + 4].try_into().expect("4 bytes"))
-    }
-
     /// The little-endian word at `field` of a slot's (verified) archive.
     pub(crate) fn word(&self, archive: &[u8], field: usize) -> u64 {
         u64::from_le_bytes(archive[field..field + 8].try_into().expect("8 bytes"))
@@ -317,6 +312,40 @@ pub(crate) mod binding {
         pub next_by_episode: u64,
         pub next_by_concept: u64,
         pub strength: f32,
+    }
+
+    /// Follows one list of bindings (by episode or by concept) from `head`, newest first,
+    /// keeping the records `keep` accepts; `read` fetches a record. Pointers must strictly
+    /// descend, so a damaged list ends in `Corruption` (in `file`), never in a cycle.
+    pub(crate) fn walk(
+        head: u64,
+        by_episode: bool,
+        file: &std::path::Path,
+        read: impl Fn(u64) -> Result<Binding>,
+        keep: impl Fn(u64, &Binding) -> Result<bool>,
+    ) -> Result<Vec<(u64, Binding)>> {
+        let mut out = Vec::new();
+        let mut at = head;
+        while at != NONE {
+            let b = read(at)?;
+            if keep(at, &b)? {
+                out.push((at, b));
+            }
+            let next = if by_episode {
+                b.next_by_episode
+            } else {
+                b.next_by_concept
+            };
+            if next != NONE && next >= at {
+                return Err(Error::corrupt(
+                    file,
+                    at.saturating_mul(SIZE),
+                    "binding list does not descend",
+                ));
+            }
+            at = next;
+        }
+        Ok(out)
     }
 
     impl Binding {

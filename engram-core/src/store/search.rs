@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::metric::Metric;
-use crate::similarity::{Kernel, Rows};
+use crate::similarity::{Kernel, Rows, from_dot};
 use crate::store::snapshot::{ReadTxn, Role, Version};
 
 /// Which episodes a search considers.
@@ -130,24 +130,6 @@ impl TopK {
     }
 }
 
-fn check_query(v: &Version, query: &[f32]) -> Result<()> {
-    let dim = v.info.manifest.dimension;
-    if query.len() != dim {
-        return Err(Error::DimensionMismatch {
-            expected: dim,
-            found: query.len(),
-        });
-    }
-    match query.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(Error::NonFinite {
-            what: "query",
-            index,
-            value: query[index],
-        }),
-        None => Ok(()),
-    }
-}
-
 impl Version {
     /// The committed episode slots as strided rows of floats, read in place.
     fn episode_rows(&self) -> Result<Rows<'_>> {
@@ -165,17 +147,13 @@ impl Version {
             .ok_or_else(|| Error::corrupt(map.path(), 0, "slot rows do not fit the file"))
     }
 
-    /// Turns dot products of slots `first..` into cosines with their stored norms.
-    fn cosines_from_dots(&self, first: u64, q_norm: f32, dots: &mut [f32]) -> Result<()> {
+    /// The stored norm of the embedding in slot `slot`, whose checksum the caller has had
+    /// verified (`verify_slots` or `live_slot`).
+    fn stored_norm(&self, slot: u64) -> Result<f32> {
         let layout = self.info.episode_layout;
-        let map = &self.file(Role::Episodes)?.map;
-        for (i, d) in dots.iter_mut().enumerate() {
-            let off = (first + i as u64) * layout.stride as u64 + layout.norm_off as u64;
-            let norm = f32::from_le_bytes(map.bytes(off, 4)?.try_into().expect("4 bytes"));
-            let denom = q_norm * norm;
-            *d = if denom > 0.0 { *d / denom } else { 0.0 };
-        }
-        Ok(())
+        let off = slot * layout.stride as u64 + layout.norm_off as u64;
+        let bytes = self.file(Role::Episodes)?.map.bytes(off, 4)?;
+        Ok(f32::from_le_bytes(bytes.try_into().expect("4 bytes")))
     }
 
     /// Verifies the checksums of the slots in `range` not yet verified through this map, so
@@ -230,7 +208,7 @@ impl ReadTxn {
         filter: &Filter,
     ) -> Result<Vec<Hit>> {
         let v = &self.v;
-        check_query(v, query)?;
+        v.info.check_vector("query", query)?;
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -247,7 +225,9 @@ impl ReadTxn {
                 if metric == Metric::Cosine {
                     // Stored norms: the scan needs only dot products.
                     kernel.scores(Metric::Dot, query, rows.slice(start, end), &mut scores);
-                    v.cosines_from_dots(start as u64, q_norm, &mut scores)?;
+                    for (i, d) in scores.iter_mut().enumerate() {
+                        *d = from_dot(metric, *d, q_norm, v.stored_norm((start + i) as u64)?);
+                    }
                 } else {
                     kernel.scores(metric, query, rows.slice(start, end), &mut scores);
                 }
@@ -277,7 +257,7 @@ impl ReadTxn {
         candidates: usize,
     ) -> Result<Vec<Hit>> {
         let v = &self.v;
-        check_query(v, query)?;
+        v.info.check_vector("query", query)?;
         if !v.info.manifest.int8_mirror {
             return Err(Error::InvalidArgument(
                 "this database keeps no int8 mirror (create it with Options { int8_mirror: Some(true), .. })".into(),
@@ -311,14 +291,7 @@ impl ReadTxn {
                     let row = layout.row(map, slot)?;
                     let dot =
                         crate::similarity::int8::dot(&q8, row.codes) as f32 * q_scale * row.scale;
-                    let score = match metric {
-                        Metric::Dot => dot,
-                        Metric::Cosine => {
-                            let d = q_norm * row.norm;
-                            if d > 0.0 { dot / d } else { 0.0 }
-                        }
-                        Metric::L2 => -(q_norm * q_norm + row.norm * row.norm - 2.0 * dot),
-                    };
+                    let score = from_dot(metric, dot, q_norm, row.norm);
                     // Filter and liveness from the row itself: the f32 slots stay untouched.
                     if top.admits(score)
                         && filter.agent.is_none_or(|a| a == row.agent)
@@ -355,7 +328,7 @@ impl ReadTxn {
     ) -> Result<Vec<Vec<Hit>>> {
         let v = &self.v;
         for q in queries {
-            check_query(v, q)?;
+            v.info.check_vector("query", q)?;
         }
         if k == 0 || queries.is_empty() {
             return Ok(vec![Vec::new(); queries.len()]);
@@ -383,8 +356,6 @@ impl ReadTxn {
                 let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
                 let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
                 let mut products = vec![0f32; queries.len() * BLOCK];
-                let layout = v.info.episode_layout;
-                let map = &v.file(Role::Episodes)?.map;
                 for b in (start..end).step_by(BLOCK) {
                     let block = rows.slice(b, (b + BLOCK).min(end));
                     let n = block.len();
@@ -396,7 +367,7 @@ impl ReadTxn {
                     for i in 0..n {
                         let slot = (b + i) as u64;
                         live.push(v.live_slot(slot, filter)?);
-                        let norm = layout.f32_at(layout.archive(map, slot)?, layout.norm_off);
+                        let norm = v.stored_norm(slot)?;
                         row_term.push(match metric {
                             Metric::Cosine if norm > 0.0 => 1.0 / norm,
                             Metric::Cosine => 0.0,
@@ -432,7 +403,7 @@ impl ReadTxn {
     /// Exact top-`k` concepts (their visible versions) by the database's metric.
     pub fn search_concepts(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         let v = &self.v;
-        check_query(v, query)?;
+        v.info.check_vector("query", query)?;
         if k == 0 {
             return Ok(Vec::new());
         }

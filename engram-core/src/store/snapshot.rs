@@ -49,6 +49,27 @@ pub(crate) struct DbInfo {
     pub int8_layout: Int8Layout,
 }
 
+impl DbInfo {
+    /// `Err` unless `v` has the database's dimension and only finite values.
+    pub(crate) fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<()> {
+        let dim = self.manifest.dimension;
+        if v.len() != dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                found: v.len(),
+            });
+        }
+        match v.iter().position(|x| !x.is_finite()) {
+            Some(index) => Err(Error::NonFinite {
+                what,
+                index,
+                value: v[index],
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A file as one version sees it: the map taken when the version was published, and the
 /// handle to catch up through when a list pointer leads to a newer record past that map.
 #[derive(Clone)]
@@ -197,29 +218,15 @@ impl Version {
 
     /// Live bindings reachable from `head` along one of the two lists, newest first.
     pub(crate) fn walk(&self, head: u64, by_episode: bool) -> Result<Vec<(u64, Binding)>> {
-        let mut out = Vec::new();
-        let mut at = head;
-        while at != NONE {
-            let b = self.binding(at)?;
-            if b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?) {
-                out.push((at, b));
-            }
-            let next = if by_episode {
-                b.next_by_episode
-            } else {
-                b.next_by_concept
-            };
-            if next != NONE && next >= at {
-                let path = self.file(Role::Bindings)?.map.path().to_path_buf();
-                return Err(Error::corrupt(
-                    path,
-                    at.saturating_mul(64),
-                    "binding list does not descend",
-                ));
-            }
-            at = next;
-        }
-        Ok(out)
+        records::binding::walk(
+            head,
+            by_episode,
+            self.file(Role::Bindings)?.map.path(),
+            |at| self.binding(at),
+            |at, b| {
+                Ok(b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?))
+            },
+        )
     }
 
     pub(crate) fn heap_bytes(&self, blob: &records::ArchivedBlob) -> Result<&[u8]> {

@@ -157,27 +157,6 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    fn dim(&self) -> usize {
-        self.base.info.manifest.dimension
-    }
-
-    fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<()> {
-        if v.len() != self.dim() {
-            return Err(Error::DimensionMismatch {
-                expected: self.dim(),
-                found: v.len(),
-            });
-        }
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(index) => Err(Error::NonFinite {
-                what,
-                index,
-                value: v[index],
-            }),
-            None => Ok(()),
-        }
-    }
-
     fn push_blob(&mut self, bytes: &[u8]) -> Blob {
         let blob = Blob {
             off: self.out.heap.end(),
@@ -204,7 +183,7 @@ impl<'db> WriteTxn<'db> {
     /// Stores an episode and returns its id. With a key that is already live, returns the
     /// existing episode's id and stores nothing.
     pub fn insert_episode(&mut self, input: &EpisodeInput<'_>) -> Result<u64> {
-        self.check_vector("embedding", input.embedding)?;
+        self.base.info.check_vector("embedding", input.embedding)?;
         if input.payload.len() > u32::MAX as usize {
             return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
         }
@@ -269,7 +248,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Stores a concept and returns its id.
     pub fn insert_concept(&mut self, input: &ConceptInput<'_>) -> Result<u64> {
-        self.check_vector("centroid", input.centroid)?;
+        self.base.info.check_vector("centroid", input.centroid)?;
         let id = self.state.concept_ids;
         let label = self.push_blob(input.label.as_bytes());
         let slot = self.push_concept_version(id, input.centroid, label, NONE);
@@ -304,7 +283,7 @@ impl<'db> WriteTxn<'db> {
     /// Replaces a concept's centroid, and its label when given. Readers of older
     /// snapshots keep seeing the old version.
     pub fn update_concept(&mut self, id: u64, centroid: &[f32], label: Option<&str>) -> Result<()> {
-        self.check_vector("centroid", centroid)?;
+        self.base.info.check_vector("centroid", centroid)?;
         let head = self.concept_head(id)?;
         let label = match label {
             Some(l) => self.push_blob(l.as_bytes()),
@@ -405,30 +384,17 @@ impl<'db> WriteTxn<'db> {
 
     /// Live bindings along one list as this transaction sees them.
     fn live_bindings(&self, head: u64, by_episode: bool) -> Result<Vec<(u64, Binding)>> {
-        let mut out = Vec::new();
-        let mut at = head;
-        while at != NONE {
-            let b = self.binding(at)?;
-            let committed_dead =
-                at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
-            if !committed_dead && !self.deleted_bindings.contains(&at) {
-                out.push((at, b));
-            }
-            let next = if by_episode {
-                b.next_by_episode
-            } else {
-                b.next_by_concept
-            };
-            if next != NONE && next >= at {
-                return Err(Error::corrupt(
-                    self.base.file(Role::Bindings)?.map.path(),
-                    at * records::binding::SIZE,
-                    "binding list does not descend",
-                ));
-            }
-            at = next;
-        }
-        Ok(out)
+        records::binding::walk(
+            head,
+            by_episode,
+            self.base.file(Role::Bindings)?.map.path(),
+            |at| self.binding(at),
+            |at, _| {
+                let committed_dead =
+                    at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
+                Ok(!committed_dead && !self.deleted_bindings.contains(&at))
+            },
+        )
     }
 
     fn delete_binding(&mut self, index: u64) {
