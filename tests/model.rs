@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use engram_core::{ConceptInput, Engram, EpisodeInput, Options};
+use engram_core::{ConceptInput, Engram, EpisodeInput, Options, ReadTxn};
 use proptest::prelude::*;
 
 const DIM: usize = 8;
@@ -59,7 +59,12 @@ fn pick(map_keys: Vec<u64>, p: u8) -> Option<u64> {
 }
 
 fn check(db: &Engram, m: &Model) {
-    let snap = db.begin_read().unwrap();
+    check_snapshot(&db.begin_read().unwrap(), m);
+}
+
+/// Everything a snapshot answers, through the caches and the fan-count index and around
+/// them, equals the model.
+fn check_snapshot(snap: &ReadTxn, m: &Model) {
     assert_eq!(
         snap.episode_ids().unwrap(),
         m.episodes.keys().copied().collect::<Vec<_>>()
@@ -91,18 +96,44 @@ fn check(db: &Engram, m: &Model) {
             .map(|((_, c), s)| (*c, *s))
             .collect();
         assert_eq!(got, want, "bindings of episode {id}");
+        for _ in 0..2 {
+            // The first count may fill the index, the second reads it.
+            assert_eq!(
+                snap.episode_fan_count(id).unwrap(),
+                want.len(),
+                "fan of {id}"
+            );
+        }
+        for (c, strength) in want {
+            for _ in 0..2 {
+                assert_eq!(snap.binding_strength(id, c).unwrap(), Some(strength));
+            }
+        }
+        for &c in m.concepts.keys() {
+            if !m.bindings.contains_key(&(id, c)) {
+                assert_eq!(snap.binding_strength(id, c).unwrap(), None);
+            }
+        }
     }
     for (&id, (seed, label)) in &m.concepts {
         let c = snap.concept(id).unwrap().unwrap();
         assert_eq!(c.centroid(), vector(*seed).as_slice());
         assert_eq!(c.label().unwrap(), label);
         let fan = m.bindings.keys().filter(|(_, c)| *c == id).count();
-        assert_eq!(
-            snap.concept_fan_count(id).unwrap(),
-            fan,
-            "fan of concept {id}"
-        );
+        for _ in 0..2 {
+            assert_eq!(
+                snap.concept_fan_count(id).unwrap(),
+                fan,
+                "fan of concept {id}"
+            );
+            let cached = snap.lookup_concept(id).unwrap().unwrap();
+            assert_eq!(cached.centroid(), vector(*seed).as_slice());
+            assert_eq!(cached.label(), label);
+        }
     }
+    let next = m.next_concept;
+    assert!(snap.lookup_concept(next).unwrap().is_none());
+    assert!(snap.concept_fan_count(next).is_err());
     for k in 0..12u8 {
         let owner = m
             .episodes
@@ -117,6 +148,8 @@ fn run(steps: Vec<Step>) {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
         dimension: Some(DIM),
+        concept_cache_entries: 3, // small enough to evict
+        strength_cache_entries: 5,
         ..Options::default()
     };
     let mut db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
@@ -222,7 +255,13 @@ fn run(steps: Vec<Step>) {
             }
             Step::Commit => {
                 if let Some(t) = tx.take() {
+                    // A snapshot of the previous commit, warmed before and read after this
+                    // one: what the commit changes in the caches must not leak into it.
+                    let before = d.begin_read().unwrap();
+                    check_snapshot(&before, &committed);
                     t.commit().unwrap();
+                    check(d, &pending);
+                    check_snapshot(&before, &committed);
                     committed = pending.clone();
                 }
                 check(d, &committed);

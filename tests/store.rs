@@ -376,7 +376,7 @@ fn foreign_directories_and_newer_formats_are_refused() {
             err,
             Error::FormatVersion {
                 found: 99,
-                supported: 1
+                supported: engram_core::FORMAT_VERSION
             }
         ),
         "{err}"

@@ -26,12 +26,16 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(unix)]
+mod concept;
 mod error;
 mod metric;
 pub mod similarity;
 #[cfg(unix)]
 mod store;
 
+#[cfg(unix)]
+pub use concept::{ConceptState, Stats};
 pub use error::{Error, Result};
 pub use metric::Metric;
 #[cfg(unix)]

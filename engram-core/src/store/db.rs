@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::concept::{Caches, Changes, Stats};
 use crate::error::{Error, Result};
 use crate::store::compact;
 use crate::store::file::{self, FileHandle};
@@ -35,6 +36,14 @@ pub struct Options {
     /// Keep an int8 copy of every embedding for fast approximate scans: fixed at creation
     /// (off unless set); must match an existing database when set.
     pub int8_mirror: Option<bool>,
+    /// Decoded concepts kept by [`ReadTxn::lookup_concept`]'s LRU (0 disables it).
+    pub concept_cache_entries: usize,
+    /// (episode, concept) binding strengths kept by [`ReadTxn::binding_strength`]'s LRU.
+    pub strength_cache_entries: usize,
+    /// Episodes-only engine: concept and binding writes are refused and the concept cache,
+    /// strength cache and fan-count index are not kept (reads of existing concepts still
+    /// work, uncached). The dual-memory benchmark's baseline.
+    pub episodes_only: bool,
 }
 
 impl Default for Options {
@@ -46,6 +55,9 @@ impl Default for Options {
             create_if_missing: true,
             read_only: false,
             int8_mirror: None,
+            concept_cache_entries: DEFAULT_CONCEPT_CACHE_ENTRIES,
+            strength_cache_entries: DEFAULT_STRENGTH_CACHE_ENTRIES,
+            episodes_only: false,
         }
     }
 }
@@ -53,12 +65,20 @@ impl Default for Options {
 /// Default embedding dimension for new databases.
 pub const DEFAULT_DIMENSION: usize = 768;
 
+/// Default concept cache size: 8,192 concepts (about 26 MiB of centroids at 768-d).
+pub const DEFAULT_CONCEPT_CACHE_ENTRIES: usize = 8192;
+
+/// Default binding-strength cache size (about 64 bytes each).
+pub const DEFAULT_STRENGTH_CACHE_ENTRIES: usize = 65_536;
+
 /// An open engram database directory.
 pub struct Engram {
     info: Arc<DbInfo>,
     current: RwLock<Arc<Version>>,
     writer: Option<Mutex<Writer>>,
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
+    pub(crate) caches: Arc<Caches>,
+    pub(crate) episodes_only: bool,
     _lock: Option<File>,
 }
 
@@ -101,6 +121,7 @@ impl Writer {
         ops: &[Op],
         written: [bool; FILES],
         retired_keys: Option<u64>,
+        changes: &Changes,
     ) -> Result<()> {
         // 1. New records and the previous commit's stamps reach the disk first (the files
         //    are synced concurrently: the device queues them together)...
@@ -117,6 +138,7 @@ impl Writer {
         // 3. Stamp in place and publish; synced by the next commit or on close.
         self.dirty = apply(&self.handles, state, ops)?;
         self.files = state.files;
+        db.caches.apply(state.txn, changes);
         db.publish(self, *state);
         if let Some(n) = retired_keys {
             // The old index is unreachable from the durable commit; readers keep their maps.
@@ -248,6 +270,15 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
         Role::Keys => state.key_cells * 16,
         Role::Int8 => state.episode_slots * info.int8_layout.stride as u64,
     }
+}
+
+fn caches_for(opts: &Options, txn: u64) -> Caches {
+    Caches::new(
+        txn,
+        opts.concept_cache_entries,
+        opts.strength_cache_entries,
+        !opts.episodes_only,
+    )
 }
 
 fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
@@ -569,6 +600,8 @@ impl Engram {
             current: RwLock::new(Arc::new(v)),
             writer: Some(Mutex::new(writer)),
             read_only_handles: Mutex::new(HashMap::new()),
+            caches: Arc::new(caches_for(&opts, state.txn)),
+            episodes_only: opts.episodes_only,
             _lock: Some(guard),
         })
     }
@@ -594,6 +627,8 @@ impl Engram {
             info,
             writer: None,
             read_only_handles: Mutex::new(HashMap::new()),
+            caches: Arc::new(caches_for(opts, 0)),
+            episodes_only: opts.episodes_only,
             _lock: None,
         };
         db.refresh()?;
@@ -621,6 +656,7 @@ impl Engram {
                         cache.insert(name.to_string_lossy().into_owned(), h.clone());
                     }
                     let v = Arc::new(version(&self.info, state, &handles));
+                    self.caches.reset(state.txn);
                     *self.current.write() = v.clone();
                     return Ok(v);
                 }
@@ -645,7 +681,21 @@ impl Engram {
             Some(_) => self.current.read().clone(),
             None => self.refresh()?,
         };
-        Ok(ReadTxn { v })
+        Ok(ReadTxn {
+            v,
+            caches: self.caches.clone(),
+        })
+    }
+
+    /// Counters of the concept cache and the sizes of the newest version.
+    pub fn stats(&self) -> Stats {
+        let state = self.current.read().state;
+        Stats {
+            episodes: state.live_episodes,
+            concepts: state.live_concepts,
+            bindings: state.live_bindings,
+            ..self.caches.stats()
+        }
     }
 
     /// Starts the write transaction, waiting for the one in progress on this handle.

@@ -13,7 +13,10 @@ mod search;
 mod snapshot;
 mod write;
 
-pub use db::{DEFAULT_DIMENSION, Engram, Options};
+pub use db::{
+    DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_DIMENSION, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram,
+    Options,
+};
 pub use meta::{FORMAT_VERSION, Manifest};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};

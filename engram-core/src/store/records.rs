@@ -70,12 +70,17 @@ pub(crate) struct SlotLayout {
 }
 
 impl SlotLayout {
-    fn from_archive(bytes: &[u8], data_ptr: *const f32, fields: [*const u8; 4]) -> Self {
+    fn from_archive(
+        bytes: &[u8],
+        data_ptr: *const f32,
+        fields: [*const u8; 4],
+        stride: usize,
+    ) -> Self {
         debug_assert_eq!(data_ptr.cast::<u8>(), bytes.as_ptr());
         let off = |p: *const u8| p as usize - bytes.as_ptr() as usize;
         SlotLayout {
             archive_len: bytes.len(),
-            stride: (bytes.len() + 4).next_multiple_of(64),
+            stride,
             id_off: off(fields[0]),
             agent_off: off(fields[1]),
             time_off: off(fields[2]),
@@ -109,7 +114,8 @@ impl SlotLayout {
             (&raw const a.timestamp).cast(),
             (&raw const a.norm).cast(),
         ];
-        Self::from_archive(&bytes, a.embedding.as_ptr().cast(), fields)
+        let stride = (bytes.len() + 4).next_multiple_of(64);
+        Self::from_archive(&bytes, a.embedding.as_ptr().cast(), fields, stride)
     }
 
     pub(crate) fn concept(dim: usize) -> Self {
@@ -125,7 +131,8 @@ impl SlotLayout {
         let a = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)
             .expect("a freshly serialized record validates");
         let id = (&raw const a.id).cast();
-        Self::from_archive(&bytes, a.centroid.as_ptr().cast(), [id, id, id, id])
+        let stride = page_aligned_stride(bytes.len() + 4);
+        Self::from_archive(&bytes, a.centroid.as_ptr().cast(), [id, id, id, id], stride)
     }
 
     /// Appends one slot (archive, crc32c, zero padding) to `out`.
@@ -153,6 +160,21 @@ impl SlotLayout {
         Ok(archive)
     }
 }
+
+/// A stride at which no slot straddles a 4 KiB page: a power of two up to a page, whole
+/// pages beyond. Concepts are read one at a time by id, and a record that straddles two
+/// pages costs a second TLB miss when warm and a second page fault when cold (measured in
+/// `docs/benchmarks.md`); episodes are mostly scanned, so they stay densely packed.
+fn page_aligned_stride(bytes: usize) -> usize {
+    if bytes <= PAGE {
+        bytes.next_power_of_two().max(64)
+    } else {
+        bytes.next_multiple_of(PAGE)
+    }
+}
+
+/// The page size the concept layout aligns to (the smallest of the hosts we support).
+const PAGE: usize = 4096;
 
 pub(crate) fn serialize<T>(value: &T) -> AlignedVec
 where
@@ -476,6 +498,17 @@ mod tests {
             (3072 + 8, 3072 + 16, 3072 + 24, 3072 + 72)
         );
         let c = SlotLayout::concept(768);
-        assert_eq!((c.archive_len, c.stride), (3072 + 48, 3136));
+        assert_eq!((c.archive_len, c.stride), (3072 + 48, 4096));
+        for dim in [1, 16, 100, 128, 384, 768, 1000, 1024, 1536, 3072, 4096] {
+            let c = SlotLayout::concept(dim);
+            assert!(c.stride >= c.archive_len + 4 && c.stride % 64 == 0, "{dim}");
+            for slot in 0..64 {
+                let (start, end) = (slot * c.stride, slot * c.stride + c.archive_len + 4);
+                assert!(
+                    start / PAGE == (end - 1) / PAGE || start % PAGE == 0,
+                    "{dim}"
+                );
+            }
+        }
     }
 }

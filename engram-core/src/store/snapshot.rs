@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::concept::{Caches, ConceptState, Node};
 use crate::error::{Error, Result};
 use crate::store::file::{FileHandle, Mapping};
 use crate::store::meta::{Manifest, VersionState};
@@ -318,6 +319,7 @@ const PREFETCH: u64 = 1024;
 #[derive(Clone)]
 pub struct ReadTxn {
     pub(crate) v: Arc<Version>,
+    pub(crate) caches: Arc<Caches>,
 }
 
 /// An episode borrowed from the mapped file: nothing is copied.
@@ -442,13 +444,65 @@ impl ReadTxn {
         }
     }
 
-    /// The concept `id` as of this snapshot.
+    /// The concept `id` as of this snapshot, borrowed from the mapped file (no cache).
     pub fn concept(&self, id: u64) -> Result<Option<Concept<'_>>> {
+        // As for episodes: until a concept is updated its slot is its id, so the slot's page
+        // is fetched while the table entry is read.
+        let stride = self.v.info.concept_layout.stride as u64;
+        let cons = &self.v.file(Role::Concepts)?.map;
+        if id < self.v.state.concept_slots {
+            cons.prefetch(id * stride, PREFETCH.min(stride));
+        }
         let Some(e) = self.v.concept_entry(id)? else {
             return Ok(None);
         };
         let rec = self.v.concept_at(id, e.slot)?;
         Ok(Some(Concept { rec, v: &self.v }))
+    }
+
+    /// The concept `id` as of this snapshot, decoded (centroid and label copied out of the
+    /// map) and shared through the handle's concept cache: a hit costs no file access.
+    pub fn lookup_concept(&self, id: u64) -> Result<Option<Arc<ConceptState>>> {
+        let txn = self.v.state.txn;
+        if let Some(hit) = self.caches.concept(id, txn) {
+            return Ok(Some(hit));
+        }
+        let Some(c) = self.concept(id)? else {
+            return Ok(None);
+        };
+        let state = Arc::new(ConceptState::new(
+            id,
+            c.version_txn(),
+            c.centroid(),
+            c.label()?,
+        ));
+        if self.caches.caches_concepts() {
+            self.caches.fill_concept(state.clone(), txn);
+        }
+        Ok(Some(state))
+    }
+
+    /// The strength of the binding of `episode` to `concept`, or `None` if they are not
+    /// bound in this snapshot. Hot pairs are answered from the handle's strength cache.
+    pub fn binding_strength(&self, episode: u64, concept: u64) -> Result<Option<f32>> {
+        let txn = self.v.state.txn;
+        if let Some(s) = self.caches.strength((episode, concept), txn) {
+            return Ok(Some(s));
+        }
+        let e = self.v.episode_entry(episode)?.ok_or(Error::NotFound {
+            kind: "episode",
+            id: episode,
+        })?;
+        let found = self
+            .v
+            .walk(e.bind_head, true)?
+            .into_iter()
+            .find(|(_, b)| b.concept == concept);
+        Ok(found.map(|(_, b)| {
+            self.caches
+                .fill_strength((episode, concept), b.strength, b.created_txn, txn);
+            b.strength
+        }))
     }
 
     /// Live bindings of a concept, newest first. Unknown concept: `Error::NotFound`.
@@ -479,14 +533,28 @@ impl ReadTxn {
             .collect())
     }
 
-    /// Number of live bindings of a concept (its fan count).
+    /// Number of live bindings of a concept (its fan count): one probe of the fan-count
+    /// index, or a walk of its bindings the first time (or for an older snapshot).
     pub fn concept_fan_count(&self, concept: u64) -> Result<usize> {
-        self.bindings_of_concept(concept).map(|b| b.len())
+        self.fan_count(Node::Concept, concept)
     }
 
     /// Number of live bindings of an episode (its fan count).
     pub fn episode_fan_count(&self, episode: u64) -> Result<usize> {
-        self.bindings_of_episode(episode).map(|b| b.len())
+        self.fan_count(Node::Episode, episode)
+    }
+
+    fn fan_count(&self, node: Node, id: u64) -> Result<usize> {
+        let txn = self.v.state.txn;
+        if let Some(n) = self.caches.fan(node, id, txn) {
+            return Ok(n as usize);
+        }
+        let n = match node {
+            Node::Episode => self.bindings_of_episode(id)?.len(),
+            Node::Concept => self.bindings_of_concept(id)?.len(),
+        };
+        self.caches.fill_fan(node, id, n as u64, txn);
+        Ok(n)
     }
 
     /// Live episodes in this snapshot.

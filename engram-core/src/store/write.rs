@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
+use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
 use crate::store::db::{Engram, Writer};
 use crate::store::meta::{Op, VersionState};
@@ -248,6 +249,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Stores a concept and returns its id.
     pub fn insert_concept(&mut self, input: &ConceptInput<'_>) -> Result<u64> {
+        self.require_dual()?;
         self.base.info.check_vector("centroid", input.centroid)?;
         let id = self.state.concept_ids;
         let label = self.push_blob(input.label.as_bytes());
@@ -283,6 +285,7 @@ impl<'db> WriteTxn<'db> {
     /// Replaces a concept's centroid, and its label when given. Readers of older
     /// snapshots keep seeing the old version.
     pub fn update_concept(&mut self, id: u64, centroid: &[f32], label: Option<&str>) -> Result<()> {
+        self.require_dual()?;
         self.base.info.check_vector("centroid", centroid)?;
         let head = self.concept_head(id)?;
         let label = match label {
@@ -302,6 +305,15 @@ impl<'db> WriteTxn<'db> {
         let slot = self.push_concept_version(id, centroid, label, head);
         self.concept_heads.insert(id, slot);
         self.flush_if_large()
+    }
+
+    fn require_dual(&self) -> Result<()> {
+        match self.db.episodes_only {
+            true => Err(Error::InvalidArgument(
+                "this handle was opened episodes-only: concepts and bindings are off".into(),
+            )),
+            false => Ok(()),
+        }
     }
 
     fn episode_live(&self, id: u64) -> Result<bool> {
@@ -406,6 +418,7 @@ impl<'db> WriteTxn<'db> {
     /// Binds an episode to a concept with a strength; binding an already bound pair
     /// replaces its strength.
     pub fn bind(&mut self, episode: u64, concept: u64, strength: f32) -> Result<()> {
+        self.require_dual()?;
         if !strength.is_finite() {
             return Err(Error::NonFinite {
                 what: "binding strength",
@@ -442,6 +455,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Removes the binding of a pair; `NotFound` if they are not bound.
     pub fn unbind(&mut self, episode: u64, concept: u64) -> Result<()> {
+        self.require_dual()?;
         self.require_episode(episode)?;
         let head = self.bind_head(Role::EpisodeTable, episode)?;
         let found = self
@@ -475,6 +489,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Deletes a concept and its bindings.
     pub fn delete_concept(&mut self, id: u64) -> Result<()> {
+        self.require_dual()?;
         self.require_concept(id)?;
         let head = self.bind_head(Role::ConceptTable, id)?;
         for (at, _) in self.live_bindings(head, false)? {
@@ -499,6 +514,39 @@ impl<'db> WriteTxn<'db> {
         Ok(self
             .live_bindings(self.bind_head(Role::ConceptTable, id)?, false)?
             .len())
+    }
+
+    /// What this transaction changes in the handle's caches and fan-count index.
+    fn changes(&self) -> Result<Changes> {
+        let mut c = Changes::default();
+        let mut fan = |node, id, delta| *c.fans.entry((node, id)).or_insert(0) += delta;
+        for b in &self.new_bindings {
+            fan(Node::Episode, b.episode, 1);
+            fan(Node::Concept, b.concept, 1);
+        }
+        let mut unbound = Vec::with_capacity(self.deleted_bindings.len());
+        for &at in &self.deleted_bindings {
+            let b = self.binding(at)?;
+            fan(Node::Episode, b.episode, -1);
+            fan(Node::Concept, b.concept, -1);
+            unbound.push((b.episode, b.concept));
+        }
+        c.pairs = self
+            .new_bindings
+            .iter()
+            .map(|b| (b.episode, b.concept))
+            .collect();
+        c.pairs.extend(unbound);
+        c.concepts = self.concept_heads.keys().copied().collect();
+        c.concepts.extend(self.deleted_concepts.iter().copied());
+        c.deleted = self
+            .deleted_episodes
+            .iter()
+            .map(|&id| (Node::Episode, id))
+            .collect();
+        c.deleted
+            .extend(self.deleted_concepts.iter().map(|&id| (Node::Concept, id)));
+        Ok(c)
     }
 
     fn redo_ops(&self) -> Vec<Op> {
@@ -583,7 +631,9 @@ impl<'db> WriteTxn<'db> {
                 self.state.key_count = needed;
             }
         }
-        self.w.commit(self.db, &self.state, &ops, written, retired)
+        let changes = self.changes()?;
+        self.w
+            .commit(self.db, &self.state, &ops, written, retired, &changes)
     }
 
     /// Writes a fresh, larger key index holding every live key plus the new ones.

@@ -1,0 +1,207 @@
+//! The in-memory side of the dual memory, shared by every snapshot of one handle: the LRU
+//! of decoded concepts, the binding-strength cache and the fan-count index. All three are
+//! caches of what the mapped files say, kept coherent with snapshots by one rule (see
+//! [`lru::VersionedLru`]): the writer announces commit T in `committing`, then removes or
+//! updates what T changes, then publishes T.
+
+mod fan;
+mod lru;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) use fan::{FanIndex, Node};
+use lru::VersionedLru;
+
+/// A concept as a cached lookup returns it: decoded once from its validated record, shared
+/// by every reader until evicted or changed.
+#[derive(Debug, PartialEq)]
+pub struct ConceptState {
+    id: u64,
+    version_txn: u64,
+    centroid: Box<[f32]>,
+    label: Box<str>,
+}
+
+impl ConceptState {
+    pub(crate) fn new(id: u64, version_txn: u64, centroid: &[f32], label: &str) -> Self {
+        ConceptState {
+            id,
+            version_txn,
+            centroid: centroid.into(),
+            label: label.into(),
+        }
+    }
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// The transaction that wrote this version of the concept.
+    pub fn version_txn(&self) -> u64 {
+        self.version_txn
+    }
+    pub fn centroid(&self) -> &[f32] {
+        &self.centroid
+    }
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// Heap bytes this entry holds (what the cache's byte count adds up).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 16 + self.centroid.len() * 4 + self.label.len()
+    }
+}
+
+/// What one commit changes in the cached state.
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// Concepts updated or deleted.
+    pub concepts: Vec<u64>,
+    /// Pairs bound, rebound or unbound.
+    pub pairs: Vec<(u64, u64)>,
+    /// Net change of each node's live bindings.
+    pub fans: HashMap<(Node, u64), i64>,
+    /// Nodes deleted.
+    pub deleted: Vec<(Node, u64)>,
+}
+
+pub(crate) struct Caches {
+    /// The newest commit announced by the writer (or adopted by a read-only handle).
+    committing: AtomicU64,
+    concepts: VersionedLru<u64, Arc<ConceptState>>,
+    strengths: VersionedLru<(u64, u64), f32>,
+    /// `None` in an episodes-only handle.
+    fans: Option<FanIndex>,
+}
+
+/// Counters of a handle's concept cache and sizes of its newest version.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Concept lookups through the cache ([`crate::ReadTxn::lookup_concept`]).
+    pub lookups: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    /// hits / lookups (0 before the first lookup).
+    pub hit_ratio: f64,
+    pub cache_entries: u64,
+    /// Bytes of decoded concepts the cache holds.
+    pub cache_bytes: u64,
+    pub cache_capacity: u64,
+    /// Nodes whose fan count is indexed.
+    pub fan_index_entries: u64,
+    pub strength_hits: u64,
+    pub strength_misses: u64,
+    pub episodes: u64,
+    pub concepts: u64,
+    pub bindings: u64,
+}
+
+impl Caches {
+    pub(crate) fn new(
+        txn: u64,
+        concept_entries: usize,
+        strength_entries: usize,
+        dual: bool,
+    ) -> Self {
+        let (concept_entries, strength_entries) = match dual {
+            true => (concept_entries, strength_entries),
+            false => (0, 0),
+        };
+        Caches {
+            committing: AtomicU64::new(txn),
+            concepts: VersionedLru::new(concept_entries),
+            strengths: VersionedLru::new(strength_entries),
+            fans: dual.then(FanIndex::new),
+        }
+    }
+
+    pub(crate) fn concept(&self, id: u64, snapshot: u64) -> Option<Arc<ConceptState>> {
+        self.concepts.get(&id, snapshot)
+    }
+
+    pub(crate) fn fill_concept(&self, state: Arc<ConceptState>, snapshot: u64) {
+        let (id, from, bytes) = (state.id, state.version_txn, state.bytes());
+        self.concepts
+            .insert(id, state, from, snapshot, &self.committing, bytes);
+    }
+
+    pub(crate) fn caches_concepts(&self) -> bool {
+        self.concepts.enabled()
+    }
+
+    pub(crate) fn strength(&self, pair: (u64, u64), snapshot: u64) -> Option<f32> {
+        self.strengths.get(&pair, snapshot)
+    }
+
+    pub(crate) fn fill_strength(&self, pair: (u64, u64), strength: f32, from: u64, snapshot: u64) {
+        self.strengths
+            .insert(pair, strength, from, snapshot, &self.committing, 48);
+    }
+
+    pub(crate) fn fan(&self, node: Node, id: u64, snapshot: u64) -> Option<u64> {
+        self.fans.as_ref()?.get(node, id, snapshot)
+    }
+
+    pub(crate) fn fill_fan(&self, node: Node, id: u64, count: u64, snapshot: u64) {
+        if let Some(f) = &self.fans {
+            f.fill(node, id, count, snapshot, &self.committing);
+        }
+    }
+
+    /// The writer, after commit `txn` is durable and before it is published.
+    pub(crate) fn apply(&self, txn: u64, changes: &Changes) {
+        self.committing.store(txn, Ordering::Release);
+        for id in &changes.concepts {
+            self.concepts.remove(id);
+        }
+        for pair in &changes.pairs {
+            self.strengths.remove(pair);
+        }
+        if let Some(f) = &self.fans {
+            for (&(node, id), &delta) in &changes.fans {
+                if delta != 0 {
+                    f.apply(node, id, delta, txn);
+                }
+            }
+            for &(node, id) in &changes.deleted {
+                f.remove(node, id);
+            }
+        }
+    }
+
+    /// A read-only handle adopting commit `txn` written by another process: what changed
+    /// is unknown, so everything goes.
+    pub(crate) fn reset(&self, txn: u64) {
+        self.committing.store(txn, Ordering::Release);
+        self.concepts.clear();
+        self.strengths.clear();
+        if let Some(f) = &self.fans {
+            f.clear();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = self.concepts.counters();
+        let s = self.strengths.counters();
+        let lookups = c.hits + c.misses;
+        Stats {
+            lookups,
+            hits: c.hits,
+            misses: c.misses,
+            evictions: c.evictions,
+            hit_ratio: if lookups == 0 {
+                0.0
+            } else {
+                c.hits as f64 / lookups as f64
+            },
+            cache_entries: c.entries,
+            cache_bytes: c.bytes,
+            cache_capacity: self.concepts.capacity() as u64,
+            fan_index_entries: self.fans.as_ref().map_or(0, |f| f.len() as u64),
+            strength_hits: s.hits,
+            strength_misses: s.misses,
+            ..Stats::default()
+        }
+    }
+}

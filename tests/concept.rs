@@ -1,0 +1,235 @@
+//! The concept cache, the strength cache and the fan-count index: coherence with snapshots
+//! under a concurrent writer, read-only handles, counters, and the episodes-only engine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use engram_core::{ConceptInput, Engram, EpisodeInput, Error, Options};
+
+const DIM: usize = 16;
+
+fn opts(cache: usize) -> Options {
+    Options {
+        dimension: Some(DIM),
+        concept_cache_entries: cache,
+        ..Options::default()
+    }
+}
+
+fn vector(x: f32) -> Vec<f32> {
+    (0..DIM).map(|i| x + i as f32).collect()
+}
+
+fn episode(v: &[f32]) -> EpisodeInput<'_> {
+    EpisodeInput {
+        agent: 1,
+        timestamp: 0,
+        embedding: v,
+        payload: b"",
+        key: None,
+    }
+}
+
+#[test]
+fn lookups_count_hits_misses_and_evictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts(64)).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..100 {
+        let label = format!("c{i}");
+        tx.insert_concept(&ConceptInput {
+            centroid: &vector(i as f32),
+            label: &label,
+        })
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    for id in 0..64 {
+        let c = snap.lookup_concept(id).unwrap().unwrap();
+        assert_eq!((c.id(), c.label()), (id, format!("c{id}").as_str()));
+        assert_eq!(c.centroid(), vector(id as f32).as_slice());
+    }
+    for id in 0..64 {
+        snap.lookup_concept(id).unwrap().unwrap();
+    }
+    let s = db.stats();
+    assert_eq!((s.lookups, s.hits, s.misses, s.evictions), (128, 64, 64, 0));
+    assert_eq!((s.cache_entries, s.cache_capacity), (64, 64));
+    assert!(s.cache_bytes >= 64 * DIM as u64 * 4, "{s:?}");
+    assert_eq!(s.hit_ratio, 0.5);
+    assert_eq!((s.concepts, s.episodes, s.bindings), (100, 0, 0));
+    for id in 64..100 {
+        snap.lookup_concept(id).unwrap().unwrap();
+    }
+    let s = db.stats();
+    assert_eq!((s.evictions, s.cache_entries), (36, 64));
+    assert!(snap.lookup_concept(100).unwrap().is_none());
+}
+
+#[test]
+fn cache_disabled_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts(0)).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1.0),
+            label: "x",
+        })
+        .unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            snap.lookup_concept(c).unwrap().unwrap().centroid(),
+            vector(1.0)
+        );
+    }
+    let s = db.stats();
+    assert_eq!((s.hits, s.cache_entries, s.cache_capacity), (0, 0, 0));
+}
+
+/// Readers check every cached answer against the mapped file of their own snapshot while
+/// the writer keeps updating centroids and rebinding: the coherence rule under a real race.
+#[test]
+fn cached_answers_match_the_snapshot_under_a_concurrent_writer() {
+    const CONCEPTS: u64 = 8;
+    const EPISODES: u64 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts(4)).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..CONCEPTS {
+        tx.insert_concept(&ConceptInput {
+            centroid: &vector(i as f32),
+            label: "v0",
+        })
+        .unwrap();
+    }
+    for i in 0..EPISODES {
+        let e = tx.insert_episode(&episode(&vector(i as f32))).unwrap();
+        tx.bind(e, i % CONCEPTS, 0.5).unwrap();
+    }
+    tx.commit().unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (db, stop) = (&db, &stop);
+            s.spawn(move || {
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Relaxed) || checked < 1000 {
+                    let snap = db.begin_read().unwrap();
+                    for k in 0..CONCEPTS {
+                        let id = (k + t + checked) % CONCEPTS;
+                        let cached = snap.lookup_concept(id).unwrap().unwrap();
+                        let mapped = snap.concept(id).unwrap().unwrap();
+                        assert_eq!(cached.centroid(), mapped.centroid(), "txn {}", snap.txn());
+                        assert_eq!(cached.label(), mapped.label().unwrap());
+                        let fan = snap.bindings_of_concept(id).unwrap();
+                        assert_eq!(snap.concept_fan_count(id).unwrap(), fan.len());
+                        for b in fan {
+                            assert_eq!(
+                                snap.binding_strength(b.episode, id).unwrap(),
+                                Some(b.strength)
+                            );
+                            assert_eq!(snap.episode_fan_count(b.episode).unwrap(), 1);
+                        }
+                        checked += 1;
+                    }
+                }
+            });
+        }
+        for round in 1..=200u64 {
+            let mut tx = db.begin_write().unwrap();
+            let id = round % CONCEPTS;
+            tx.update_concept(id, &vector(round as f32), Some(&format!("v{round}")))
+                .unwrap();
+            let e = round % EPISODES;
+            tx.unbind(e, e % CONCEPTS).unwrap();
+            let strength = round as f32 / 200.0;
+            tx.bind(e, (e + round) % CONCEPTS, strength).unwrap();
+            // Move it back so every episode keeps exactly one binding.
+            tx.unbind(e, (e + round) % CONCEPTS).unwrap();
+            tx.bind(e, e % CONCEPTS, strength).unwrap();
+            tx.commit().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+#[test]
+fn read_only_handles_drop_their_caches_when_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts(16)).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1.0),
+            label: "old",
+        })
+        .unwrap();
+    let e = tx.insert_episode(&episode(&vector(0.0))).unwrap();
+    tx.bind(e, c, 0.25).unwrap();
+    tx.commit().unwrap();
+    let ro = Engram::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..opts(16)
+        },
+    )
+    .unwrap();
+    let old = ro.begin_read().unwrap();
+    assert_eq!(old.lookup_concept(c).unwrap().unwrap().label(), "old");
+    assert_eq!(old.concept_fan_count(c).unwrap(), 1);
+    assert_eq!(old.binding_strength(e, c).unwrap(), Some(0.25));
+    let mut tx = db.begin_write().unwrap();
+    tx.update_concept(c, &vector(2.0), Some("new")).unwrap();
+    tx.bind(e, c, 0.75).unwrap();
+    let e2 = tx.insert_episode(&episode(&vector(0.0))).unwrap();
+    tx.bind(e2, c, 1.0).unwrap();
+    tx.commit().unwrap();
+    let new = ro.begin_read().unwrap();
+    let got = new.lookup_concept(c).unwrap().unwrap();
+    assert_eq!(
+        (got.label(), got.centroid()),
+        ("new", vector(2.0).as_slice())
+    );
+    assert_eq!(new.concept_fan_count(c).unwrap(), 2);
+    assert_eq!(new.binding_strength(e, c).unwrap(), Some(0.75));
+    // The old snapshot still answers for its own commit.
+    assert_eq!(old.lookup_concept(c).unwrap().unwrap().label(), "old");
+    assert_eq!(old.concept_fan_count(c).unwrap(), 1);
+    assert_eq!(old.binding_strength(e, c).unwrap(), Some(0.25));
+}
+
+#[test]
+fn episodes_only_handles_refuse_concepts_and_keep_no_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(
+        dir.path(),
+        Options {
+            episodes_only: true,
+            ..opts(16)
+        },
+    )
+    .unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let e = tx.insert_episode(&episode(&vector(0.0))).unwrap();
+    let refused = tx.insert_concept(&ConceptInput {
+        centroid: &vector(1.0),
+        label: "x",
+    });
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(matches!(tx.bind(e, 0, 1.0), Err(Error::InvalidArgument(_))));
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode_fan_count(e).unwrap(), 0);
+    let s = db.stats();
+    assert_eq!(
+        (s.cache_capacity, s.fan_index_entries, s.episodes),
+        (0, 0, 1)
+    );
+}
