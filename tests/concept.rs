@@ -58,11 +58,25 @@ fn lookups_count_hits_misses_and_evictions() {
     assert!(s.cache_bytes >= 64 * DIM as u64 * 4, "{s:?}");
     assert_eq!(s.hit_ratio, 0.5);
     assert_eq!((s.concepts, s.episodes, s.bindings), (100, 0, 0));
+    // Asked for once each, the newcomers are rarer than the cached concepts (asked for
+    // twice): the full cache turns them away.
     for id in 64..100 {
         snap.lookup_concept(id).unwrap().unwrap();
     }
     let s = db.stats();
+    assert_eq!((s.evictions, s.rejections, s.cache_entries), (0, 36, 64));
+    // Asked for three times, they become more popular and displace the old ones.
+    for _ in 0..3 {
+        for id in 64..100 {
+            snap.lookup_concept(id).unwrap().unwrap();
+        }
+    }
+    let s = db.stats();
     assert_eq!((s.evictions, s.cache_entries), (36, 64));
+    assert!(snap.lookup_concept(99).is_ok());
+    let hits = db.stats().hits;
+    snap.lookup_concept(99).unwrap();
+    assert_eq!(db.stats().hits, hits + 1);
     assert!(snap.lookup_concept(100).unwrap().is_none());
 }
 

@@ -2,7 +2,8 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--episodes N] [--open-sizes A,B] [--dir PATH]`
+//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search] [--concept-sizes A,B,C]
+//! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -20,13 +21,19 @@ const PAYLOAD: usize = 16;
 struct Args {
     episodes: usize,
     open_sizes: Vec<usize>,
+    concept_sizes: Vec<usize>,
+    jobs: Vec<String>,
     dir: PathBuf,
 }
+
+const JOBS: [&str; 5] = ["concepts", "dual", "store", "kernels", "search"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         episodes: 100_000,
         open_sizes: vec![100_000],
+        concept_sizes: vec![10_000, 100_000, 1_000_000],
+        jobs: JOBS.iter().map(|j| j.to_string()).collect(),
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench"),
     };
     let mut it = std::env::args().skip(1);
@@ -42,9 +49,24 @@ fn parse_args() -> Result<Args, String> {
                     .map(|s| s.parse().map_err(|e| format!("--open-sizes: {e}")))
                     .collect::<Result<_, _>>()?
             }
+            "--concept-sizes" => {
+                a.concept_sizes = value()?
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--concept-sizes: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--jobs" => {
+                a.jobs = value()?.split(',').map(str::to_string).collect();
+                if let Some(j) = a.jobs.iter().find(|j| !JOBS.contains(&j.as_str())) {
+                    return Err(format!("unknown job {j}; jobs are {}", JOBS.join(",")));
+                }
+            }
             "--dir" => a.dir = PathBuf::from(value()?),
             "-h" | "--help" => {
-                println!("engram-bench [--episodes N] [--open-sizes A,B] [--dir PATH]");
+                println!(
+                    "engram-bench [--jobs {}] [--concept-sizes A,B,C] [--episodes N] [--open-sizes A,B] [--dir PATH]",
+                    JOBS.join(",")
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -64,6 +86,7 @@ fn main() {
     }
 }
 
+mod concept;
 mod search;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -74,10 +97,21 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let mut report = serde_json::Map::new();
     println!("engram-bench on {} ({} cores)", host(), cores());
 
+    let job = |name: &str| args.jobs.iter().any(|j| j == name);
     fixture_job(args, &real, &mut report)?;
-    store_job(args, &real, &mut report)?;
-    search::kernels_job(&mut report)?;
-    search::search_job(&args.dir, &mut report)?;
+    if job("concepts") {
+        concept::concept_job(&args.dir, &args.concept_sizes, &real, &mut report)
+            .map_err(|e| e.to_string())?;
+    }
+    if job("store") {
+        store_job(args, &real, &mut report)?;
+    }
+    if job("kernels") {
+        search::kernels_job(&mut report)?;
+    }
+    if job("search") {
+        search::search_job(&args.dir, &mut report)?;
+    }
 
     let out = args.dir.join("report.json");
     std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))?)?;

@@ -1,5 +1,11 @@
 //! A sharded LRU whose entries carry the first commit they are valid for, so one cache
 //! serves snapshots of different versions without ever answering from the wrong one.
+//!
+//! Two refinements over a plain LRU, each measured in `docs/benchmarks.md`: a hit moves its
+//! entry to the front only once it has drifted into the older part of the list (relinking
+//! on every hit costs two cache misses on the neighbours), and a full shard admits a new
+//! entry only if it is asked for at least as often as the entry it would evict (TinyLFU's
+//! frequency sketch), so a burst of one-off lookups cannot flush the hot set.
 
 use std::hash::Hash;
 use std::num::NonZeroUsize;
@@ -32,6 +38,8 @@ struct Entry<V> {
     /// The first commit whose snapshots see `value`; valid until the writer removes it.
     valid_from: u64,
     bytes: usize,
+    /// The shard's clock when the entry last moved to the front.
+    touched: u64,
 }
 
 /// One lock's worth of the cache, on its own cache line.
@@ -41,6 +49,68 @@ struct Shard<K, V> {
     lru: LruCache<K, Entry<V>, FixedState>,
     bytes: usize,
     counters: Counters,
+    /// Lookups and inserts so far: the age of an entry is `clock - touched`.
+    clock: u64,
+    sketch: Sketch,
+}
+
+/// Approximate counts of recent requests per key: a count-min sketch of one-byte counters
+/// (16 per cached entry) saturating at 15, all halved every `10 × capacity` requests so old
+/// popularity fades. A key's four counters share one 64-byte block, so counting a request
+/// costs one cache miss, not four.
+struct Sketch {
+    blocks: Box<[[u8; 64]]>,
+    shift: u32,
+    samples: usize,
+    period: usize,
+}
+
+impl Sketch {
+    fn new(capacity: usize) -> Self {
+        let blocks = (capacity * 16 / 64).next_power_of_two().max(64);
+        Sketch {
+            blocks: vec![[0; 64]; blocks].into_boxed_slice(),
+            shift: 64 - blocks.trailing_zeros(),
+            samples: 0,
+            period: capacity.max(1) * 10,
+        }
+    }
+
+    /// The block and the key's four counters in it (one per 16-byte quarter).
+    fn slots(&self, spread: u64) -> (usize, [usize; 4]) {
+        // SplitMix64's finalizer, so that key 0 and small keys spread too.
+        let mut z = spread.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let block = (z >> self.shift) as usize;
+        (
+            block,
+            [0, 1, 2, 3].map(|i| i * 16 + ((z >> (i * 4)) & 15) as usize),
+        )
+    }
+
+    fn record(&mut self, spread: u64) {
+        let (b, slots) = self.slots(spread);
+        let block = &mut self.blocks[b];
+        for i in slots {
+            block[i] = (block[i] + 1).min(15);
+        }
+        self.samples += 1;
+        if self.samples == self.period {
+            self.blocks.iter_mut().flatten().for_each(|c| *c /= 2);
+            self.samples /= 2;
+        }
+    }
+
+    fn estimate(&self, spread: u64) -> u8 {
+        let (b, slots) = self.slots(spread);
+        slots
+            .into_iter()
+            .map(|i| self.blocks[b][i])
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 /// What the cache has done since the handle opened.
@@ -49,6 +119,8 @@ pub(crate) struct Counters {
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
+    /// New entries a full shard turned away as less popular than its LRU entry.
+    pub rejections: u64,
     pub entries: u64,
     pub bytes: u64,
 }
@@ -58,6 +130,7 @@ impl Counters {
         self.hits += o.hits;
         self.misses += o.misses;
         self.evictions += o.evictions;
+        self.rejections += o.rejections;
         self.entries += o.entries;
         self.bytes += o.bytes;
     }
@@ -92,6 +165,8 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
                     lru,
                     bytes: 0,
                     counters: Counters::default(),
+                    clock: 0,
+                    sketch: Sketch::new(per_shard),
                 }))
             })
             .collect();
@@ -117,17 +192,35 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if !self.enabled() {
             return None;
         }
-        let mut shard = self.shard(key).lock();
-        let found = shard
-            .lru
-            .get(key)
-            .filter(|e| e.valid_from <= snapshot)
-            .map(|e| e.value.clone());
+        let mut guard = self.shard(key).lock();
+        let s = &mut *guard;
+        s.clock += 1;
+        s.sketch.record(key.spread());
+        // Entries younger than a quarter of the shard's capacity stay where they are.
+        let drift = s.lru.cap().get() as u64 / 4;
+        let found = match s.lru.peek_mut(key) {
+            Some(e) if e.valid_from <= snapshot => {
+                let promote = s.clock - e.touched > drift;
+                if promote {
+                    e.touched = s.clock;
+                }
+                Some((e.value.clone(), promote))
+            }
+            _ => None,
+        };
         match found {
-            Some(_) => shard.counters.hits += 1,
-            None => shard.counters.misses += 1,
+            Some((value, promote)) => {
+                if promote {
+                    s.lru.promote(key);
+                }
+                s.counters.hits += 1;
+                Some(value)
+            }
+            None => {
+                s.counters.misses += 1;
+                None
+            }
         }
-        found
     }
 
     /// Caches `value`, read by a snapshot of commit `snapshot` and unchanged since commit
@@ -144,20 +237,31 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if !self.enabled() {
             return;
         }
-        let mut shard = self.shard(&key).lock();
+        let mut guard = self.shard(&key).lock();
+        let s = &mut *guard;
         if committing.load(Ordering::Acquire) > snapshot {
             return;
         }
+        if s.lru.len() == s.lru.cap().get()
+            && !s.lru.contains(&key)
+            && let Some((victim, _)) = s.lru.peek_lru()
+            && s.sketch.estimate(key.spread()) < s.sketch.estimate(victim.spread())
+        {
+            s.counters.rejections += 1;
+            return;
+        }
+        s.clock += 1;
         let entry = Entry {
             value,
             valid_from,
             bytes,
+            touched: s.clock,
         };
-        shard.bytes += bytes;
-        if let Some((old_key, old)) = shard.lru.push(key, entry) {
-            shard.bytes -= old.bytes;
+        s.bytes += bytes;
+        if let Some((old_key, old)) = s.lru.push(key, entry) {
+            s.bytes -= old.bytes;
             if old_key != key {
-                shard.counters.evictions += 1;
+                s.counters.evictions += 1;
             }
         }
     }
@@ -229,7 +333,12 @@ mod tests {
         for k in 0..64 {
             c.insert(k, k, 0, 0, &committing, 8);
         }
-        assert_eq!(c.get(&0, 0), Some(0)); // 0 becomes most recent
+        // Age the entries past the promotion threshold, then touch 0: it moves to the front.
+        for _ in 0..32 {
+            c.get(&1000, 0);
+        }
+        assert_eq!(c.get(&0, 0), Some(0));
+        assert_eq!(c.get(&64, 0), None); // asked for as often as 1, the LRU entry: admitted
         c.insert(64, 64, 0, 0, &committing, 8); // evicts 1
         assert_eq!(c.get(&1, 0), None);
         assert_eq!(c.get(&0, 0), Some(0));
@@ -237,6 +346,29 @@ mod tests {
         let n = c.counters();
         assert_eq!((n.evictions, n.entries, n.bytes), (1, 64, 64 * 8));
         assert_eq!(c.get(&0, 0), Some(99));
+    }
+
+    #[test]
+    fn a_full_cache_turns_away_keys_rarer_than_its_lru_entry() {
+        let c = VersionedLru::<u64, u64>::new(64);
+        let committing = AtomicU64::new(0);
+        for k in 0..64 {
+            for _ in 0..3 {
+                c.get(&k, 0); // each key asked for three times, then cached
+            }
+            c.insert(k, k, 0, 0, &committing, 8);
+        }
+        c.insert(500, 500, 0, 0, &committing, 8); // never asked for: rejected
+        assert_eq!(c.get(&500, 0), None);
+        assert_eq!(c.get(&0, 0), Some(0));
+        let n = c.counters();
+        assert_eq!((n.rejections, n.evictions, n.entries), (1, 0, 64));
+        for _ in 0..8 {
+            c.get(&600, 0); // now popular
+        }
+        c.insert(600, 600, 0, 0, &committing, 8);
+        assert_eq!(c.get(&600, 0), Some(600));
+        assert_eq!(c.counters().evictions, 1);
     }
 
     #[test]

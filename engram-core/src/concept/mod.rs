@@ -14,14 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use fan::{FanIndex, Node};
 use lru::VersionedLru;
 
-/// A concept as a cached lookup returns it: decoded once from its validated record, shared
-/// by every reader until evicted or changed.
-#[derive(Debug, PartialEq)]
+/// A concept as a cached lookup returns it: decoded once from its validated record and
+/// shared by every reader until evicted or changed. Cloning it clones two `Arc`s; the
+/// centroid's floats sit in the same allocation as their reference count, so a cache hit
+/// reaches them in one step from the cache entry.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConceptState {
     id: u64,
     version_txn: u64,
-    centroid: Box<[f32]>,
-    label: Box<str>,
+    centroid: Arc<[f32]>,
+    label: Arc<str>,
 }
 
 impl ConceptState {
@@ -48,7 +50,7 @@ impl ConceptState {
     }
     /// Heap bytes this entry holds (what the cache's byte count adds up).
     pub(crate) fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + 16 + self.centroid.len() * 4 + self.label.len()
+        std::mem::size_of::<Self>() + 32 + self.centroid.len() * 4 + self.label.len()
     }
 }
 
@@ -68,7 +70,7 @@ pub(crate) struct Changes {
 pub(crate) struct Caches {
     /// The newest commit announced by the writer (or adopted by a read-only handle).
     committing: AtomicU64,
-    concepts: VersionedLru<u64, Arc<ConceptState>>,
+    concepts: VersionedLru<u64, ConceptState>,
     strengths: VersionedLru<(u64, u64), f32>,
     /// `None` in an episodes-only handle.
     fans: Option<FanIndex>,
@@ -82,6 +84,8 @@ pub struct Stats {
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
+    /// Decoded concepts a full cache declined to keep (rarer than what they would evict).
+    pub rejections: u64,
     /// hits / lookups (0 before the first lookup).
     pub hit_ratio: f64,
     pub cache_entries: u64,
@@ -116,11 +120,11 @@ impl Caches {
         }
     }
 
-    pub(crate) fn concept(&self, id: u64, snapshot: u64) -> Option<Arc<ConceptState>> {
+    pub(crate) fn concept(&self, id: u64, snapshot: u64) -> Option<ConceptState> {
         self.concepts.get(&id, snapshot)
     }
 
-    pub(crate) fn fill_concept(&self, state: Arc<ConceptState>, snapshot: u64) {
+    pub(crate) fn fill_concept(&self, state: ConceptState, snapshot: u64) {
         let (id, from, bytes) = (state.id, state.version_txn, state.bytes());
         self.concepts
             .insert(id, state, from, snapshot, &self.committing, bytes);
@@ -190,6 +194,7 @@ impl Caches {
             hits: c.hits,
             misses: c.misses,
             evictions: c.evictions,
+            rejections: c.rejections,
             hit_ratio: if lookups == 0 {
                 0.0
             } else {

@@ -309,7 +309,13 @@ fn open_files(
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
         let needed = committed_len(info, state, role);
-        handle.covering(needed)?;
+        let map = handle.covering(needed)?;
+        if matches!(role, Role::EpisodeTable | Role::ConceptTable) {
+            // Every lookup by id reads its node's 24-byte entry: the tables are under 1 % of
+            // the slot files, so they are fetched whole, in the background, and a cold
+            // lookup costs one read (its record) instead of two.
+            map.advise_will_need();
+        }
         handles[role as usize] = Some(handle);
     }
     Ok(handles)

@@ -146,6 +146,14 @@ impl Mapping {
             let _ = raw.advise(memmap2::Advice::Random);
         }
     }
+
+    /// Asks the kernel to read the whole file into the page cache in the background.
+    pub(crate) fn advise_will_need(&self) {
+        if let Some(raw) = &self.raw {
+            // Advice only, as above.
+            let _ = raw.advise(memmap2::Advice::WillNeed);
+        }
+    }
 }
 
 /// `n` zero words from a zeroed allocation: the OS hands out untouched zero pages, so the

@@ -501,7 +501,10 @@ mod tests {
         assert_eq!((c.archive_len, c.stride), (3072 + 48, 4096));
         for dim in [1, 16, 100, 128, 384, 768, 1000, 1024, 1536, 3072, 4096] {
             let c = SlotLayout::concept(dim);
-            assert!(c.stride >= c.archive_len + 4 && c.stride.is_multiple_of(64), "{dim}");
+            assert!(
+                c.stride >= c.archive_len + 4 && c.stride.is_multiple_of(64),
+                "{dim}"
+            );
             for slot in 0..64 {
                 let (start, end) = (slot * c.stride, slot * c.stride + c.archive_len + 4);
                 assert!(

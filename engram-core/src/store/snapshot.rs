@@ -462,7 +462,7 @@ impl ReadTxn {
 
     /// The concept `id` as of this snapshot, decoded (centroid and label copied out of the
     /// map) and shared through the handle's concept cache: a hit costs no file access.
-    pub fn lookup_concept(&self, id: u64) -> Result<Option<Arc<ConceptState>>> {
+    pub fn lookup_concept(&self, id: u64) -> Result<Option<ConceptState>> {
         let txn = self.v.state.txn;
         if let Some(hit) = self.caches.concept(id, txn) {
             return Ok(Some(hit));
@@ -470,12 +470,7 @@ impl ReadTxn {
         let Some(c) = self.concept(id)? else {
             return Ok(None);
         };
-        let state = Arc::new(ConceptState::new(
-            id,
-            c.version_txn(),
-            c.centroid(),
-            c.label()?,
-        ));
+        let state = ConceptState::new(id, c.version_txn(), c.centroid(), c.label()?);
         if self.caches.caches_concepts() {
             self.caches.fill_concept(state.clone(), txn);
         }

@@ -1,0 +1,3 @@
+//! Pieces shared by the report binary and the criterion benches.
+
+pub mod lookup;
