@@ -247,3 +247,65 @@ fn episodes_only_handles_refuse_concepts_and_keep_no_caches() {
         (0, 0, 1)
     );
 }
+
+/// A transaction large enough that its table entries are flushed to the file before commit:
+/// the list heads and newest slots of the nodes it created are patched there, not lost.
+#[test]
+fn heads_of_nodes_created_by_a_large_transaction_survive_its_flushes() {
+    const N: u64 = 50_000; // 50,000 × 24-byte entries: over the 1 MiB flush threshold
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        dimension: Some(2),
+        ..Options::default()
+    };
+    {
+        let db = Engram::open(dir.path(), opts.clone()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let hub = tx
+            .insert_concept(&ConceptInput {
+                centroid: &[1.0, 0.0],
+                label: "hub",
+            })
+            .unwrap();
+        for i in 0..N {
+            let e = tx
+                .insert_episode(&EpisodeInput {
+                    agent: 0,
+                    timestamp: i as i64,
+                    embedding: &[0.0, 1.0],
+                    payload: b"",
+                    key: None,
+                })
+                .unwrap();
+            tx.bind(e, hub, 0.5).unwrap();
+            let c = tx
+                .insert_concept(&ConceptInput {
+                    centroid: &[i as f32, 1.0],
+                    label: "leaf",
+                })
+                .unwrap();
+            tx.bind(e, c, 0.25).unwrap();
+        }
+        // The first leaf's entry was flushed long ago; update it now.
+        tx.update_concept(1, &[-1.0, -1.0], Some("first")).unwrap();
+        tx.commit().unwrap();
+    }
+    let db = Engram::open(dir.path(), opts).unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.concept_fan_count(0).unwrap(), N as usize);
+    for e in [0, 1, N / 2, N - 1] {
+        assert_eq!(snap.episode_fan_count(e).unwrap(), 2, "episode {e}");
+        assert_eq!(snap.binding_strength(e, 0).unwrap(), Some(0.5));
+        assert_eq!(snap.binding_strength(e, e + 1).unwrap(), Some(0.25));
+        assert_eq!(snap.concept_fan_count(e + 1).unwrap(), 1);
+    }
+    let first = snap.lookup_concept(1).unwrap().unwrap();
+    assert_eq!(
+        (first.centroid(), first.label()),
+        (&[-1.0f32, -1.0][..], "first")
+    );
+    assert_eq!(
+        snap.concept(N).unwrap().unwrap().centroid(),
+        &[(N - 1) as f32, 1.0]
+    );
+}

@@ -87,6 +87,7 @@ fn main() {
 }
 
 mod concept;
+mod dual;
 mod search;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -102,6 +103,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     if job("concepts") {
         concept::concept_job(&args.dir, &args.concept_sizes, &real, &mut report)
             .map_err(|e| e.to_string())?;
+    }
+    if job("dual") {
+        dual::dual_job(&args.dir, &real, args.episodes, &mut report).map_err(|e| e.to_string())?;
     }
     if job("store") {
         store_job(args, &real, &mut report)?;

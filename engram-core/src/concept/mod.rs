@@ -7,9 +7,10 @@
 mod fan;
 mod lru;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use foldhash::HashMap;
 
 pub(crate) use fan::{FanIndex, Node};
 use lru::VersionedLru;

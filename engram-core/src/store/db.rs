@@ -158,7 +158,8 @@ impl Writer {
     }
 }
 
-/// fdatasyncs every file, one thread each beyond the first.
+/// fdatasyncs every file concurrently (the device queues them together), one scoped thread
+/// each beyond the first: a pool's idle workers would spin for the cores the caller needs.
 fn sync_all(files: &[Arc<FileHandle>]) -> Result<()> {
     let Some((first, rest)) = files.split_first() else {
         return Ok(());
@@ -183,11 +184,17 @@ fn apply(
     ops: &[Op],
 ) -> Result<[bool; FILES]> {
     let mut touched = [false; FILES];
-    let store = |role: Role, off: u64, value: u64, touched: &mut [bool; FILES]| -> Result<()> {
+    // The map each role was last stamped through: one lookup per file, not per op.
+    let mut maps: [Option<Arc<file::Mapping>>; FILES] = Default::default();
+    let mut store = |role: Role, off: u64, value: u64, touched: &mut [bool; FILES]| -> Result<()> {
         let h = handles[role as usize]
             .as_ref()
             .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
-        let map = h.covering(off + 8)?;
+        let cached = &mut maps[role as usize];
+        if cached.as_ref().is_none_or(|m| m.len() < off + 8) {
+            *cached = Some(h.covering(off + 8)?);
+        }
+        let map = cached.as_ref().expect("set above");
         map.atomic_u64(off)?.store(value, Ordering::Release);
         touched[role as usize] = true;
         Ok(())

@@ -1,9 +1,9 @@
 //! The write transaction: appends new records past the committed ends, keeps its in-place
 //! changes as redo ops, and publishes them all at `commit()`.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use parking_lot::MutexGuard;
 
 use crate::concept::{Changes, Node};
@@ -73,6 +73,19 @@ impl Appender {
     fn touched(&self) -> bool {
         self.written > 0 || !self.buf.is_empty()
     }
+
+    /// Overwrites `bytes` at `rel` bytes past `start`, in what this transaction appended:
+    /// still buffered, or already written past the committed end (where no reader looks).
+    fn patch(&mut self, w: &Writer, rel: u64, bytes: &[u8]) -> Result<()> {
+        match rel.checked_sub(self.written) {
+            Some(at) => {
+                let at = at as usize;
+                self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+                Ok(())
+            }
+            None => w.handle(self.role)?.write_at(self.start + rel, bytes),
+        }
+    }
 }
 
 /// Everything a transaction appends past the committed ends.
@@ -101,6 +114,57 @@ impl Appenders {
     }
 }
 
+/// Per-node values a transaction changes (list heads, newest slots): nodes it created are
+/// dense ids from `base` on and live in a vector; committed ones are hashed.
+struct Heads {
+    base: u64,
+    created: Vec<u64>,
+    committed: HashMap<u64, u64>,
+}
+
+impl Heads {
+    fn new(base: u64) -> Self {
+        Heads {
+            base,
+            created: Vec::new(),
+            committed: HashMap::new(),
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<u64> {
+        match id.checked_sub(self.base) {
+            Some(i) => self.created.get(i as usize).copied().filter(|&v| v != NONE),
+            None => self.committed.get(&id).copied(),
+        }
+    }
+
+    fn set(&mut self, id: u64, value: u64) {
+        match id.checked_sub(self.base) {
+            Some(i) => {
+                let i = i as usize;
+                if self.created.len() <= i {
+                    self.created.resize(i + 1, NONE);
+                }
+                self.created[i] = value;
+            }
+            None => {
+                self.committed.insert(id, value);
+            }
+        }
+    }
+
+    /// Values of nodes this transaction created, by their index past `base`.
+    fn created(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        (0..)
+            .zip(self.created.iter().copied())
+            .filter(|&(_, v)| v != NONE)
+    }
+
+    fn committed(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.committed.iter().map(|(&id, &v)| (id, v))
+    }
+}
+
 /// The single write transaction. Nothing it does is visible to readers, or durable,
 /// before [`WriteTxn::commit`] returns; dropping it discards everything.
 pub struct WriteTxn<'db> {
@@ -113,9 +177,10 @@ pub struct WriteTxn<'db> {
     deleted_episodes: HashSet<u64>,
     deleted_concepts: HashSet<u64>,
     deleted_bindings: HashSet<u64>,
-    episode_heads: HashMap<u64, u64>,
-    concept_bind_heads: HashMap<u64, u64>,
-    concept_heads: HashMap<u64, u64>,
+    /// Binding-list heads of episodes and concepts, and newest slots of concepts.
+    episode_heads: Heads,
+    concept_bind_heads: Heads,
+    concept_heads: Heads,
     concept_labels: HashMap<u64, Blob>,
     new_keys: HashMap<Vec<u8>, u64>,
 }
@@ -150,9 +215,9 @@ impl<'db> WriteTxn<'db> {
             deleted_episodes: HashSet::new(),
             deleted_concepts: HashSet::new(),
             deleted_bindings: HashSet::new(),
-            episode_heads: HashMap::new(),
-            concept_bind_heads: HashMap::new(),
-            concept_heads: HashMap::new(),
+            episode_heads: Heads::new(s.episode_ids),
+            concept_bind_heads: Heads::new(s.concept_ids),
+            concept_heads: Heads::new(s.concept_ids),
             concept_labels: HashMap::new(),
             new_keys: HashMap::new(),
         }
@@ -258,6 +323,7 @@ impl<'db> WriteTxn<'db> {
             .concept_table
             .buf
             .extend_from_slice(&table::entry(slot, 0, NONE));
+        self.concept_heads.set(id, slot);
         self.state.concept_ids += 1;
         self.state.live_concepts += 1;
         self.flush_if_large()?;
@@ -303,7 +369,7 @@ impl<'db> WriteTxn<'db> {
             },
         };
         let slot = self.push_concept_version(id, centroid, label, head);
-        self.concept_heads.insert(id, slot);
+        self.concept_heads.set(id, slot);
         self.flush_if_large()
     }
 
@@ -359,26 +425,19 @@ impl<'db> WriteTxn<'db> {
     /// Newest slot of a live concept, as this transaction sees it.
     fn concept_head(&self, id: u64) -> Result<u64> {
         self.require_concept(id)?;
-        if let Some(&s) = self.concept_heads.get(&id) {
-            return Ok(s);
+        // Concepts created in this transaction are always in `concept_heads`.
+        match self.concept_heads.get(id) {
+            Some(s) => Ok(s),
+            None => Ok(self.base.entry(Role::ConceptTable, id)?.slot),
         }
-        if id < self.base.state.concept_ids {
-            return Ok(self.base.entry(Role::ConceptTable, id)?.slot);
-        }
-        // Created in this transaction and not updated since: its first slot.
-        let first = self.out.concept_table.buf
-            [((id - self.base.state.concept_ids) * table::ENTRY) as usize..][..8]
-            .try_into()
-            .expect("8 bytes");
-        Ok(u64::from_le_bytes(first))
     }
 
     fn bind_head(&self, role: Role, id: u64) -> Result<u64> {
-        let (map, committed_ids) = match role {
+        let (heads, committed_ids) = match role {
             Role::EpisodeTable => (&self.episode_heads, self.base.state.episode_ids),
             _ => (&self.concept_bind_heads, self.base.state.concept_ids),
         };
-        if let Some(&h) = map.get(&id) {
+        if let Some(h) = heads.get(id) {
             return Ok(h);
         }
         if id < committed_ids {
@@ -446,8 +505,8 @@ impl<'db> WriteTxn<'db> {
             next_by_concept: head_c,
             strength,
         });
-        self.episode_heads.insert(episode, index);
-        self.concept_bind_heads.insert(concept, index);
+        self.episode_heads.set(episode, index);
+        self.concept_bind_heads.set(concept, index);
         self.state.bindings += 1;
         self.state.live_bindings += 1;
         Ok(())
@@ -516,28 +575,32 @@ impl<'db> WriteTxn<'db> {
             .len())
     }
 
-    /// What this transaction changes in the handle's caches and fan-count index.
+    /// What this transaction changes in the handle's caches and fan-count index. Nodes it
+    /// created are in no cache (no snapshot has seen them), so only committed ones count.
     fn changes(&self) -> Result<Changes> {
+        let (eps, cons) = (self.base.state.episode_ids, self.base.state.concept_ids);
         let mut c = Changes::default();
-        let mut fan = |node, id, delta| *c.fans.entry((node, id)).or_insert(0) += delta;
+        let mut touched = |b: &Binding, delta: i64| {
+            if b.episode < eps {
+                *c.fans.entry((Node::Episode, b.episode)).or_insert(0) += delta;
+            }
+            if b.concept < cons {
+                *c.fans.entry((Node::Concept, b.concept)).or_insert(0) += delta;
+            }
+        };
+        let mut pairs = Vec::new();
         for b in &self.new_bindings {
-            fan(Node::Episode, b.episode, 1);
-            fan(Node::Concept, b.concept, 1);
+            touched(b, 1);
+            pairs.push((b.episode, b.concept));
         }
-        let mut unbound = Vec::with_capacity(self.deleted_bindings.len());
         for &at in &self.deleted_bindings {
             let b = self.binding(at)?;
-            fan(Node::Episode, b.episode, -1);
-            fan(Node::Concept, b.concept, -1);
-            unbound.push((b.episode, b.concept));
+            touched(&b, -1);
+            pairs.push((b.episode, b.concept));
         }
-        c.pairs = self
-            .new_bindings
-            .iter()
-            .map(|b| (b.episode, b.concept))
-            .collect();
-        c.pairs.extend(unbound);
-        c.concepts = self.concept_heads.keys().copied().collect();
+        pairs.retain(|&(e, c)| e < eps && c < cons);
+        c.pairs = pairs;
+        c.concepts = self.concept_heads.committed().map(|(id, _)| id).collect();
         c.concepts.extend(self.deleted_concepts.iter().copied());
         c.deleted = self
             .deleted_episodes
@@ -547,6 +610,31 @@ impl<'db> WriteTxn<'db> {
         c.deleted
             .extend(self.deleted_concepts.iter().map(|&id| (Node::Concept, id)));
         Ok(c)
+    }
+
+    /// Writes the list heads and newest slots of nodes created in this transaction into
+    /// their appended table entries: only nodes that were already committed need redo ops.
+    fn patch_new_entries(&mut self) -> Result<()> {
+        let at = |i: u64, field: u64| i * table::ENTRY + field;
+        for (i, head) in self.episode_heads.created() {
+            let off = at(i, table::BIND_HEAD);
+            self.out
+                .episode_table
+                .patch(&self.w, off, &head.to_le_bytes())?;
+        }
+        for (i, head) in self.concept_bind_heads.created() {
+            let off = at(i, table::BIND_HEAD);
+            self.out
+                .concept_table
+                .patch(&self.w, off, &head.to_le_bytes())?;
+        }
+        for (i, slot) in self.concept_heads.created() {
+            let off = at(i, table::SLOT);
+            self.out
+                .concept_table
+                .patch(&self.w, off, &slot.to_le_bytes())?;
+        }
+        Ok(())
     }
 
     fn redo_ops(&self) -> Vec<Op> {
@@ -564,18 +652,18 @@ impl<'db> WriteTxn<'db> {
         ops.extend(self.deleted_bindings.iter().map(|&r| Op::BindingDeleted(r)));
         ops.extend(
             self.episode_heads
-                .iter()
-                .map(|(&id, &record)| Op::EpisodeBindHead { id, record }),
+                .committed()
+                .map(|(id, record)| Op::EpisodeBindHead { id, record }),
         );
         ops.extend(
             self.concept_bind_heads
-                .iter()
-                .map(|(&id, &record)| Op::ConceptBindHead { id, record }),
+                .committed()
+                .map(|(id, record)| Op::ConceptBindHead { id, record }),
         );
         ops.extend(
             self.concept_heads
-                .iter()
-                .map(|(&id, &slot)| Op::ConceptHead { id, slot }),
+                .committed()
+                .map(|(id, slot)| Op::ConceptHead { id, slot }),
         );
         ops
     }
@@ -594,6 +682,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        self.patch_new_entries()?;
         let mut ops = self.redo_ops();
         let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
         for b in &self.new_bindings {
