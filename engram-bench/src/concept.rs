@@ -17,6 +17,8 @@ use super::{cores, warm};
 const SAMPLES: usize = 200_000;
 /// Cold lookups per case: each one's record is read from the disk.
 const COLD_SAMPLES: usize = 2_000;
+/// Lookups through the 10 % cache: half to fill it, half measured.
+const HIT_SAMPLES: usize = 2_000_000;
 
 fn row(name: &str, h: &Histogram<u64>, per_s: f64) -> Value {
     println!(
@@ -66,7 +68,7 @@ pub fn concept_job(
     let mut by_size = Map::new();
     let mut headline = Map::new();
     println!(
-        "\nconcept lookup by id, centroid read fully (ns; 768-d; {all} cores; median-free single run, see docs/benchmarks.md)"
+        "\nconcept lookup by id, centroid read fully (ns; 768-d; {all} cores; one run; medians of runs in docs/benchmarks.md)"
     );
     for &n in sizes {
         let db_dir = dir.join(format!("concepts-{n}"));
@@ -114,11 +116,20 @@ pub fn concept_job(
                     format!("warm_{t_name}"),
                     row(&name, &h, ids.len() as f64 / secs),
                 );
+                if threads == 1 {
+                    let t = Instant::now();
+                    let h = lookup::warm_map_floor(&db_dir, &ids, real.dim)?;
+                    let per_s = ids.len() as f64 / t.elapsed().as_secs_f64() * 2.0;
+                    let name = format!("{}/1t/warm floor: raw map read", access_name(access));
+                    cases.insert("warm_map_floor_1t".into(), row(&name, &h, per_s));
+                }
             }
-            // A cache of 10 % of the concepts, as deployed: hit ratio and the mixed latency.
+            // A cache of 10 % of the concepts, as deployed: hit ratio and the mixed latency,
+            // after a warm-up long enough to fill it.
             let db = lookup::open(&db_dir, n / 10)?;
             let snap = db.begin_read()?;
-            let (warm_up, timed) = ids.split_at(ids.len() / 2);
+            let long = id_stream(n, HIT_SAMPLES, access, 13);
+            let (warm_up, timed) = long.split_at(long.len() / 2);
             warm_up.iter().for_each(|&id| {
                 std::hint::black_box(lookup::cached(&snap, id));
             });
@@ -137,6 +148,11 @@ pub fn concept_job(
             let mut v = row(&name, &h, per_s);
             v["hit_ratio"] = json!(ratio);
             v["ideal_hit_ratio"] = json!(ideal);
+            if access == Access::Zipf {
+                // The limit of `ideal` for an endless stream: H(n/10) / H(n).
+                let h = |m: usize| (1..=m).map(|r| 1.0 / r as f64).sum::<f64>();
+                v["zipf_bound"] = json!(h(n / 10) / h(n));
+            }
             cases.insert("cache10_1t".into(), v);
             drop((snap, db));
             // Throughput scaling of the warm path, without per-call clocks.
@@ -196,6 +212,10 @@ pub fn concept_job(
                 headline.insert(
                     "zipf_ideal_hit_ratio".into(),
                     cases["cache10_1t"]["ideal_hit_ratio"].clone(),
+                );
+                headline.insert(
+                    "zipf_hit_ratio_bound".into(),
+                    cases["cache10_1t"]["zipf_bound"].clone(),
                 );
                 headline.insert(
                     "warm_scaling".into(),

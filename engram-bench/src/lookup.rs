@@ -168,17 +168,44 @@ fn drop_file(_: &File) -> Result<(), BoxError> {
     Err("dropping pages from the page cache needs posix_fadvise (Linux)".into())
 }
 
+/// The `.con` file of a benchmark database.
+fn concept_file(dir: &Path) -> Result<std::path::PathBuf, BoxError> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "con"))
+        .ok_or("no .con file")?)
+}
+
+/// The floor of a warm lookup: each id's centroid read straight from a plain map of the
+/// `.con` file at `id × 4096` (no table, no checks, no version chain), page cache hot.
+pub fn warm_map_floor(dir: &Path, ids: &[u64], dim: usize) -> Result<Histogram<u64>, BoxError> {
+    let f = File::open(concept_file(dir)?)?;
+    // SAFETY: the benchmark's own closed database; nothing writes the file while mapped.
+    let map = unsafe { memmap2::Mmap::map(&f)? };
+    let _ = map.advise(memmap2::Advice::Random);
+    let read = |id: u64| {
+        let at = id as usize * 4096;
+        let bytes = &map[at..at + dim * 4];
+        // Little-endian floats (as stored) summed with the same eight accumulators.
+        let mut acc = [0f32; 8];
+        for c in bytes.chunks_exact(32) {
+            for (a, x) in acc.iter_mut().zip(c.chunks_exact(4)) {
+                *a += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+            }
+        }
+        acc.iter().sum::<f32>()
+    };
+    std::hint::black_box(ids.iter().map(|&id| read(id)).sum::<f32>());
+    Ok(time_each(ids, read))
+}
+
 /// The floor of a cold lookup: one `pread` of each id's 4 KiB concept page straight from the
 /// `.con` file (no table, no checks), after the same page cache drop.
 pub fn cold_pread_floor(dir: &Path, ids: &[u64]) -> Result<Histogram<u64>, BoxError> {
     use std::os::unix::fs::FileExt;
-    let con = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "con"))
-        .ok_or("no .con file")?;
     drop_from_page_cache(dir)?;
-    let f = File::open(con)?;
+    let f = File::open(concept_file(dir)?)?;
     let mut buf = vec![0u8; 4096];
     let mut h = Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds");
     for &id in ids {
