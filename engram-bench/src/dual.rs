@@ -1,9 +1,14 @@
 //! Dual memory against the episodes-only engine on the same episodes, in one run: ingest,
 //! episode lookup and similarity recall, and what the concepts, bindings, caches and
 //! fan-count index cost on disk and in memory.
+//!
+//! The two engines run side by side, interleaved commit by commit (and lookup batch by
+//! lookup batch), each going first in turn: this box's disk and CPU drift by more than
+//! the differences measured here over the seconds a whole ingest takes, and interleaving
+//! puts both engines under the same drift.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use engram_bench::lookup::{self, BoxError};
 use engram_core::{ConceptInput, Engram, EpisodeInput, Filter, Options};
@@ -14,7 +19,10 @@ use super::{COMMIT, median, record, settle, sum_f32, warm};
 
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
-const RUNS: usize = 4;
+/// Interleaved ingests of both engines (fresh directories each), per workload.
+const RUNS: usize = 3;
+/// Interleaved rounds of lookups and searches.
+const ROUNDS: usize = 16;
 
 fn options(dual: bool) -> Options {
     Options {
@@ -23,19 +31,30 @@ fn options(dual: bool) -> Options {
     }
 }
 
-/// Ingests `n` episodes in commits of [`COMMIT`]; the dual engine also stores `n / 100`
-/// concepts (first) and binds every episode to one of them, as an agent recording events
-/// against what it already knows would. Returns episodes per second.
-/// With `bind` false the dual engine ingests exactly what the episodes-only one does.
-fn ingest(dir: &Path, real: &Matrix, n: usize, dual: bool, bind: bool) -> Result<f64, BoxError> {
-    let _ = std::fs::remove_dir_all(dir);
+/// Which engine goes first in step `i`.
+fn order(i: usize) -> [usize; 2] {
+    if i.is_multiple_of(2) { [0, 1] } else { [1, 0] }
+}
+
+/// Ingests the same `n` episodes into the episodes-only engine (`dirs[0]`) and the dual one
+/// (`dirs[1]`), commit by commit in turn. With `bind`, the dual engine first stores `n / 100`
+/// concepts and binds every episode to one of them, as an agent recording events against
+/// what it already knows would; without, it ingests exactly what the other does. Returns
+/// each engine's episodes per second over its own commits.
+fn ingest(dirs: &[&Path; 2], real: &Matrix, n: usize, bind: bool) -> Result<[f64; 2], BoxError> {
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
     settle();
-    let db = Engram::open(dir, options(dual))?;
+    let dbs = [
+        Engram::open(dirs[0], options(false))?,
+        Engram::open(dirs[1], options(true))?,
+    ];
     let concepts = (n / PER_CONCEPT).max(1);
-    let bind = dual && bind;
-    let t = Instant::now();
+    let mut spent = [Duration::ZERO; 2];
     if bind {
-        let mut tx = db.begin_write()?;
+        let t = Instant::now();
+        let mut tx = dbs[1].begin_write()?;
         for c in 0..concepts {
             tx.insert_concept(&ConceptInput {
                 centroid: real.row(c % real.rows),
@@ -43,53 +62,72 @@ fn ingest(dir: &Path, real: &Matrix, n: usize, dual: bool, bind: bool) -> Result
             })?;
         }
         tx.commit()?;
+        spent[1] += t.elapsed();
     }
-    for start in (0..n).step_by(COMMIT) {
-        let mut tx = db.begin_write()?;
-        for id in start..(start + COMMIT).min(n) {
-            let (v, payload) = record(real, id);
-            let e = tx.insert_episode(&EpisodeInput {
-                agent: 7,
-                timestamp: id as i64,
-                embedding: &v,
-                payload: &payload,
-                key: None,
-            })?;
-            if bind {
-                tx.bind(e, (id % concepts) as u64, 0.8)?;
+    for (i, start) in (0..n).step_by(COMMIT).enumerate() {
+        for k in order(i) {
+            let t = Instant::now();
+            let mut tx = dbs[k].begin_write()?;
+            for id in start..(start + COMMIT).min(n) {
+                let (v, payload) = record(real, id);
+                let e = tx.insert_episode(&EpisodeInput {
+                    agent: 7,
+                    timestamp: id as i64,
+                    embedding: &v,
+                    payload: &payload,
+                    key: None,
+                })?;
+                if bind && k == 1 {
+                    tx.bind(e, (id % concepts) as u64, 0.8)?;
+                }
             }
+            tx.commit()?;
+            spent[k] += t.elapsed();
         }
-        tx.commit()?;
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    Ok(spent.map(|d| n as f64 / d.as_secs_f64()))
 }
 
-/// Mean nanoseconds per random episode get (embedding and payload read).
-fn lookups(db: &Engram, n: usize) -> Result<f64, BoxError> {
-    let snap = db.begin_read()?;
+/// Nanoseconds per random episode get (embedding and payload read) and milliseconds per
+/// exact top-10 search, both engines in interleaved rounds. Returns per-round figures.
+fn reads(dbs: &[Engram; 2], real: &Matrix, n: usize) -> Result<[[Vec<f64>; 2]; 2], BoxError> {
+    let snaps = [dbs[0].begin_read()?, dbs[1].begin_read()?];
     let mut rng = Rng::new(9);
-    let ids: Vec<u64> = (0..400_000).map(|_| rng.next_u64() % n as u64).collect();
-    let f = |id: u64| {
-        let ep = snap.episode(id).expect("get").expect("exists");
-        sum_f32(ep.embedding()) + ep.payload().expect("payload").len() as f32
+    let ids: Vec<u64> = (0..50_000).map(|_| rng.next_u64() % n as u64).collect();
+    let get = |k: usize| -> f64 {
+        let snap = &snaps[k];
+        let t = Instant::now();
+        let s: f32 = ids
+            .iter()
+            .map(|&id| {
+                let ep = snap.episode(id).expect("get").expect("exists");
+                sum_f32(ep.embedding()) + ep.payload().expect("payload").len() as f32
+            })
+            .sum();
+        std::hint::black_box(s);
+        t.elapsed().as_nanos() as f64 / ids.len() as f64
     };
-    std::hint::black_box(ids.iter().map(|&id| f(id)).sum::<f32>());
-    let t = Instant::now();
-    std::hint::black_box(ids.iter().map(|&id| f(id)).sum::<f32>());
-    Ok(t.elapsed().as_nanos() as f64 / ids.len() as f64)
-}
-
-/// Mean milliseconds per exact top-10 search over all episodes.
-fn recall(db: &Engram, real: &Matrix) -> Result<f64, BoxError> {
-    let snap = db.begin_read()?;
     let filter = Filter::default();
-    snap.search(real.row(0), 10, &filter)?;
-    let queries = 100;
-    let t = Instant::now();
-    for q in 0..queries {
-        std::hint::black_box(snap.search(real.row(q * 97 % real.rows), 10, &filter)?);
+    let search = |k: usize, round: usize| -> Result<f64, BoxError> {
+        let t = Instant::now();
+        for q in 0..8 {
+            let query = real.row((round * 8 + q) * 97 % real.rows);
+            std::hint::black_box(snaps[k].search(query, 10, &filter)?);
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e3 / 8.0)
+    };
+    for k in 0..2 {
+        get(k); // warm-up: maps populated, checksums verified
+        search(k, 0)?;
     }
-    Ok(t.elapsed().as_secs_f64() * 1e3 / queries as f64)
+    let mut out = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    for round in 0..ROUNDS {
+        for k in order(round) {
+            out[0][k].push(get(k));
+            out[1][k].push(search(k, round)?);
+        }
+    }
+    Ok(out)
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64, BoxError> {
@@ -102,13 +140,14 @@ fn dir_bytes(dir: &Path) -> Result<u64, BoxError> {
 
 /// Bytes the engine holds in memory once every structure it keeps has been used: its files'
 /// pages in the page cache (what its maps touch) plus its caches and fan-count index.
-fn resident(dir: &Path, db: &Engram, real: &Matrix, dual: bool) -> Result<u64, BoxError> {
+fn resident(dir: &Path, dual: bool, real: &Matrix) -> Result<u64, BoxError> {
     lookup::drop_from_page_cache(dir)?;
+    let db = Engram::open(dir, options(dual))?;
     let snap = db.begin_read()?;
     for id in snap.episode_ids()? {
         std::hint::black_box(sum_f32(snap.episode(id)?.expect("live").embedding()));
     }
-    recall(db, real)?;
+    snap.search(real.row(0), 10, &Filter::default())?;
     if dual {
         for id in snap.concept_ids()? {
             std::hint::black_box(snap.lookup_concept(id)?);
@@ -124,6 +163,14 @@ fn resident(dir: &Path, db: &Engram, real: &Matrix, dual: bool) -> Result<u64, B
     Ok(lookup::resident_pages(dir)? * 4096 + heap)
 }
 
+fn pct_slower_rate(single: f64, dual: f64) -> f64 {
+    (single - dual) / single * 100.0
+}
+
+fn pct_slower_time(single: f64, dual: f64) -> f64 {
+    (dual - single) / single * 100.0
+}
+
 pub fn dual_job(
     dir: &Path,
     real: &Matrix,
@@ -134,106 +181,99 @@ pub fn dual_job(
         "\ndual memory vs episodes-only, {n} episodes (dual: + {} concepts, one binding per episode)",
         n / PER_CONCEPT
     );
-    let dirs = [dir.join("dual-single"), dir.join("dual-dual")];
-    let (mut ing, mut get, mut rec) = ([vec![], vec![]], [vec![], vec![]], [vec![], vec![]]);
-    let mut same = [vec![], vec![]];
-    // Interleaved, each engine first in half the runs, so drift of the machine and any
-    // advantage of going first or second hit both alike.
-    let order = |run: usize| {
-        if run.is_multiple_of(2) {
-            [0, 1]
-        } else {
-            [1, 0]
-        }
-    };
-    for run in 0..RUNS {
-        for k in order(run) {
-            same[k].push(ingest(&dirs[k], real, n, k == 1, false)?);
-        }
+    let (d0, d1) = (dir.join("dual-single"), dir.join("dual-dual"));
+    let dirs = [d0.as_path(), d1.as_path()];
+    // Per run: [single, dual] episodes/s, for the same workload and with bindings.
+    let mut same = Vec::new();
+    let mut bound = Vec::new();
+    for _ in 0..RUNS {
+        same.push(ingest(&dirs, real, n, false)?);
     }
-    for run in 0..RUNS {
-        for k in order(run) {
-            ing[k].push(ingest(&dirs[k], real, n, k == 1, true)?);
-        }
+    for _ in 0..RUNS {
+        bound.push(ingest(&dirs, real, n, true)?);
     }
-    // The same page cache state for both: freshly written pages (the last ingest's) and
-    // pages read back from the disk scan at measurably different speeds.
-    for d in &dirs {
+    // The same page cache state for both: freshly written pages and pages read back from
+    // the disk scan at measurably different speeds.
+    for d in dirs {
         lookup::drop_from_page_cache(d)?;
         warm(d).map_err(|e| e.to_string())?;
     }
-    for run in 0..RUNS {
-        for k in order(run) {
-            let db = Engram::open(&dirs[k], options(k == 1))?;
-            get[k].push(lookups(&db, n)?);
-            rec[k].push(recall(&db, real)?);
-        }
-    }
-    let mut disk = [0; 2];
-    let mut mem = [0; 2];
-    for (k, dual) in [false, true].into_iter().enumerate() {
-        disk[k] = dir_bytes(&dirs[k])?;
-        let db = Engram::open(&dirs[k], options(dual))?;
-        mem[k] = resident(&dirs[k], &db, real, dual)?;
-    }
-    let med = |v: &Vec<f64>| median(v.clone());
-    let (i0, i1) = (med(&ing[0]), med(&ing[1]));
-    let (s0, s1) = (med(&same[0]), med(&same[1]));
-    let same_reg = (s0 - s1) / s0 * 100.0;
-    let (g0, g1) = (med(&get[0]), med(&get[1]));
-    let (r0, r1) = (med(&rec[0]), med(&rec[1]));
-    let pct = |worse: f64, base: f64| (worse - base) / base * 100.0;
-    let ingest_reg = (i0 - i1) / i0 * 100.0; // throughput: (single - dual) / single
-    let lookup_reg = pct(g1, g0);
-    let recall_reg = pct(r1, r0);
-    let disk_over = pct(disk[1] as f64, disk[0] as f64);
-    let mem_over = pct(mem[1] as f64, mem[0] as f64);
+    let dbs = [
+        Engram::open(dirs[0], options(false))?,
+        Engram::open(dirs[1], options(true))?,
+    ];
+    let [gets, searches] = reads(&dbs, real, n)?;
+    drop(dbs);
+    let disk = [dir_bytes(dirs[0])?, dir_bytes(dirs[1])?];
+    let mem = [
+        resident(dirs[0], false, real)?,
+        resident(dirs[1], true, real)?,
+    ];
+
+    let regress =
+        |runs: &Vec<[f64; 2]>| median(runs.iter().map(|r| pct_slower_rate(r[0], r[1])).collect());
+    let rate = |runs: &Vec<[f64; 2]>, k: usize| median(runs.iter().map(|r| r[k]).collect());
+    let same_reg = regress(&same);
+    let ingest_reg = regress(&bound);
+    let per_round = |v: &[Vec<f64>; 2]| -> f64 {
+        median(
+            (0..v[0].len())
+                .map(|i| pct_slower_time(v[0][i], v[1][i]))
+                .collect(),
+        )
+    };
+    let lookup_reg = per_round(&gets);
+    let recall_reg = per_round(&searches);
+    let (g0, g1) = (median(gets[0].clone()), median(gets[1].clone()));
+    let (r0, r1) = (median(searches[0].clone()), median(searches[1].clone()));
+    let disk_over = pct_slower_time(disk[0] as f64, disk[1] as f64);
+    let mem_over = pct_slower_time(mem[0] as f64, mem[1] as f64);
     println!(
-        "  {:<28} {:>16} {:>16} {:>12}",
+        "  {:<30} {:>14} {:>14} {:>11}",
         "", "episodes-only", "dual", "dual cost"
     );
-    println!(
-        "  {:<28} {:>16.0} {:>16.0} {:>11.2} %",
-        "ingest, episodes only", s0, s1, same_reg
+    let line = |name: &str, a: f64, b: f64, cost: f64| {
+        println!("  {name:<30} {a:>14.2} {b:>14.2} {cost:>9.2} %")
+    };
+    line(
+        "ingest, same episodes (ep/s)",
+        rate(&same, 0),
+        rate(&same, 1),
+        same_reg,
     );
-    println!(
-        "  {:<28} {:>16.0} {:>16.0} {:>11.2} %",
-        "ingest, dual binds each", i0, i1, ingest_reg
+    line(
+        "ingest, dual binds (ep/s)",
+        rate(&bound, 0),
+        rate(&bound, 1),
+        ingest_reg,
     );
-    println!(
-        "  {:<28} {:>16.0} {:>16.0} {:>11.2} %",
-        "episode get (ns, mean)", g0, g1, lookup_reg
-    );
-    println!(
-        "  {:<28} {:>16.2} {:>16.2} {:>11.2} %",
-        "top-10 recall (ms/query)", r0, r1, recall_reg
-    );
-    println!(
-        "  {:<28} {:>16.1} {:>16.1} {:>11.2} %",
+    line("episode get (ns)", g0, g1, lookup_reg);
+    line("top-10 search (ms/query)", r0, r1, recall_reg);
+    line(
         "disk (MB)",
         disk[0] as f64 / 1e6,
         disk[1] as f64 / 1e6,
-        disk_over
+        disk_over,
     );
-    println!(
-        "  {:<28} {:>16.1} {:>16.1} {:>11.2} %",
+    line(
         "resident (MB)",
         mem[0] as f64 / 1e6,
         mem[1] as f64 / 1e6,
-        mem_over
+        mem_over,
+    );
+    println!(
+        "  (medians of {RUNS} interleaved ingests and {ROUNDS} interleaved read rounds; cost = median of per-run differences)"
     );
     report.insert(
         "dual_vs_single".into(),
         json!({
             "episodes": n,
             "concepts": n / PER_CONCEPT,
-            "runs": RUNS,
-            "ingest_per_s": { "single": i0, "dual": i1, "runs_single": ing[0], "runs_dual": ing[1] },
-            "lookup_ns": { "single": g0, "dual": g1, "runs_single": get[0], "runs_dual": get[1] },
-            "recall_ms": { "single": r0, "dual": r1, "runs_single": rec[0], "runs_dual": rec[1] },
+            "ingest_runs": { "same_workload": same, "with_bindings": bound },
+            "lookup_ns_rounds": gets,
+            "recall_ms_rounds": searches,
             "disk_bytes": { "single": disk[0], "dual": disk[1] },
             "resident_bytes": { "single": mem[0], "dual": mem[1] },
-            "ingest_same_workload_per_s": { "single": s0, "dual": s1, "runs_single": same[0], "runs_dual": same[1] },
             "ingest_regression_pct": ingest_reg,
             "ingest_same_workload_regression_pct": same_reg,
             "lookup_regression_pct": lookup_reg,
@@ -242,7 +282,7 @@ pub fn dual_job(
             "resident_overhead_pct": mem_over,
         }),
     );
-    for d in &dirs {
+    for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(())
