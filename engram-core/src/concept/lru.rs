@@ -277,6 +277,10 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.lock().lru.is_empty())
+    }
+
     pub(crate) fn clear(&self) {
         for s in self.shards.iter() {
             let mut s = s.lock();

@@ -1,8 +1,8 @@
 //! The in-memory side of the dual memory, shared by every snapshot of one handle: the LRU
 //! of decoded concepts, the binding-strength cache and the fan-count index. All three are
 //! caches of what the mapped files say, kept coherent with snapshots by one rule (see
-//! [`lru::VersionedLru`]): the writer announces commit T in `committing`, then removes or
-//! updates what T changes, then publishes T.
+//! [`lru::VersionedLru`]): the writer announces commit T in `committing` (before it even
+//! computes what T changes), then removes or updates what T changes, then publishes T.
 
 mod fan;
 mod lru;
@@ -154,9 +154,23 @@ impl Caches {
         }
     }
 
+    /// The writer, before it computes what commit `txn` changes: from now on readers of
+    /// older snapshots do not fill entries.
+    pub(crate) fn announce(&self, txn: u64) {
+        self.committing.store(txn, Ordering::Release);
+    }
+
+    /// Whether nothing is cached or indexed (checked after [`Caches::announce`], it stays so
+    /// until the announced commit is published).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.concepts.is_empty()
+            && self.strengths.is_empty()
+            && self.fans.as_ref().is_none_or(|f| f.len() == 0)
+    }
+
     /// The writer, after commit `txn` is durable and before it is published.
     pub(crate) fn apply(&self, txn: u64, changes: &Changes) {
-        self.committing.store(txn, Ordering::Release);
+        debug_assert_eq!(self.committing.load(Ordering::Relaxed), txn);
         for id in &changes.concepts {
             self.concepts.remove(id);
         }

@@ -90,6 +90,7 @@ pub(crate) struct Writer {
     /// Files with writes not yet synced (in-place stamps of the last commit).
     dirty: [bool; FILES],
     pub(crate) poisoned: bool,
+    syncers: Syncers,
 }
 
 impl Writer {
@@ -131,7 +132,7 @@ impl Writer {
                 to_sync.push(self.handle(role)?.clone());
             }
         }
-        sync_all(&to_sync)?;
+        self.syncers.sync_all(&to_sync)?;
         // 2. ...then the commit record: the commit point.
         let record = meta::encode_commit(state, ops);
         file::write_durable(&self.dir.join(meta::commit_file(state.txn)), &record)?;
@@ -158,23 +159,77 @@ impl Writer {
     }
 }
 
-/// fdatasyncs every file concurrently (the device queues them together), one scoped thread
-/// each beyond the first: a pool's idle workers would spin for the cores the caller needs.
-fn sync_all(files: &[Arc<FileHandle>]) -> Result<()> {
-    let Some((first, rest)) = files.split_first() else {
-        return Ok(());
-    };
-    std::thread::scope(|s| {
-        let others: Vec<_> = rest.iter().map(|f| s.spawn(move || f.sync())).collect();
-        let mut result = first.sync();
-        for h in others {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(Error::InvalidArgument("fsync thread panicked".into())));
+/// A file to `fdatasync` and where to report the result.
+type SyncJob = (Arc<FileHandle>, crossbeam_channel::Sender<Result<()>>);
+
+/// Threads that `fdatasync` a commit's files concurrently (the device queues them together),
+/// kept for the writer's life: spawning a thread per file per commit cost ~25 µs each.
+pub(crate) struct Syncers {
+    jobs: Option<crossbeam_channel::Sender<SyncJob>>,
+    receiver: crossbeam_channel::Receiver<SyncJob>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Syncers {
+    fn new() -> Self {
+        let (jobs, receiver) = crossbeam_channel::unbounded();
+        Syncers {
+            jobs: Some(jobs),
+            receiver,
+            threads: Vec::new(),
+        }
+    }
+
+    /// Syncs every file, the first on this thread, the others on helpers.
+    fn sync_all(&mut self, files: &[Arc<FileHandle>]) -> Result<()> {
+        let Some((first, rest)) = files.split_first() else {
+            return Ok(());
+        };
+        while self.threads.len() < rest.len() {
+            let receiver = self.receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name("engram-fsync".into())
+                .spawn(move || {
+                    for (file, reply) in receiver {
+                        let _ = reply.send(file.sync());
+                    }
+                });
+            match spawned {
+                Ok(t) => self.threads.push(t),
+                // No helper: the files are synced one after another here, still correct.
+                Err(_) => break,
+            }
+        }
+        let jobs = self.jobs.as_ref().expect("alive until drop");
+        let (reply, results) = crossbeam_channel::bounded(rest.len());
+        let mut queued = 0;
+        let mut result = Ok(());
+        for f in rest {
+            if self.threads.is_empty() || jobs.send((f.clone(), reply.clone())).is_err() {
+                result = result.and(f.sync());
+            } else {
+                queued += 1;
+            }
+        }
+        drop(reply); // so a helper that died without replying ends the wait below
+        result = result.and(first.sync());
+        for _ in 0..queued {
+            let r = results
+                .recv()
+                .unwrap_or_else(|_| Err(Error::InvalidArgument("fsync thread stopped".into())));
             result = result.and(r);
         }
         result
-    })
+    }
+}
+
+impl Drop for Syncers {
+    fn drop(&mut self) {
+        self.jobs = None; // the helpers' loops end when the channel closes
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
@@ -401,6 +456,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         files: state.files,
         dirty,
         poisoned: false,
+        syncers: Syncers::new(),
     };
     Ok((writer, state))
 }

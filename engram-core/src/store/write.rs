@@ -489,10 +489,12 @@ impl<'db> WriteTxn<'db> {
         self.require_concept(concept)?;
         let head_e = self.bind_head(Role::EpisodeTable, episode)?;
         let head_c = self.bind_head(Role::ConceptTable, concept)?;
-        if let Some((at, _)) = self
-            .live_bindings(head_e, true)?
-            .into_iter()
-            .find(|(_, b)| b.concept == concept)
+        // An episode without bindings (every new one) has no old binding to replace.
+        if head_e != NONE
+            && let Some((at, _)) = self
+                .live_bindings(head_e, true)?
+                .into_iter()
+                .find(|(_, b)| b.concept == concept)
         {
             self.delete_binding(at);
         }
@@ -580,6 +582,11 @@ impl<'db> WriteTxn<'db> {
     fn changes(&self) -> Result<Changes> {
         let (eps, cons) = (self.base.state.episode_ids, self.base.state.concept_ids);
         let mut c = Changes::default();
+        if self.db.caches.is_empty() {
+            // Nothing cached or indexed (an ingest nobody has read from yet), and nothing can
+            // be filled until this commit is published (it was announced): nothing to do.
+            return Ok(c);
+        }
         let mut touched = |b: &Binding, delta: i64| {
             if b.episode < eps {
                 *c.fans.entry((Node::Episode, b.episode)).or_insert(0) += delta;
@@ -682,6 +689,8 @@ impl<'db> WriteTxn<'db> {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        // From here on no reader fills the caches from an older snapshot.
+        self.db.caches.announce(self.state.txn);
         self.patch_new_entries()?;
         let mut ops = self.redo_ops();
         let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
