@@ -11,7 +11,7 @@ use engram_fixtures::{Access, Matrix, id_stream};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
-use super::{cores, warm};
+use super::{cores, median, warm};
 
 /// Timed lookups per case on one thread (split across threads for the all-core cases).
 const SAMPLES: usize = 200_000;
@@ -160,8 +160,14 @@ pub fn concept_job(
             let snap = db.begin_read()?;
             let f = |id| lookup::mapped(&snap, id);
             lookup::throughput(&ids, all, f);
-            let one = lookup::throughput(&ids, 1, f);
-            let many = lookup::throughput(&ids, all, f);
+            // Medians of five alternating passes: one pass is a fraction of a second, and a
+            // shared machine's hiccup in one of them would decide the ratio.
+            let (mut ones, mut manys) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                ones.push(lookup::throughput(&ids, 1, f));
+                manys.push(lookup::throughput(&ids, all, f));
+            }
+            let (one, many) = (median(ones), median(manys));
             println!(
                 "  {:<34} 1 thread {one:.0}/s, {all} threads {many:.0}/s: {:.2}x",
                 format!("{}/warm scaling", access_name(access)),

@@ -1,20 +1,25 @@
 //! A sharded LRU whose entries carry the first commit they are valid for, so one cache
 //! serves snapshots of different versions without ever answering from the wrong one.
 //!
-//! Two refinements over a plain LRU, each measured in `docs/benchmarks.md`: a hit moves its
-//! entry to the front only once it has drifted into the older part of the list (relinking
-//! on every hit costs two cache misses on the neighbours), and a full shard admits a new
-//! entry only if it is asked for at least as often as the entry it would evict (TinyLFU's
-//! frequency sketch), so a burst of one-off lookups cannot flush the hot set.
+//! Refinements over a plain locked LRU, each measured in `docs/benchmarks.md`:
+//! - a hit takes its shard's lock shared and moves nothing while its entry is young (it
+//!   has not drifted a quarter of the shard since it last moved to the front); only an old
+//!   entry is relinked, under the exclusive lock. Relinking on every hit cost two cache
+//!   misses on the neighbours and serialized every hit of a hot shard;
+//! - hit and miss counts go to per-thread stripes, not to a line every core writes;
+//! - a full shard admits a new entry only if it is asked for at least as often as the entry
+//!   it would evict (TinyLFU's frequency sketch), so a burst of one-off lookups cannot flush
+//!   the hot set.
 
+use std::cell::Cell;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 /// Keys choose their shard with a hash independent of the one inside each shard's map.
 pub(crate) trait ShardKey: Hash + Eq + Copy {
@@ -43,25 +48,29 @@ struct Entry<V> {
 }
 
 /// One lock's worth of the cache, on its own cache line.
-type Locked<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+type Locked<K, V> = CachePadded<RwLock<Shard<K, V>>>;
 
 struct Shard<K, V> {
     lru: LruCache<K, Entry<V>, FixedState>,
     bytes: usize,
-    counters: Counters,
-    /// Lookups and inserts so far: the age of an entry is `clock - touched`.
+    evictions: u64,
+    rejections: u64,
+    /// Inserts and relinks so far (changed under the exclusive lock only): the age of an
+    /// entry is `clock - touched`.
     clock: u64,
     sketch: Sketch,
 }
 
 /// Approximate counts of recent requests per key: a count-min sketch of one-byte counters
-/// (16 per cached entry) saturating at 15, all halved every `10 × capacity` requests so old
+/// (16 per cached entry) saturating at 15, all halved after `10 × capacity` increments so old
 /// popularity fades. A key's four counters share one 64-byte block, so counting a request
-/// costs one cache miss, not four.
+/// costs one cache miss, not four. Counters are updated with plain atomic loads and stores
+/// under the shared lock: a lost increment only blurs an estimate, and a key whose counters
+/// are saturated (every hot key) writes nothing.
 struct Sketch {
-    blocks: Box<[[u8; 64]]>,
+    blocks: Box<[[AtomicU8; 64]]>,
     shift: u32,
-    samples: usize,
+    increments: AtomicUsize,
     period: usize,
 }
 
@@ -69,9 +78,9 @@ impl Sketch {
     fn new(capacity: usize) -> Self {
         let blocks = (capacity * 16 / 64).next_power_of_two().max(64);
         Sketch {
-            blocks: vec![[0; 64]; blocks].into_boxed_slice(),
+            blocks: (0..blocks).map(|_| [const { AtomicU8::new(0) }; 64]).collect(),
             shift: 64 - blocks.trailing_zeros(),
-            samples: 0,
+            increments: AtomicUsize::new(0),
             period: capacity.max(1) * 10,
         }
     }
@@ -84,22 +93,25 @@ impl Sketch {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         let block = (z >> self.shift) as usize;
-        (
-            block,
-            [0, 1, 2, 3].map(|i| i * 16 + ((z >> (i * 4)) & 15) as usize),
-        )
+        (block, [0, 1, 2, 3].map(|i| i * 16 + ((z >> (i * 4)) & 15) as usize))
     }
 
-    fn record(&mut self, spread: u64) {
+    fn record(&self, spread: u64) {
         let (b, slots) = self.slots(spread);
-        let block = &mut self.blocks[b];
+        let mut counted = false;
         for i in slots {
-            block[i] = (block[i] + 1).min(15);
+            let c = &self.blocks[b][i];
+            let v = c.load(Ordering::Relaxed);
+            if v < 15 {
+                c.store(v + 1, Ordering::Relaxed);
+                counted = true;
+            }
         }
-        self.samples += 1;
-        if self.samples == self.period {
-            self.blocks.iter_mut().flatten().for_each(|c| *c /= 2);
-            self.samples /= 2;
+        if counted && self.increments.fetch_add(1, Ordering::Relaxed) + 1 == self.period {
+            for c in self.blocks.iter().flatten() {
+                c.store(c.load(Ordering::Relaxed) / 2, Ordering::Relaxed);
+            }
+            self.increments.store(self.period / 2, Ordering::Relaxed);
         }
     }
 
@@ -107,9 +119,38 @@ impl Sketch {
         let (b, slots) = self.slots(spread);
         slots
             .into_iter()
-            .map(|i| self.blocks[b][i])
+            .map(|i| self.blocks[b][i].load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
+    }
+}
+
+/// A counter that threads add to on separate cache lines.
+struct Striped([CachePadded<AtomicU64>; STRIPES]);
+
+const STRIPES: usize = 32;
+
+impl Striped {
+    fn new() -> Self {
+        Striped(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))))
+    }
+
+    fn add(&self) {
+        thread_local! {
+            static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let i = STRIPE.with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            s.get()
+        });
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -125,17 +166,6 @@ pub(crate) struct Counters {
     pub bytes: u64,
 }
 
-impl Counters {
-    fn add(&mut self, o: &Counters) {
-        self.hits += o.hits;
-        self.misses += o.misses;
-        self.evictions += o.evictions;
-        self.rejections += o.rejections;
-        self.entries += o.entries;
-        self.bytes += o.bytes;
-    }
-}
-
 /// Coherence: `get(k, S)` answers only from an entry with `valid_from <= S`; the writer
 /// removes an entry (under its shard lock) after announcing its commit in `committing` and
 /// before publishing it; `insert` from a snapshot S is dropped unless `committing <= S`,
@@ -145,6 +175,8 @@ impl Counters {
 pub(crate) struct VersionedLru<K, V> {
     shards: Box<[Locked<K, V>]>,
     shift: u32,
+    hits: Striped,
+    misses: Striped,
 }
 
 impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
@@ -161,10 +193,11 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
                     Some(cap) => LruCache::with_hasher(cap, FixedState::default()),
                     None => LruCache::with_hasher(NonZeroUsize::MIN, FixedState::default()),
                 };
-                CachePadded::new(Mutex::new(Shard {
+                CachePadded::new(RwLock::new(Shard {
                     lru,
                     bytes: 0,
-                    counters: Counters::default(),
+                    evictions: 0,
+                    rejections: 0,
                     clock: 0,
                     sketch: Sketch::new(per_shard),
                 }))
@@ -174,6 +207,8 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         VersionedLru {
             shards: if capacity == 0 { Box::new([]) } else { shards },
             shift,
+            hits: Striped::new(),
+            misses: Striped::new(),
         }
     }
 
@@ -181,7 +216,7 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         !self.shards.is_empty()
     }
 
-    fn shard(&self, key: &K) -> &Mutex<Shard<K, V>> {
+    fn shard(&self, key: &K) -> &RwLock<Shard<K, V>> {
         // The top bits of the spread: `shift` is 64 for one shard, where `checked_shr` gives 0.
         let i = key.spread().checked_shr(self.shift).unwrap_or(0) as usize;
         &self.shards[i]
@@ -192,35 +227,33 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if !self.enabled() {
             return None;
         }
-        let mut guard = self.shard(key).lock();
-        let s = &mut *guard;
-        s.clock += 1;
-        s.sketch.record(key.spread());
-        // Entries younger than a quarter of the shard's capacity stay where they are.
-        let drift = s.lru.cap().get() as u64 / 4;
-        let found = match s.lru.peek_mut(key) {
-            Some(e) if e.valid_from <= snapshot => {
-                let promote = s.clock - e.touched > drift;
-                if promote {
-                    e.touched = s.clock;
+        let shard = self.shard(key);
+        let (value, old) = {
+            let s = shard.read();
+            s.sketch.record(key.spread());
+            match s.lru.peek(key) {
+                Some(e) if e.valid_from <= snapshot => {
+                    // Entries younger than a quarter of the shard's capacity stay in place.
+                    let old = s.clock - e.touched > s.lru.cap().get() as u64 / 4;
+                    (e.value.clone(), old)
                 }
-                Some((e.value.clone(), promote))
+                _ => {
+                    self.misses.add();
+                    return None;
+                }
             }
-            _ => None,
         };
-        match found {
-            Some((value, promote)) => {
-                if promote {
-                    s.lru.promote(key);
-                }
-                s.counters.hits += 1;
-                Some(value)
-            }
-            None => {
-                s.counters.misses += 1;
-                None
+        if old {
+            let mut guard = shard.write();
+            let s = &mut *guard;
+            s.clock += 1;
+            if let Some(e) = s.lru.peek_mut(key) {
+                e.touched = s.clock;
+                s.lru.promote(key);
             }
         }
+        self.hits.add();
+        Some(value)
     }
 
     /// Caches `value`, read by a snapshot of commit `snapshot` and unchanged since commit
@@ -237,7 +270,7 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if !self.enabled() {
             return;
         }
-        let mut guard = self.shard(&key).lock();
+        let mut guard = self.shard(&key).write();
         let s = &mut *guard;
         if committing.load(Ordering::Acquire) > snapshot {
             return;
@@ -247,7 +280,7 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
             && let Some((victim, _)) = s.lru.peek_lru()
             && s.sketch.estimate(key.spread()) < s.sketch.estimate(victim.spread())
         {
-            s.counters.rejections += 1;
+            s.rejections += 1;
             return;
         }
         s.clock += 1;
@@ -261,7 +294,7 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if let Some((old_key, old)) = s.lru.push(key, entry) {
             s.bytes -= old.bytes;
             if old_key != key {
-                s.counters.evictions += 1;
+                s.evictions += 1;
             }
         }
     }
@@ -271,39 +304,43 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
         if !self.enabled() {
             return;
         }
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.shard(key).write();
         if let Some(old) = shard.lru.pop(key) {
             shard.bytes -= old.bytes;
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.lock().lru.is_empty())
+        self.shards.iter().all(|s| s.read().lru.is_empty())
     }
 
     pub(crate) fn clear(&self) {
         for s in self.shards.iter() {
-            let mut s = s.lock();
+            let mut s = s.write();
             s.lru.clear();
             s.bytes = 0;
         }
     }
 
     pub(crate) fn counters(&self) -> Counters {
-        let mut total = Counters::default();
+        let mut c = Counters {
+            hits: self.hits.sum(),
+            misses: self.misses.sum(),
+            ..Counters::default()
+        };
         for s in self.shards.iter() {
-            let s = s.lock();
-            let mut c = s.counters;
-            c.entries = s.lru.len() as u64;
-            c.bytes = s.bytes as u64;
-            total.add(&c);
+            let s = s.read();
+            c.evictions += s.evictions;
+            c.rejections += s.rejections;
+            c.entries += s.lru.len() as u64;
+            c.bytes += s.bytes as u64;
         }
-        total
+        c
     }
 
     /// Entries the cache holds at most.
     pub(crate) fn capacity(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().lru.cap().get()).sum()
+        self.shards.iter().map(|s| s.read().lru.cap().get()).sum()
     }
 }
 
@@ -337,10 +374,8 @@ mod tests {
         for k in 0..64 {
             c.insert(k, k, 0, 0, &committing, 8);
         }
-        // Age the entries past the promotion threshold, then touch 0: it moves to the front.
-        for _ in 0..32 {
-            c.get(&1000, 0);
-        }
+        // 0 is older than a quarter of the shard (63 inserts since): a hit moves it to the
+        // front.
         assert_eq!(c.get(&0, 0), Some(0));
         assert_eq!(c.get(&64, 0), None); // asked for as often as 1, the LRU entry: admitted
         c.insert(64, 64, 0, 0, &committing, 8); // evicts 1
