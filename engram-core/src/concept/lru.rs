@@ -78,7 +78,9 @@ impl Sketch {
     fn new(capacity: usize) -> Self {
         let blocks = (capacity * 16 / 64).next_power_of_two().max(64);
         Sketch {
-            blocks: (0..blocks).map(|_| [const { AtomicU8::new(0) }; 64]).collect(),
+            blocks: (0..blocks)
+                .map(|_| [const { AtomicU8::new(0) }; 64])
+                .collect(),
             shift: 64 - blocks.trailing_zeros(),
             increments: AtomicUsize::new(0),
             period: capacity.max(1) * 10,
@@ -93,7 +95,10 @@ impl Sketch {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         let block = (z >> self.shift) as usize;
-        (block, [0, 1, 2, 3].map(|i| i * 16 + ((z >> (i * 4)) & 15) as usize))
+        (
+            block,
+            [0, 1, 2, 3].map(|i| i * 16 + ((z >> (i * 4)) & 15) as usize),
+        )
     }
 
     fn record(&self, spread: u64) {
