@@ -264,6 +264,7 @@ pub(crate) fn finish(metric: Metric, sum: f32, row_norm2: f32, query_norm2: f32)
 
 /// The score from a dot product and both norms (stored norms, int8 scans).
 #[inline]
+#[cfg_attr(not(unix), allow(dead_code))] // its callers are in the store, which is unix-only
 pub(crate) fn from_dot(metric: Metric, dot: f32, query_norm: f32, row_norm: f32) -> f32 {
     match metric {
         Metric::Dot => dot,
