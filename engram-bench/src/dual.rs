@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use engram_bench::lookup::{self, BoxError};
-use engram_core::{ConceptInput, Engram, EpisodeInput, Filter, Options};
+use engram_core::{ConceptInput, Engram, Filter, Options};
 use engram_fixtures::{Matrix, Rng};
 use serde_json::{Map, Value, json};
 
-use super::{COMMIT, median, record, settle, sum_f32, warm};
+use super::{COMMIT, insert_record, median, settle, sum_f32, warm};
 
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
@@ -69,14 +69,7 @@ fn ingest(dirs: &[&Path; 2], real: &Matrix, n: usize, bind: bool) -> Result<[f64
             let t = Instant::now();
             let mut tx = dbs[k].begin_write()?;
             for id in start..(start + COMMIT).min(n) {
-                let (v, payload) = record(real, id);
-                let e = tx.insert_episode(&EpisodeInput {
-                    agent: 7,
-                    timestamp: id as i64,
-                    embedding: &v,
-                    payload: &payload,
-                    key: None,
-                })?;
+                let e = insert_record(&mut tx, real, id)?;
                 if bind && k == 1 {
                     tx.bind(e, (id % concepts) as u64, 0.8)?;
                 }

@@ -10,7 +10,7 @@ use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use engram_core::{Engram, EpisodeInput, Options};
+use engram_core::{Engram, EpisodeInput, Options, WriteTxn};
 use engram_fixtures::{Matrix, Rng, read_npy_f32, real_sample_dir};
 use redb::ReadableDatabase;
 use serde_json::{Value, json};
@@ -199,18 +199,23 @@ fn engram_ingest(dir: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
     for start in (0..n).step_by(COMMIT) {
         let mut tx = db.begin_write()?;
         for id in start..(start + COMMIT).min(n) {
-            let (v, payload) = record(real, id);
-            tx.insert_episode(&EpisodeInput {
-                agent: 7,
-                timestamp: id as i64,
-                embedding: &v,
-                payload: &payload,
-                key: None,
-            })?;
+            insert_record(&mut tx, real, id)?;
         }
         tx.commit()?;
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Stores record `id` as the episode every engram ingest of the report writes.
+fn insert_record(tx: &mut WriteTxn<'_>, real: &Matrix, id: usize) -> engram_core::Result<u64> {
+    let (v, payload) = record(real, id);
+    tx.insert_episode(&EpisodeInput {
+        agent: 7,
+        timestamp: id as i64,
+        embedding: &v,
+        payload: &payload,
+        key: None,
+    })
 }
 
 const REDB_TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("episodes");
