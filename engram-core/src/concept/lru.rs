@@ -62,8 +62,8 @@ struct Shard<K, V> {
 }
 
 /// Approximate counts of recent requests per key: a count-min sketch of one-byte counters
-/// (16 per cached entry) saturating at 15, all halved after `10 × capacity` increments so old
-/// popularity fades. A key's four counters share one 64-byte block, so counting a request
+/// (16 per cached entry) saturating at 15, all halved after `AGING × capacity` increments so
+/// old popularity fades. A key's four counters share one 64-byte block, so counting a request
 /// costs one cache miss, not four. Counters are updated with plain atomic loads and stores
 /// under the shared lock: a lost increment only blurs an estimate, and a key whose counters
 /// are saturated (every hot key) writes nothing.
@@ -74,6 +74,11 @@ struct Sketch {
     period: usize,
 }
 
+/// Increments per cached entry between two halvings of the sketch. Measured on Zipf(1.0)
+/// with a cache of 10 % of 100k concepts: 10 → 77.2 % hits, 20 → 79.3 %, 40 → 80.0 %, against
+/// 80.5 % for a clairvoyant cache; longer only delays adapting to a shift in popularity.
+const AGING: usize = 40;
+
 impl Sketch {
     fn new(capacity: usize) -> Self {
         let blocks = (capacity * 16 / 64).next_power_of_two().max(64);
@@ -83,7 +88,7 @@ impl Sketch {
                 .collect(),
             shift: 64 - blocks.trailing_zeros(),
             increments: AtomicUsize::new(0),
-            period: capacity.max(1) * 10,
+            period: capacity.max(1) * AGING,
         }
     }
 
@@ -413,6 +418,22 @@ mod tests {
         c.insert(600, 600, 0, 0, &committing, 8);
         assert_eq!(c.get(&600, 0), Some(600));
         assert_eq!(c.counters().evictions, 1);
+    }
+
+    #[test]
+    fn the_sketch_forgets_old_popularity() {
+        let sketch = Sketch::new(4); // halves every 4 × AGING increments
+        for _ in 0..20 {
+            sketch.record(7u64.spread());
+        }
+        assert_eq!(sketch.estimate(7u64.spread()), 15); // saturated
+        let mut k = 1000u64;
+        while sketch.estimate(7u64.spread()) == 15 {
+            sketch.record(k.spread());
+            k += 1;
+            assert!(k < 1000 + 4 * AGING as u64 + 1, "never halved");
+        }
+        assert_eq!(sketch.estimate(7u64.spread()), 7);
     }
 
     #[test]
