@@ -11,7 +11,7 @@ use engram_fixtures::{Access, Matrix, id_stream};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
-use super::{cores, median, warm};
+use super::{cores, dir_bytes, median, warm};
 
 /// Timed lookups per case on one thread (split across threads for the all-core cases).
 const SAMPLES: usize = 200_000;
@@ -254,12 +254,4 @@ fn ideal_hit_ratio(ids: &[u64], capacity: usize) -> f64 {
     c.sort_unstable_by(|a, b| b.cmp(a));
     let hits: u64 = c.iter().take(capacity).map(|k| k - 1).sum();
     hits as f64 / ids.len() as f64
-}
-
-fn dir_bytes(dir: &Path) -> Result<u64, BoxError> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)? {
-        total += e?.metadata()?.len();
-    }
-    Ok(total)
 }

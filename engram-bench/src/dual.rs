@@ -10,12 +10,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use engram_bench::lookup::{self, BoxError};
+use engram_bench::lookup::{self, BoxError, read_fully};
 use engram_core::{ConceptInput, Engram, Filter, Options};
 use engram_fixtures::{Matrix, Rng};
 use serde_json::{Map, Value, json};
 
-use super::{COMMIT, insert_record, median, settle, sum_f32, warm};
+use super::{COMMIT, dir_bytes, insert_record, median, settle, warm};
 
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
@@ -94,7 +94,7 @@ fn reads(dbs: &[Engram; 2], real: &Matrix, n: usize) -> Result<[[Vec<f64>; 2]; 2
             .iter()
             .map(|&id| {
                 let ep = snap.episode(id).expect("get").expect("exists");
-                sum_f32(ep.embedding()) + ep.payload().expect("payload").len() as f32
+                read_fully(ep.embedding()) + ep.payload().expect("payload").len() as f32
             })
             .sum();
         std::hint::black_box(s);
@@ -123,14 +123,6 @@ fn reads(dbs: &[Engram; 2], real: &Matrix, n: usize) -> Result<[[Vec<f64>; 2]; 2
     Ok(out)
 }
 
-fn dir_bytes(dir: &Path) -> Result<u64, BoxError> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)? {
-        total += e?.metadata()?.len();
-    }
-    Ok(total)
-}
-
 /// Bytes the engine holds in memory once every structure it keeps has been used: its files'
 /// pages in the page cache (what its maps touch) plus its caches and fan-count index.
 fn resident(dir: &Path, dual: bool, real: &Matrix) -> Result<u64, BoxError> {
@@ -138,7 +130,7 @@ fn resident(dir: &Path, dual: bool, real: &Matrix) -> Result<u64, BoxError> {
     let db = Engram::open(dir, options(dual))?;
     let snap = db.begin_read()?;
     for id in snap.episode_ids()? {
-        std::hint::black_box(sum_f32(snap.episode(id)?.expect("live").embedding()));
+        std::hint::black_box(read_fully(snap.episode(id)?.expect("live").embedding()));
     }
     snap.search(real.row(0), 10, &Filter::default())?;
     if dual {

@@ -54,6 +54,17 @@ pub fn read_fully(v: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + v.chunks_exact(8).remainder().iter().sum::<f32>()
 }
 
+/// [`read_fully`] over little-endian floats as stored on disk (what peers hand back as bytes).
+pub fn read_fully_le(b: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    for c in b.chunks_exact(32) {
+        for (a, x) in acc.iter_mut().zip(c.chunks_exact(4)) {
+            *a += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+        }
+    }
+    acc.iter().sum()
+}
+
 /// The cached path: the handle's LRU (a miss decodes from the map and fills it).
 pub fn cached(snap: &ReadTxn, id: u64) -> f32 {
     let c = snap.lookup_concept(id).expect("lookup").expect("exists");
@@ -186,15 +197,7 @@ pub fn warm_map_floor(dir: &Path, ids: &[u64], dim: usize) -> Result<Histogram<u
     let _ = map.advise(memmap2::Advice::Random);
     let read = |id: u64| {
         let at = id as usize * 4096;
-        let bytes = &map[at..at + dim * 4];
-        // Little-endian floats (as stored) summed with the same eight accumulators.
-        let mut acc = [0f32; 8];
-        for c in bytes.chunks_exact(32) {
-            for (a, x) in acc.iter_mut().zip(c.chunks_exact(4)) {
-                *a += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
-            }
-        }
-        acc.iter().sum::<f32>()
+        read_fully_le(&map[at..at + dim * 4])
     };
     std::hint::black_box(ids.iter().map(|&id| read(id)).sum::<f32>());
     Ok(time_each(ids, read))

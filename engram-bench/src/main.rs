@@ -10,6 +10,7 @@ use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use engram_bench::lookup::{read_fully, read_fully_le};
 use engram_core::{Engram, EpisodeInput, Options, WriteTxn};
 use engram_fixtures::{Matrix, Rng, read_npy_f32, real_sample_dir};
 use redb::ReadableDatabase;
@@ -156,7 +157,7 @@ fn fixture_job(
     let snap = db.begin_read()?;
     let lat = sample_gets(real.rows, 20_000, |id| {
         let ep = snap.episode(id).unwrap().unwrap();
-        sum_f32(ep.embedding()) + ep.payload().unwrap().len() as f32
+        read_fully(ep.embedding()) + ep.payload().unwrap().len() as f32
     });
     println!(
         "\nfixture: {} real 768-d embeddings loaded into {} in {load_ms:.0} ms; episode get p50 {} ns, p99 {} ns",
@@ -286,7 +287,7 @@ fn lmdb_ingest(
     warm(dir)?;
     let r = env.read_txn()?;
     let lat = sample_gets(n, gets, |id| {
-        sum_le_f32(&db.get(&r, &id).unwrap().unwrap()[..3_072])
+        read_fully_le(&db.get(&r, &id).unwrap().unwrap()[..3_072])
     });
     Ok((rps, Some(lat)))
 }
@@ -454,10 +455,10 @@ fn store_job(
     let snap = db.begin_read()?;
     // First read of each record by this handle: its checksum is verified on the way.
     let first_get = first_reads(biggest, 50_000, |id| {
-        sum_f32(snap.episode(id).unwrap().unwrap().embedding())
+        read_fully(snap.episode(id).unwrap().unwrap().embedding())
     });
     let ours_get = sample_gets(biggest, 200_000, |id| {
-        sum_f32(snap.episode(id).unwrap().unwrap().embedding())
+        read_fully(snap.episode(id).unwrap().unwrap().embedding())
     });
     let floor_get = raw_mmap_floor(&args.dir.join(format!("open-{biggest}")), biggest)?;
     let lmdb_get = lmdb_ingest(&args.dir.join("ingest-lmdb"), real, n, 200_000)?
@@ -468,7 +469,7 @@ fn store_job(
     let rt = rdb.begin_read()?;
     let table = rt.open_table(REDB_TABLE)?;
     let redb_get = sample_gets(n, 200_000, |id| {
-        sum_le_f32(&table.get(id).unwrap().unwrap().value()[..3_072])
+        read_fully_le(&table.get(id).unwrap().unwrap().value()[..3_072])
     });
     for (name, l) in [
         ("raw mmap", &floor_get),
@@ -512,28 +513,6 @@ fn store_job(
     Ok(())
 }
 
-/// Sum with 8 independent accumulators (vectorizable), the same for every engine, so the
-/// timing measures the read and not a 768-long chain of dependent adds.
-fn sum8(v: impl Iterator<Item = f32>) -> f32 {
-    let mut acc = [0f32; 8];
-    for (i, x) in v.enumerate() {
-        acc[i % 8] += x;
-    }
-    acc.iter().sum()
-}
-
-fn sum_f32(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = v.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + sum8(tail.iter().copied())
-}
-
 /// The floor: the same fixed-stride slots read straight from a map, no lookup, no checks.
 fn raw_mmap_floor(dir: &Path, n: usize) -> Result<Latencies, BoxError> {
     let eps = std::fs::read_dir(dir)?
@@ -547,19 +526,17 @@ fn raw_mmap_floor(dir: &Path, n: usize) -> Result<Latencies, BoxError> {
     let _ = map.advise(memmap2::Advice::Random);
     Ok(sample_gets(n, 200_000, |id| {
         let at = id as usize * 3_200;
-        sum_le_f32(&map[at..at + 3_072])
+        read_fully_le(&map[at..at + 3_072])
     }))
 }
 
-fn sum_le_f32(b: &[u8]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = b.chunks_exact(32);
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c.chunks_exact(4)) {
-            *a += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
-        }
+/// Bytes of the files in a database directory.
+fn dir_bytes(dir: &Path) -> Result<u64, std::io::Error> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        total += e?.metadata()?.len();
     }
-    acc.iter().sum()
+    Ok(total)
 }
 
 struct Latencies(Vec<u64>);

@@ -125,14 +125,12 @@ impl Caches {
         self.concepts.get(&id, snapshot)
     }
 
-    pub(crate) fn fill_concept(&self, state: ConceptState, snapshot: u64) {
-        let (id, from, bytes) = (state.id, state.version_txn, state.bytes());
-        self.concepts
-            .insert(id, state, from, snapshot, &self.committing, bytes);
-    }
-
-    pub(crate) fn caches_concepts(&self) -> bool {
-        self.concepts.enabled()
+    pub(crate) fn fill_concept(&self, state: &ConceptState, snapshot: u64) {
+        if self.concepts.enabled() {
+            let (id, from, bytes) = (state.id, state.version_txn, state.bytes());
+            self.concepts
+                .insert(id, state.clone(), from, snapshot, &self.committing, bytes);
+        }
     }
 
     pub(crate) fn strength(&self, pair: (u64, u64), snapshot: u64) -> Option<f32> {

@@ -471,9 +471,7 @@ impl ReadTxn {
             return Ok(None);
         };
         let state = ConceptState::new(id, c.version_txn(), c.centroid(), c.label()?);
-        if self.caches.caches_concepts() {
-            self.caches.fill_concept(state.clone(), txn);
-        }
+        self.caches.fill_concept(&state, txn);
         Ok(Some(state))
     }
 
