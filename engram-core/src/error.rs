@@ -52,6 +52,9 @@ pub enum Error {
     /// An earlier I/O error made the handle refuse writes; reopen the database.
     #[error("an earlier I/O error poisoned this handle; reopen the database")]
     Poisoned,
+    /// A progress callback asked a long operation to stop; nothing it would have written was.
+    #[error("cancelled by the progress callback")]
+    Cancelled,
     /// An argument is outside what the API accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -26,6 +26,7 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cluster;
 #[cfg(unix)]
 mod concept;
 mod error;

@@ -148,6 +148,8 @@ pub(crate) fn write_compacted(
             created_txn: rec.created_txn.to_native(),
             prev_slot: NONE,
             label,
+            members: rec.members.to_native(),
+            coherence: rec.coherence.to_native(),
         });
         slot_buf.clear();
         con_layout.push_slot(&archive, &mut slot_buf);

@@ -53,6 +53,10 @@ pub(crate) struct ConceptRecord<'a> {
     pub created_txn: u64,
     pub prev_slot: u64,
     pub label: Blob,
+    /// Episodes whose normalized mean the centroid is (0: placed by hand, not formed).
+    pub members: u64,
+    /// Mean cosine of those members to the centroid (0 when `members` is 0).
+    pub coherence: f32,
 }
 
 /// Where records sit in a slot file: archive, then its crc32c, padded to a 64-byte stride.
@@ -126,6 +130,8 @@ impl SlotLayout {
             created_txn: 0,
             prev_slot: 0,
             label: Blob::default(),
+            members: 0,
+            coherence: 0.0,
         };
         let bytes = serialize(&rec);
         let a = rkyv::access::<ArchivedConceptRecord, rancor::Error>(&bytes)

@@ -391,6 +391,15 @@ impl Concept<'_> {
     pub fn version_txn(&self) -> u64 {
         self.rec.created_txn.to_native()
     }
+    /// How many episodes the centroid is the normalized mean of, as of this version
+    /// (formation and consolidation keep it; 0 for a concept placed or moved by hand).
+    pub fn members(&self) -> u64 {
+        self.rec.members.to_native()
+    }
+    /// Mean cosine similarity of those members to the centroid (0 when `members` is 0).
+    pub fn coherence(&self) -> f32 {
+        self.rec.coherence.to_native()
+    }
 }
 
 impl ReadTxn {

@@ -35,6 +35,22 @@ pub struct ConceptInput<'a> {
     pub label: &'a str,
 }
 
+/// What a concept version records of its formation: how many episodes its centroid is the
+/// normalized mean of, and their mean cosine to it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Formed {
+    pub members: u64,
+    pub coherence: f32,
+}
+
+impl Formed {
+    /// A concept placed (or moved) by hand.
+    pub const HAND: Formed = Formed {
+        members: 0,
+        coherence: 0.0,
+    };
+}
+
 /// Bytes appended to one file past its committed end, flushed in large writes.
 struct Appender {
     role: Role,
@@ -314,11 +330,20 @@ impl<'db> WriteTxn<'db> {
 
     /// Stores a concept and returns its id.
     pub fn insert_concept(&mut self, input: &ConceptInput<'_>) -> Result<u64> {
-        self.require_dual()?;
         self.base.info.check_vector("centroid", input.centroid)?;
+        self.new_concept(input.centroid, input.label, Formed::HAND)
+    }
+
+    pub(crate) fn new_concept(
+        &mut self,
+        centroid: &[f32],
+        label: &str,
+        formed: Formed,
+    ) -> Result<u64> {
+        self.require_dual()?;
         let id = self.state.concept_ids;
-        let label = self.push_blob(input.label.as_bytes());
-        let slot = self.push_concept_version(id, input.centroid, label, NONE);
+        let label = self.push_blob(label.as_bytes());
+        let slot = self.push_concept_version(id, centroid, label, NONE, formed);
         self.out
             .concept_table
             .buf
@@ -330,7 +355,14 @@ impl<'db> WriteTxn<'db> {
         Ok(id)
     }
 
-    fn push_concept_version(&mut self, id: u64, centroid: &[f32], label: Blob, prev: u64) -> u64 {
+    fn push_concept_version(
+        &mut self,
+        id: u64,
+        centroid: &[f32],
+        label: Blob,
+        prev: u64,
+        formed: Formed,
+    ) -> u64 {
         let slot = self.state.concept_slots;
         let archive = records::serialize(&ConceptRecord {
             centroid,
@@ -338,6 +370,8 @@ impl<'db> WriteTxn<'db> {
             created_txn: self.state.txn,
             prev_slot: prev,
             label,
+            members: formed.members,
+            coherence: formed.coherence,
         });
         self.base
             .info
@@ -349,10 +383,24 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Replaces a concept's centroid, and its label when given. Readers of older
-    /// snapshots keep seeing the old version.
+    /// snapshots keep seeing the old version. A hand-moved centroid no longer is the mean of
+    /// formed members, so the new version counts none ([`Concept::members`] 0).
+    ///
+    /// [`Concept::members`]: crate::Concept::members
     pub fn update_concept(&mut self, id: u64, centroid: &[f32], label: Option<&str>) -> Result<()> {
-        self.require_dual()?;
         self.base.info.check_vector("centroid", centroid)?;
+        self.put_concept_version(id, centroid, label, Formed::HAND)
+    }
+
+    /// Appends a new version of concept `id` (its label kept unless given).
+    pub(crate) fn put_concept_version(
+        &mut self,
+        id: u64,
+        centroid: &[f32],
+        label: Option<&str>,
+        formed: Formed,
+    ) -> Result<()> {
+        self.require_dual()?;
         let head = self.concept_head(id)?;
         let label = match label {
             Some(l) => self.push_blob(l.as_bytes()),
@@ -368,7 +416,7 @@ impl<'db> WriteTxn<'db> {
                 }
             },
         };
-        let slot = self.push_concept_version(id, centroid, label, head);
+        let slot = self.push_concept_version(id, centroid, label, head, formed);
         self.concept_heads.set(id, slot);
         self.flush_if_large()
     }

@@ -1,0 +1,196 @@
+//! Lloyd iterations of spherical k-means and the centroid sums they share.
+
+use rayon::prelude::*;
+
+use super::points::Points;
+use super::{Clustering, Ctl, Phase, Progress, UNASSIGNED};
+use crate::error::Result;
+
+/// The state after Lloyd iterations: centroids, and each member's nearest one.
+pub(crate) struct Run {
+    pub centroids: Vec<f32>,
+    pub labels: Vec<u32>,
+    pub iterations: usize,
+}
+
+/// Lloyd iterations from `centroids` (k unit rows) over the points `members`, until no
+/// assignment changes or `max_iterations` updates have run. Returned labels are the nearest
+/// of the returned centroids.
+pub(crate) fn lloyd(
+    points: &Points<'_>,
+    members: &[u32],
+    mut centroids: Vec<f32>,
+    max_iterations: usize,
+    ctl: &Ctl<'_>,
+) -> Result<Run> {
+    let (d, k) = (points.dim(), centroids.len() / points.dim());
+    let mut previous: Option<Vec<u32>> = None;
+    for iteration in 0.. {
+        let (labels, sims) = points.nearest(members, &centroids);
+        if iteration == max_iterations || previous.as_ref() == Some(&labels) {
+            return Ok(Run {
+                centroids,
+                labels,
+                iterations: iteration,
+            });
+        }
+        let (sums, sizes) = sums(points, members, &labels, k);
+        for (j, (c, s)) in centroids
+            .chunks_exact_mut(d)
+            .zip(sums.chunks_exact(d))
+            .enumerate()
+        {
+            if sizes[j] > 0 {
+                normalize_into(s, c);
+            }
+        }
+        reseed_empty(points, members, &labels, &sims, &sizes, &mut centroids);
+        let objective = sims.iter().map(|&s| f64::from(s)).sum::<f64>() / members.len() as f64;
+        ctl.report(Progress {
+            phase: Phase::Iterating,
+            step: iteration + 1,
+            of: max_iterations,
+            clusters: k,
+            objective,
+        })?;
+        previous = Some(labels);
+    }
+    unreachable!("the loop returns")
+}
+
+/// Per cluster: the sum of its members' directions (k×d) and its size. Each cluster sums its
+/// members in their order, so the floats do not depend on the thread count.
+pub(crate) fn sums(
+    points: &Points<'_>,
+    members: &[u32],
+    labels: &[u32],
+    k: usize,
+) -> (Vec<f32>, Vec<usize>) {
+    let d = points.dim();
+    let mut start = vec![0usize; k + 1];
+    for &l in labels.iter().filter(|&&l| l != UNASSIGNED) {
+        start[l as usize + 1] += 1;
+    }
+    for j in 0..k {
+        start[j + 1] += start[j];
+    }
+    let sizes: Vec<usize> = start.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut next = start.clone();
+    let mut order = vec![0u32; start[k]];
+    for (&m, &l) in members.iter().zip(labels) {
+        if l != UNASSIGNED {
+            order[next[l as usize]] = m;
+            next[l as usize] += 1;
+        }
+    }
+    let mut sums = vec![0f32; k * d];
+    sums.par_chunks_mut(d).enumerate().for_each(|(j, acc)| {
+        for &m in &order[start[j]..start[j + 1]] {
+            points.add_direction(m as usize, acc);
+        }
+    });
+    (sums, sizes)
+}
+
+/// `out = v / |v|` (norm in f64); returns |v|.
+pub(crate) fn normalize_into(v: &[f32], out: &mut [f32]) -> f64 {
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = (f64::from(x) / norm) as f32;
+        }
+    }
+    norm
+}
+
+/// Gives each empty cluster the direction of the point least similar to its own centroid,
+/// taken from a cluster that keeps at least one member (faiss splits a large cluster
+/// instead; a far point is a cheaper signal of an under-served region).
+fn reseed_empty(
+    points: &Points<'_>,
+    members: &[u32],
+    labels: &[u32],
+    sims: &[f32],
+    sizes: &[usize],
+    centroids: &mut [f32],
+) {
+    let d = points.dim();
+    let empty: Vec<usize> = (0..sizes.len()).filter(|&j| sizes[j] == 0).collect();
+    if empty.is_empty() {
+        return;
+    }
+    let mut left = sizes.to_vec();
+    let mut far: Vec<usize> = (0..members.len()).collect();
+    far.sort_by(|&a, &b| sims[a].total_cmp(&sims[b]).then(a.cmp(&b)));
+    let mut far = far.into_iter();
+    for j in empty {
+        let Some(p) = far.by_ref().find(|&p| left[labels[p] as usize] > 1) else {
+            return; // fewer distinct points than clusters: the rest stay empty
+        };
+        left[labels[p] as usize] -= 1;
+        normalize_into(
+            points.row(members[p] as usize),
+            &mut centroids[j * d..(j + 1) * d],
+        );
+    }
+}
+
+/// The final clusters of `labels` (over `members`, `k` of them): centroids are the normalized
+/// means of their members, coherence |Σ directions| / size, and each member's similarity is
+/// its cosine to that centroid. Clusters smaller than `min_size` or less coherent than
+/// `min_coherence` are dropped (their members unassigned) and the rest renumbered in order.
+pub(crate) fn finish(
+    points: &Points<'_>,
+    members: &[u32],
+    labels: &[u32],
+    k: usize,
+    min_size: usize,
+    min_coherence: f32,
+    iterations: usize,
+) -> Clustering {
+    let d = points.dim();
+    let (sums, sizes) = sums(points, members, labels, k);
+    let mut renumber = vec![UNASSIGNED; k];
+    let mut out = Clustering {
+        centroids: Vec::new(),
+        sizes: Vec::new(),
+        coherence: Vec::new(),
+        labels: vec![UNASSIGNED; members.len()],
+        similarity: vec![0.0; members.len()],
+        iterations,
+    };
+    let mut c = vec![0f32; d];
+    for j in 0..k {
+        if sizes[j] == 0 {
+            continue;
+        }
+        let coherence =
+            (normalize_into(&sums[j * d..(j + 1) * d], &mut c) / sizes[j] as f64) as f32;
+        if sizes[j] < min_size || coherence < min_coherence {
+            continue;
+        }
+        renumber[j] = out.sizes.len() as u32;
+        out.centroids.extend_from_slice(&c);
+        out.sizes.push(sizes[j]);
+        out.coherence.push(coherence);
+    }
+    let centroids = &out.centroids;
+    out.labels
+        .par_iter_mut()
+        .zip(out.similarity.par_iter_mut())
+        .enumerate()
+        .for_each(|(p, (label, sim))| {
+            let Some(&old) = labels.get(p) else { return };
+            if old == UNASSIGNED || renumber[old as usize] == UNASSIGNED {
+                return;
+            }
+            let j = renumber[old as usize] as usize;
+            *label = j as u32;
+            *sim = points.cosine(members[p] as usize, &centroids[j * d..(j + 1) * d]);
+        });
+    out
+}

@@ -1,0 +1,236 @@
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use engram_fixtures::clustered;
+
+use super::*;
+
+fn k_params(k: usize) -> Params {
+    Params {
+        count: Count::K(k),
+        min_size: 1,
+        ..Params::default()
+    }
+}
+
+/// Mean cosine of each true cluster's points to their normalized mean, the smallest of them.
+fn least_true_coherence(data: &[f32], dim: usize, labels: &[u32], k: usize) -> f32 {
+    let mut sums = vec![0f64; k * dim];
+    let mut sizes = vec![0usize; k];
+    for (row, &l) in data.chunks_exact(dim).zip(labels) {
+        sizes[l as usize] += 1;
+        for (s, x) in sums[l as usize * dim..].iter_mut().zip(row) {
+            *s += f64::from(*x);
+        }
+    }
+    (0..k)
+        .map(|j| {
+            let norm = sums[j * dim..(j + 1) * dim]
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt();
+            (norm / sizes[j] as f64) as f32
+        })
+        .fold(f32::INFINITY, f32::min)
+}
+
+#[test]
+fn ari_of_identical_and_relabelled_partitions_is_one() {
+    let a = [0, 0, 1, 1, 2, 2];
+    assert_eq!(adjusted_rand_index(&a, &a), 1.0);
+    assert!((adjusted_rand_index(&a, &[5, 5, 9, 9, 7, 7]) - 1.0).abs() < 1e-12);
+    assert!(adjusted_rand_index(&a, &[0, 1, 2, 0, 1, 2]) < 0.0);
+}
+
+#[test]
+fn k_given_recovers_well_separated_clusters() {
+    // Spread 1: noise as large as the signal, so two members of a cluster are as far apart
+    // as a member from its centre and plain k-means++ seeding misses clusters.
+    for (n, k, dim) in [(4_000, 20, 128), (2_000, 10, 768)] {
+        let (m, truth) = clustered(n, k, dim, 1.0, 11);
+        let points = Points::dense(&m.data, dim).unwrap();
+        for seed in 1..=4 {
+            let params = Params {
+                seed,
+                ..k_params(k)
+            };
+            let c = cluster(&points, &params, None).unwrap();
+            let ari = adjusted_rand_index(&c.labels, &truth);
+            assert!(ari >= 0.95, "ARI {ari} at n={n} k={k} d={dim} seed {seed}");
+        }
+        let c = cluster(&points, &k_params(k), None).unwrap();
+        assert_eq!(c.len(), k);
+        assert_eq!(c.sizes.iter().sum::<usize>(), n);
+    }
+}
+
+#[test]
+fn centroids_coherence_and_similarities_agree() {
+    let (m, _) = clustered(1_500, 8, 64, 1.2, 3);
+    let points = Points::dense(&m.data, 64).unwrap();
+    let c = cluster(&points, &k_params(8), None).unwrap();
+    for j in 0..c.len() {
+        let centroid = &c.centroids[j * 64..(j + 1) * 64];
+        let norm: f32 = centroid.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+        let members: Vec<usize> = (0..c.labels.len())
+            .filter(|&p| c.labels[p] == j as u32)
+            .collect();
+        assert_eq!(members.len(), c.sizes[j]);
+        let mean = members.iter().map(|&p| c.similarity[p]).sum::<f32>() / members.len() as f32;
+        assert!(
+            (mean - c.coherence[j]).abs() < 1e-4,
+            "{mean} vs {}",
+            c.coherence[j]
+        );
+        for &p in &members {
+            let direct = points.cosine(p, centroid);
+            assert!((direct - c.similarity[p]).abs() < 1e-5);
+        }
+    }
+    let objective = c.similarity.iter().map(|&s| f64::from(s)).sum::<f64>() / 1_500.0;
+    assert!((c.objective() - objective).abs() < 1e-9);
+}
+
+#[test]
+fn threshold_mode_finds_the_number_of_clusters() {
+    let (n, k, dim) = (4_000, 25, 128);
+    let (m, truth) = clustered(n, k, dim, 1.0, 5);
+    // Two true clusters together are about 1/√2 as coherent as one: a threshold between.
+    let min_coherence = 0.85 * least_true_coherence(&m.data, dim, &truth, k);
+    let points = Points::dense(&m.data, dim).unwrap();
+    let params = Params {
+        count: Count::Threshold { min_coherence },
+        min_size: 5,
+        ..Params::default()
+    };
+    let c = cluster(&points, &params, None).unwrap();
+    let found = c.len() as f64;
+    assert!(
+        (found - k as f64).abs() <= 0.1 * k as f64,
+        "{found} concepts for {k}"
+    );
+    let ari = adjusted_rand_index(&c.labels, &truth);
+    assert!(ari >= 0.9, "ARI {ari}");
+    assert!(c.coherence.iter().all(|&h| h >= min_coherence));
+}
+
+#[test]
+fn threshold_mode_leaves_incoherent_points_unassigned() {
+    // Nearly uniform directions: no 3 of them reach a coherence of 0.9.
+    let (m, _) = clustered(300, 1, 64, 100.0, 9);
+    let points = Points::dense(&m.data, 64).unwrap();
+    let params = Params {
+        count: Count::Threshold { min_coherence: 0.9 },
+        min_size: 3,
+        ..Params::default()
+    };
+    let c = cluster(&points, &params, None).unwrap();
+    assert_eq!(c.len(), 0);
+    assert!(c.labels.iter().all(|&l| l == UNASSIGNED));
+    assert_eq!(c.objective(), 0.0);
+}
+
+#[test]
+fn same_seed_same_clusters_at_any_thread_count() {
+    let (m, _) = clustered(3_000, 12, 96, 1.5, 21);
+    let points = Points::dense(&m.data, 96).unwrap();
+    let run = |threads: usize, params: Params| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| cluster(&points, &params, None).unwrap())
+    };
+    let threshold = Params {
+        count: Count::Threshold { min_coherence: 0.5 },
+        ..Params::default()
+    };
+    for params in [k_params(12), threshold] {
+        let (a, b) = (run(1, params), run(3, params));
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(
+            a.centroids.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            b.centroids.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        let other_seed = run(3, Params { seed: 99, ..params });
+        assert_eq!(other_seed.len(), a.len());
+    }
+}
+
+#[test]
+fn sampled_training_assigns_every_point() {
+    let (m, truth) = clustered(5_000, 10, 64, 1.0, 4);
+    let points = Points::dense(&m.data, 64).unwrap();
+    let params = Params {
+        max_points_per_cluster: Some(40),
+        ..k_params(10)
+    };
+    let c = cluster(&points, &params, None).unwrap();
+    assert!(c.labels.iter().all(|&l| l != UNASSIGNED));
+    assert!(adjusted_rand_index(&c.labels, &truth) >= 0.95);
+}
+
+#[test]
+fn progress_reports_and_cancels() {
+    let (m, _) = clustered(2_000, 10, 64, 2.0, 8);
+    let points = Points::dense(&m.data, 64).unwrap();
+    let seen = AtomicUsize::new(0);
+    let count = |p: &Progress| {
+        if p.phase == Phase::Iterating {
+            assert!(p.step <= p.of && p.objective > 0.0);
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+        ControlFlow::Continue(())
+    };
+    let done = cluster(&points, &k_params(10), Some(&count)).unwrap();
+    assert_eq!(seen.load(Ordering::Relaxed), done.iterations);
+    let stop = |p: &Progress| match p.phase {
+        Phase::Iterating if p.step == 2 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    assert!(matches!(
+        cluster(&points, &k_params(10), Some(&stop)),
+        Err(Error::Cancelled)
+    ));
+}
+
+#[test]
+fn degenerate_inputs() {
+    let points = Points::dense(&[], 4).unwrap();
+    assert!(cluster(&points, &k_params(3), None).unwrap().is_empty());
+    // More clusters than points, and repeated points.
+    let data = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+    let points = Points::dense(&data, 2).unwrap();
+    let c = cluster(&points, &k_params(5), None).unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(c.labels[0], c.labels[1]);
+    assert_ne!(c.labels[0], c.labels[2]);
+    assert!(matches!(
+        cluster(&points, &k_params(0), None),
+        Err(Error::InvalidArgument(_))
+    ));
+    let bad = Params {
+        count: Count::Threshold {
+            min_coherence: f32::NAN,
+        },
+        ..Params::default()
+    };
+    assert!(matches!(
+        cluster(&points, &bad, None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Points::dense(&[1.0, f32::NAN], 2),
+        Err(Error::NonFinite { index: 1, .. })
+    ));
+    assert!(matches!(
+        Points::dense(&[0.0, 0.0], 2),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Points::dense(&[1.0, 2.0, 3.0], 2),
+        Err(Error::InvalidArgument(_))
+    ));
+}
