@@ -75,6 +75,11 @@ impl<'a> Rows<'a> {
         &self.data[i * self.stride..i * self.stride + self.dim]
     }
 
+    /// The floats the rows lie in; row `i` starts at `i * stride`.
+    pub fn floats(&self) -> &'a [f32] {
+        self.data
+    }
+
     /// Rows `start..end`.
     pub fn slice(&self, start: usize, end: usize) -> Rows<'a> {
         assert!(start <= end && end <= self.len);

@@ -6,6 +6,7 @@
 mod compact;
 mod db;
 mod file;
+mod form;
 mod keys;
 mod meta;
 mod records;
@@ -17,6 +18,7 @@ pub use db::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_DIMENSION, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram,
     Options,
 };
+pub use form::{ConsolidationParams, ConsolidationReport, FormationParams, FormationReport};
 pub use meta::{FORMAT_VERSION, Manifest};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};

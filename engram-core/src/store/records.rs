@@ -503,8 +503,34 @@ mod tests {
             (l.id_off, l.agent_off, l.time_off, l.norm_off),
             (3072 + 8, 3072 + 16, 3072 + 24, 3072 + 72)
         );
+        let con = serialize(&ConceptRecord {
+            centroid: &v,
+            id: 0x11,
+            created_txn: 0x22,
+            prev_slot: 0x33,
+            label: Blob {
+                off: 0x44,
+                len: 0x55,
+                crc: 0x66,
+            },
+            members: 0x77,
+            coherence: 0.75,
+        });
+        assert_eq!(con.len(), 8 + 64);
+        for (at, want) in [
+            (r + 8, 0x11),
+            (r + 16, 0x22),
+            (r + 24, 0x33),
+            (r + 32, 0x44),
+            (r + 48, 0x77),
+        ] {
+            assert_eq!(u64_at(&con, at), want, "u64 at {at}");
+        }
+        assert_eq!((u32_at(&con, r + 40), u32_at(&con, r + 44)), (0x55, 0x66));
+        assert_eq!(f32::from_bits(u32_at(&con, r + 56)), 0.75);
+        assert_eq!(u32_at(&con, r + 60), 0); // padding to the root's 8-byte alignment
         let c = SlotLayout::concept(768);
-        assert_eq!((c.archive_len, c.stride), (3072 + 48, 4096));
+        assert_eq!((c.archive_len, c.stride), (3072 + 64, 4096));
         for dim in [1, 16, 100, 128, 384, 768, 1000, 1024, 1536, 3072, 4096] {
             let c = SlotLayout::concept(dim);
             assert!(

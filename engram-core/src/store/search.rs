@@ -132,7 +132,7 @@ impl TopK {
 
 impl Version {
     /// The committed episode slots as strided rows of floats, read in place.
-    fn episode_rows(&self) -> Result<Rows<'_>> {
+    pub(crate) fn episode_rows(&self) -> Result<Rows<'_>> {
         let layout = self.info.episode_layout;
         let n = self.state.episode_slots as usize;
         let dim = self.info.manifest.dimension;
@@ -149,7 +149,7 @@ impl Version {
 
     /// The stored norm of the embedding in slot `slot`, whose checksum the caller has had
     /// verified (`verify_slots` or `live_slot`).
-    fn stored_norm(&self, slot: u64) -> Result<f32> {
+    pub(crate) fn stored_norm(&self, slot: u64) -> Result<f32> {
         let layout = self.info.episode_layout;
         let off = slot * layout.stride as u64 + layout.norm_off as u64;
         let bytes = self.file(Role::Episodes)?.map.bytes(off, 4)?;
@@ -170,7 +170,7 @@ impl Version {
 
     /// For slot `slot`: its episode id if that episode is live here, passes `filter`, and
     /// this slot is its record. Verifies the slot's checksum on its first read via this map.
-    fn live_slot(&self, slot: u64, filter: &Filter) -> Result<Option<u64>> {
+    pub(crate) fn live_slot(&self, slot: u64, filter: &Filter) -> Result<Option<u64>> {
         let layout = self.info.episode_layout;
         let archive = layout.archive(&self.file(Role::Episodes)?.map, slot)?;
         let id = layout.word(archive, layout.id_off);

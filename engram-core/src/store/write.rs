@@ -421,7 +421,21 @@ impl<'db> WriteTxn<'db> {
         self.flush_if_large()
     }
 
-    fn require_dual(&self) -> Result<()> {
+    /// The snapshot this transaction started from.
+    pub(crate) fn base(&self) -> &Arc<Version> {
+        &self.base
+    }
+
+    pub(crate) fn deleted_episode(&self, id: u64) -> bool {
+        self.deleted_episodes.contains(&id)
+    }
+
+    /// Whether this transaction deleted concept `id` or wrote a version of it.
+    pub(crate) fn touched_concept(&self, id: u64) -> bool {
+        self.deleted_concepts.contains(&id) || self.concept_heads.get(id).is_some()
+    }
+
+    pub(crate) fn require_dual(&self) -> Result<()> {
         match self.db.episodes_only {
             true => Err(Error::InvalidArgument(
                 "this handle was opened episodes-only: concepts and bindings are off".into(),

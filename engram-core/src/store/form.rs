@@ -1,0 +1,252 @@
+//! Concept formation and consolidation in a write transaction: episodes read in place from
+//! the snapshot the transaction started from, clustered by `cluster`, written back as concept
+//! nodes and bindings.
+
+use crate::cluster::{self, OnProgress, Points, UNASSIGNED};
+use crate::error::{Error, Result};
+use crate::store::db::Engram;
+use crate::store::search::Filter;
+use crate::store::write::{Formed, WriteTxn};
+
+/// What [`WriteTxn::form_concepts`] clusters, and how.
+#[derive(Clone, Copy)]
+pub struct FormationParams<'a> {
+    /// Only episodes passing this filter (agent, time window).
+    pub filter: &'a Filter,
+    /// Only episodes bound to no concept yet.
+    pub unbound_only: bool,
+    pub clustering: cluster::Params,
+    /// Called between steps; returning `Break` cancels the formation before anything is
+    /// written (the call returns [`Error::Cancelled`]; the transaction stays usable).
+    pub progress: Option<OnProgress<'a>>,
+}
+
+/// What a formation did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FormationReport {
+    /// The new concepts, largest first is not promised: in cluster order.
+    pub concepts: Vec<u64>,
+    /// Episodes clustered.
+    pub episodes: usize,
+    /// Of those, bound to a new concept (the rest were in clusters too small or incoherent).
+    pub bound: usize,
+    pub iterations: usize,
+    /// Mean cosine of the bound episodes to their concept's centroid.
+    pub objective: f64,
+}
+
+/// What [`WriteTxn::consolidate`] binds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsolidationParams {
+    /// An unbound episode joins its most similar concept if their cosine is at least this.
+    pub min_similarity: f32,
+    pub filter: Filter,
+}
+
+/// What a consolidation did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConsolidationReport {
+    /// Unbound episodes considered.
+    pub pending: usize,
+    /// Of those, bound to a concept (the rest wait for the next formation).
+    pub bound: usize,
+    /// Concepts whose centroid, member count and coherence moved.
+    pub concepts_updated: usize,
+}
+
+/// Longest concept label taken from a member's payload, in characters.
+const LABEL_CHARS: usize = 80;
+
+impl WriteTxn<'_> {
+    /// Clusters the chosen episodes into new concepts and binds each clustered episode to its
+    /// concept with its cosine to the centroid as strength. It reads the episodes committed
+    /// when this transaction began (not ones inserted in it, nor ones it deleted); existing
+    /// concepts and bindings are left as they are. Each concept's label is the payload of its
+    /// most central member when that is UTF-8 text (first 80 characters), else empty.
+    ///
+    /// Runs on the current rayon pool (`ThreadPool::install` chooses the threads); the same
+    /// seed gives the same concepts at any thread count.
+    pub fn form_concepts(&mut self, params: &FormationParams<'_>) -> Result<FormationReport> {
+        self.require_dual()?;
+        let base = self.base().clone();
+        let rows = base.episode_rows()?;
+        let mut points = Points::over(rows.floats(), rows.dim());
+        let mut ids = Vec::new();
+        for slot in 0..rows.len() as u64 {
+            let Some(id) = self.pending(&base, slot, params.filter, params.unbound_only)? else {
+                continue;
+            };
+            let norm = base.stored_norm(slot)?;
+            if norm > 0.0 {
+                points.push(slot as usize * rows.stride(), norm);
+                ids.push((id, slot));
+            }
+        }
+        let clusters = cluster::cluster(&points, &params.clustering, params.progress)?;
+        let d = rows.dim();
+        let mut central = vec![(f32::NEG_INFINITY, 0u64); clusters.len()];
+        for (p, (&label, &sim)) in clusters.labels.iter().zip(&clusters.similarity).enumerate() {
+            if label != UNASSIGNED && sim > central[label as usize].0 {
+                central[label as usize] = (sim, ids[p].1);
+            }
+        }
+        let mut concepts = Vec::with_capacity(clusters.len());
+        for (j, &(_, slot)) in central.iter().enumerate() {
+            let payload = base.heap_bytes(&base.episode_at(slot)?.payload)?;
+            let label: String = std::str::from_utf8(payload)
+                .map(|s| s.chars().take(LABEL_CHARS).collect())
+                .unwrap_or_default();
+            let formed = Formed {
+                members: clusters.sizes[j] as u64,
+                coherence: clusters.coherence[j],
+            };
+            concepts.push(self.new_concept(
+                &clusters.centroids[j * d..(j + 1) * d],
+                &label,
+                formed,
+            )?);
+        }
+        let mut bound = 0;
+        for (p, &label) in clusters.labels.iter().enumerate() {
+            if label != UNASSIGNED {
+                self.bind(ids[p].0, concepts[label as usize], clusters.similarity[p])?;
+                bound += 1;
+            }
+        }
+        Ok(FormationReport {
+            concepts,
+            episodes: points.len(),
+            bound,
+            iterations: clusters.iterations,
+            objective: clusters.objective(),
+        })
+    }
+
+    /// Binds every unbound episode (committed when this transaction began, passing the
+    /// filter) to its most similar concept when their cosine reaches `min_similarity`, and
+    /// folds it into that concept: centroid, member count and coherence are updated exactly
+    /// from the members' direction sum (|Σ| = coherence × members for a formed concept).
+    /// Concepts placed by hand (members 0) take bindings but do not move. Episodes below the
+    /// threshold stay unbound for the next formation. Concepts created or changed in this
+    /// transaction are not candidates.
+    pub fn consolidate(&mut self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
+        self.require_dual()?;
+        if !(params.min_similarity.is_finite() && params.min_similarity <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "min_similarity {} is not a cosine",
+                params.min_similarity
+            )));
+        }
+        let base = self.base().clone();
+        let d = base.info.manifest.dimension;
+        // Candidate concepts: unit centroids of those committed and untouched here.
+        let mut concepts: Vec<(u64, u64, f32)> = Vec::new(); // id, members, coherence
+        let mut centroids: Vec<f32> = Vec::new();
+        for id in 0..base.state.concept_ids {
+            if self.touched_concept(id) {
+                continue;
+            }
+            let Some(e) = base.concept_entry(id)? else {
+                continue;
+            };
+            let rec = base.concept_at(id, e.slot)?;
+            let c = crate::store::records::native_f32(&rec.centroid);
+            let norm = c.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                continue;
+            }
+            centroids.extend(c.iter().map(|&x| (f64::from(x) / norm) as f32));
+            concepts.push((id, rec.members.to_native(), rec.coherence.to_native()));
+        }
+        let rows = base.episode_rows()?;
+        let mut points = Points::over(rows.floats(), rows.dim());
+        let mut ids = Vec::new();
+        for slot in 0..rows.len() as u64 {
+            if let Some(id) = self.pending(&base, slot, &params.filter, true)? {
+                let norm = base.stored_norm(slot)?;
+                if norm > 0.0 {
+                    points.push(slot as usize * rows.stride(), norm);
+                    ids.push(id);
+                }
+            }
+        }
+        let mut report = ConsolidationReport {
+            pending: points.len(),
+            ..Default::default()
+        };
+        if concepts.is_empty() || points.is_empty() {
+            return Ok(report);
+        }
+        let all: Vec<u32> = (0..points.len() as u32).collect();
+        let (labels, sims) = points.nearest(&all, &centroids);
+        let mut added = vec![0u64; concepts.len()];
+        let mut sums = vec![0f32; concepts.len() * d];
+        for p in 0..points.len() {
+            if sims[p] >= params.min_similarity {
+                let j = labels[p] as usize;
+                self.bind(ids[p], concepts[j].0, sims[p])?;
+                added[j] += 1;
+                points.add_direction(p, &mut sums[j * d..(j + 1) * d]);
+                report.bound += 1;
+            }
+        }
+        for (j, &(id, members, coherence)) in concepts.iter().enumerate() {
+            if added[j] == 0 || members == 0 {
+                continue;
+            }
+            let scale = f64::from(coherence) * members as f64;
+            let sum: Vec<f64> = (0..d)
+                .map(|i| f64::from(centroids[j * d + i]) * scale + f64::from(sums[j * d + i]))
+                .collect();
+            let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                continue;
+            }
+            let centroid: Vec<f32> = sum.iter().map(|&x| (x / norm) as f32).collect();
+            let members = members + added[j];
+            let formed = Formed {
+                members,
+                coherence: (norm / members as f64) as f32,
+            };
+            self.put_concept_version(id, &centroid, None, formed)?;
+            report.concepts_updated += 1;
+        }
+        Ok(report)
+    }
+
+    /// The id of the episode in `slot` if it is live for this transaction, passes `filter`,
+    /// and (when `unbound_only`) is bound to nothing.
+    fn pending(
+        &self,
+        base: &crate::store::snapshot::Version,
+        slot: u64,
+        filter: &Filter,
+        unbound_only: bool,
+    ) -> Result<Option<u64>> {
+        let Some(id) = base.live_slot(slot, filter)? else {
+            return Ok(None);
+        };
+        if self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0) {
+            return Ok(None);
+        }
+        Ok(Some(id))
+    }
+}
+
+impl Engram {
+    /// [`WriteTxn::form_concepts`] in a transaction of its own, committed.
+    pub fn form_concepts(&self, params: &FormationParams<'_>) -> Result<FormationReport> {
+        let mut tx = self.begin_write()?;
+        let report = tx.form_concepts(params)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// [`WriteTxn::consolidate`] in a transaction of its own, committed.
+    pub fn consolidate(&self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
+        let mut tx = self.begin_write()?;
+        let report = tx.consolidate(params)?;
+        tx.commit()?;
+        Ok(report)
+    }
+}
