@@ -2,7 +2,7 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search] [--concept-sizes A,B,C]
+//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,cluster] [--concept-sizes A,B,C]
 //! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
@@ -27,14 +27,20 @@ struct Args {
     dir: PathBuf,
 }
 
-const JOBS: [&str; 5] = ["concepts", "dual", "store", "kernels", "search"];
+const JOBS: [&str; 6] = ["concepts", "dual", "store", "kernels", "search", "cluster"];
+/// Jobs run only when named: minutes of k-means beside faiss.
+const OPT_IN: [&str; 1] = ["cluster"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         episodes: 100_000,
         open_sizes: vec![100_000],
         concept_sizes: vec![10_000, 100_000, 1_000_000],
-        jobs: JOBS.iter().map(|j| j.to_string()).collect(),
+        jobs: JOBS
+            .iter()
+            .filter(|j| !OPT_IN.contains(j))
+            .map(|j| j.to_string())
+            .collect(),
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench"),
     };
     let mut it = std::env::args().skip(1);
@@ -87,6 +93,7 @@ fn main() {
     }
 }
 
+mod cluster;
 mod concept;
 mod dual;
 mod search;
@@ -116,6 +123,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     if job("search") {
         search::search_job(&args.dir, &mut report)?;
+    }
+    if job("cluster") {
+        cluster::cluster_job(&args.dir, &real, &mut report)?;
     }
 
     let out = args.dir.join("report.json");

@@ -214,6 +214,21 @@ pub fn cluster(
     ))
 }
 
+/// Each point's cosine to its most similar row of `centroids` (unit vectors, `dim` floats
+/// each): the k-means objective of any set of centroids is their mean.
+pub fn nearest_similarities(points: &Points<'_>, centroids: &[f32]) -> Vec<f32> {
+    if centroids.len() < points.dim() {
+        return vec![0.0; points.len()];
+    }
+    let all: Vec<u32> = (0..points.len() as u32).collect();
+    points
+        .nearest(
+            &all,
+            &centroids[..centroids.len() / points.dim() * points.dim()],
+        )
+        .1
+}
+
 /// Adjusted Rand index of two labelings of the same points (1 = identical partitions, about
 /// 0 = chance). [`UNASSIGNED`] counts as one more cluster.
 pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> f64 {
