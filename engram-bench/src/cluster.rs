@@ -171,14 +171,16 @@ pub fn cluster_job(
             sample: None,
         });
     }
-    cases.push(Case {
-        name: "blobs k=1000",
-        data: &blobs,
-        npy: &blobs_npy,
-        k: 1000,
-        threads: all,
-        sample: None,
-    });
+    for threads in [1, all] {
+        cases.push(Case {
+            name: "blobs k=1000",
+            data: &blobs,
+            npy: &blobs_npy,
+            k: 1000,
+            threads,
+            sample: None,
+        });
+    }
     cases.push(Case {
         name: "real-mpnet 10k k=100",
         data: real,
@@ -329,10 +331,18 @@ pub fn cluster_job(
     );
     report.insert(
         "cluster.kmeans_100k_k1000_s".into(),
+        get("blobs k=1000 1t", "seconds"),
+    );
+    report.insert(
+        "cluster.kmeans_100k_k1000_all_s".into(),
         get(&format!("blobs k=1000 {all}t"), "seconds"),
     );
     report.insert(
         "cluster.faiss_100k_k1000_s".into(),
+        get("blobs k=1000 1t", "faiss_seconds"),
+    );
+    report.insert(
+        "cluster.faiss_100k_k1000_all_s".into(),
         get(&format!("blobs k=1000 {all}t"), "faiss_seconds"),
     );
     report.insert("cluster.ari_synthetic".into(), get("blobs k=100 1t", "ari"));

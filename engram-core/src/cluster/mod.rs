@@ -112,8 +112,6 @@ pub enum Phase {
     Iterating,
     /// Threshold mode: merging clusters whose union stays coherent.
     Merging,
-    /// The store writing concepts and bindings.
-    Writing,
 }
 
 /// A progress report: `step` of `of` in `phase` (for Splitting, `of` is 0: unknown).

@@ -235,6 +235,31 @@ impl WriteTxn<'_> {
 
 impl Engram {
     /// [`WriteTxn::form_concepts`] in a transaction of its own, committed.
+    ///
+    /// ```
+    /// use engram_core::cluster::{Count, Params};
+    /// use engram_core::{Engram, EpisodeInput, Filter, FormationParams, Options};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// let mut tx = db.begin_write()?;
+    /// for (i, v) in [[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 0.9]].iter().enumerate() {
+    ///     let ep = EpisodeInput { agent: 1, timestamp: i as i64, embedding: v, payload: b"", key: None };
+    ///     tx.insert_episode(&ep)?;
+    /// }
+    /// tx.commit()?;
+    /// let report = db.form_concepts(&FormationParams {
+    ///     filter: &Filter::default(),
+    ///     unbound_only: true,
+    ///     clustering: Params { count: Count::Threshold { min_coherence: 0.9 }, ..Params::default() },
+    ///     progress: None,
+    /// })?;
+    /// assert_eq!(report.concepts.len(), 2); // the two directions, two episodes each
+    /// let snap = db.begin_read()?;
+    /// assert_eq!(snap.concept_fan_count(report.concepts[0])?, 2);
+    /// assert_eq!(snap.concept(report.concepts[0])?.unwrap().members(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn form_concepts(&self, params: &FormationParams<'_>) -> Result<FormationReport> {
         let mut tx = self.begin_write()?;
         let report = tx.form_concepts(params)?;
