@@ -2,7 +2,7 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,cluster] [--concept-sizes A,B,C]
+//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,cluster] [--concept-sizes A,B,C]
 //! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
@@ -27,7 +27,9 @@ struct Args {
     dir: PathBuf,
 }
 
-const JOBS: [&str; 6] = ["concepts", "dual", "store", "kernels", "search", "cluster"];
+const JOBS: [&str; 7] = [
+    "concepts", "dual", "store", "kernels", "search", "quant", "cluster",
+];
 /// Jobs run only when named: minutes of k-means beside faiss.
 const OPT_IN: [&str; 1] = ["cluster"];
 
@@ -96,6 +98,7 @@ fn main() {
 mod cluster;
 mod concept;
 mod dual;
+mod quant;
 mod search;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -123,6 +126,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     if job("search") {
         search::search_job(&args.dir, &mut report)?;
+    }
+    if job("quant") {
+        quant::quant_job(&args.dir, &mut report)?;
     }
     if job("cluster") {
         cluster::cluster_job(&args.dir, &real, &mut report)?;

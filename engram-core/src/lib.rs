@@ -31,6 +31,7 @@ pub mod cluster;
 mod concept;
 mod error;
 mod metric;
+pub mod quant;
 pub mod similarity;
 #[cfg(unix)]
 mod store;

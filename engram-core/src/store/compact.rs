@@ -204,6 +204,12 @@ pub(crate) fn write_compacted(
         k.finish()?;
         cells
     };
+    let (page_bytes, catalog) = crate::store::network::compacted(v)?;
+    for (kind, bytes) in [("pages", &page_bytes), ("nets", &catalog)] {
+        let mut f = Sink::create(dir, number, kind)?;
+        f.write(bytes)?;
+        f.finish()?;
+    }
     let state = VersionState {
         txn,
         episode_ids: s.episode_ids,
@@ -217,6 +223,8 @@ pub(crate) fn write_compacted(
         live_episodes: s.live_episodes,
         live_concepts: s.live_concepts,
         live_bindings: bindings.len() as u64,
+        pages: (page_bytes.len() / crate::store::network::PAGE) as u64,
+        catalog_len: catalog.len() as u64,
         files: FileNumbers {
             episodes: number,
             concepts: number,
@@ -226,6 +234,8 @@ pub(crate) fn write_compacted(
             heap: number,
             keys: if key_cells == 0 { 0 } else { number },
             int8: if int8.is_some() { number } else { 0 },
+            pages: number,
+            networks: number,
         },
     };
     for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]

@@ -16,6 +16,7 @@ use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
 };
+use crate::store::network;
 use crate::store::records::{Int8Layout, SlotLayout, binding, table};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::write::WriteTxn;
@@ -140,7 +141,7 @@ impl Writer {
         self.dirty = apply(&self.handles, state, ops)?;
         self.files = state.files;
         db.caches.apply(state.txn, changes);
-        db.publish(self, *state);
+        db.publish(self, *state)?;
         if let Some(n) = retired_keys {
             // The old index is unreachable from the durable commit; readers keep their maps.
             let _ = std::fs::remove_file(self.dir.join(meta::file_name(n, "keys")));
@@ -331,6 +332,8 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
         Role::Heap => state.heap_len,
         Role::Keys => state.key_cells * 16,
         Role::Int8 => state.episode_slots * info.int8_layout.stride as u64,
+        Role::Pages => state.pages * network::PAGE as u64,
+        Role::Networks => state.catalog_len,
     }
 }
 
@@ -383,16 +386,49 @@ fn open_files(
     Ok(handles)
 }
 
+/// The version of `state` over `handles`; its network catalog extends `prev`'s when both
+/// read the same catalog file (only the new records are parsed), else is read whole.
 fn version(
     info: &Arc<DbInfo>,
     state: VersionState,
     handles: &[Option<Arc<FileHandle>>; FILES],
-) -> Version {
-    Version {
+    prev: Option<&Version>,
+) -> Result<Version> {
+    let files = handles.clone().map(|h| h.map(FileView::new));
+    let nets = match prev {
+        Some(p)
+            if p.state.files.networks == state.files.networks
+                && p.state.catalog_len == state.catalog_len =>
+        {
+            p.nets.clone()
+        }
+        _ => {
+            let (mut cat, from) = match prev {
+                Some(p)
+                    if p.state.files.networks == state.files.networks
+                        && p.state.catalog_len < state.catalog_len =>
+                {
+                    ((*p.nets).clone(), p.state.catalog_len)
+                }
+                _ => (network::NetCatalog::default(), 0),
+            };
+            if let Some(view) = &files[Role::Networks as usize] {
+                let bytes = view.map.bytes(from, (state.catalog_len - from) as usize)?;
+                cat.apply(bytes, view.map.path())?;
+            }
+            if cat.pages() != state.pages {
+                let path = info.dir.join(meta::file_name(state.files.networks, "nets"));
+                return Err(Error::corrupt(path, 0, "catalog and pages disagree"));
+            }
+            Arc::new(cat)
+        }
+    };
+    Ok(Version {
         info: info.clone(),
         state,
-        files: handles.clone().map(|h| h.map(FileView::new)),
-    }
+        files,
+        nets,
+    })
 }
 
 fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
@@ -557,6 +593,8 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
         heap: 1,
         keys: 0,
         int8: u64::from(manifest.int8_mirror),
+        pages: 1,
+        networks: 1,
     };
     for (n, kind) in files.all() {
         if n != 0 {
@@ -663,7 +701,7 @@ impl Engram {
         check_settings(&manifest, &opts)?;
         let info = info_for(&dir, manifest);
         let (writer, state) = recover(&info)?;
-        let v = version(&info, state, &writer.handles);
+        let v = version(&info, state, &writer.handles, None)?;
         Ok(Engram {
             info,
             current: RwLock::new(Arc::new(v)),
@@ -692,6 +730,7 @@ impl Engram {
                 info: info.clone(),
                 state: VersionState::default(),
                 files: Default::default(),
+                nets: Default::default(),
             })),
             info,
             writer: None,
@@ -724,7 +763,9 @@ impl Engram {
                         let name = h.path().file_name().unwrap_or_default();
                         cache.insert(name.to_string_lossy().into_owned(), h.clone());
                     }
-                    let v = Arc::new(version(&self.info, state, &handles));
+                    let prev = self.current.read().clone();
+                    let prev = prev.files.iter().any(Option::is_some).then_some(&*prev);
+                    let v = Arc::new(version(&self.info, state, &handles, prev)?);
                     self.caches.reset(state.txn);
                     *self.current.write() = v.clone();
                     return Ok(v);
@@ -737,11 +778,13 @@ impl Engram {
         Err(last_err.expect("loop ran"))
     }
 
-    fn publish(&self, w: &Writer, state: VersionState) {
-        *self.current.write() = Arc::new(version(&self.info, state, &w.handles));
+    fn publish(&self, w: &Writer, state: VersionState) -> Result<()> {
+        let prev = self.current.read().clone();
+        *self.current.write() = Arc::new(version(&self.info, state, &w.handles, Some(&prev))?);
         // Other processes read the head; it is rebuilt by recovery, so a failed write here
         // only delays what they see and is not an error of the (already durable) commit.
         let _ = write_head(&w.dir, &state);
+        Ok(())
     }
 
     /// A snapshot of the last commit. Never blocks on the writer.
@@ -813,7 +856,7 @@ impl Engram {
         w.handles = handles;
         w.files = state.files;
         w.dirty = [false; FILES];
-        self.publish(w, state);
+        self.publish(w, state)?;
         for (n, kind) in old.all() {
             if n != 0 {
                 let _ = std::fs::remove_file(self.info.dir.join(meta::file_name(n, kind)));

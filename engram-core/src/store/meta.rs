@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -122,6 +122,8 @@ pub(crate) struct FileNumbers {
     pub keys: u64,
     /// 0 unless the database keeps an int8 mirror of the embeddings.
     pub int8: u64,
+    pub pages: u64,
+    pub networks: u64,
 }
 
 impl FileNumbers {
@@ -135,6 +137,8 @@ impl FileNumbers {
             (self.heap, "heap"),
             (self.keys, "keys"),
             (self.int8, "i8"),
+            (self.pages, "pages"),
+            (self.networks, "nets"),
         ]
     }
 }
@@ -158,13 +162,16 @@ pub(crate) struct VersionState {
     pub live_episodes: u64,
     pub live_concepts: u64,
     pub live_bindings: u64,
+    /// Pages of network weights, and bytes of the network catalog.
+    pub pages: u64,
+    pub catalog_len: u64,
     pub files: FileNumbers,
 }
 
-pub(crate) const STATE_LEN: usize = 20 * 8;
+pub(crate) const STATE_LEN: usize = 24 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 20] {
+    fn words(&self) -> [u64; 24] {
         let f = &self.files;
         [
             self.txn,
@@ -187,6 +194,10 @@ impl VersionState {
             f.heap,
             f.keys,
             f.int8,
+            self.pages,
+            self.catalog_len,
+            f.pages,
+            f.networks,
         ]
     }
 
@@ -211,6 +222,8 @@ impl VersionState {
             live_episodes: w(9),
             live_concepts: w(10),
             live_bindings: w(11),
+            pages: w(20),
+            catalog_len: w(21),
             files: FileNumbers {
                 episodes: w(12),
                 concepts: w(13),
@@ -220,6 +233,8 @@ impl VersionState {
                 heap: w(17),
                 keys: w(18),
                 int8: w(19),
+                pages: w(22),
+                networks: w(23),
             },
         }
     }

@@ -9,6 +9,7 @@ mod file;
 mod form;
 mod keys;
 mod meta;
+mod network;
 mod records;
 mod search;
 mod snapshot;
@@ -20,6 +21,7 @@ pub use db::{
 };
 pub use form::{ConsolidationParams, ConsolidationReport, FormationParams, FormationReport};
 pub use meta::{FORMAT_VERSION, Manifest};
+pub use network::{Network, PAGE, Tensor, TensorInput};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use write::{ConceptInput, EpisodeInput, WriteTxn};

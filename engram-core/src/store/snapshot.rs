@@ -25,10 +25,12 @@ pub(crate) enum Role {
     Heap = 5,
     Keys = 6,
     Int8 = 7,
+    Pages = 8,
+    Networks = 9,
 }
 
 /// Number of data-file roles.
-pub(crate) const FILES: usize = 8;
+pub(crate) const FILES: usize = 10;
 
 pub(crate) const ROLES: [Role; FILES] = [
     Role::Episodes,
@@ -39,6 +41,8 @@ pub(crate) const ROLES: [Role; FILES] = [
     Role::Heap,
     Role::Keys,
     Role::Int8,
+    Role::Pages,
+    Role::Networks,
 ];
 
 /// What never changes for an open database.
@@ -101,6 +105,8 @@ pub(crate) struct Version {
     pub info: Arc<DbInfo>,
     pub state: VersionState,
     pub files: [Option<FileView>; FILES],
+    /// The network catalog as of this version (shared until a commit changes it).
+    pub nets: Arc<crate::store::network::NetCatalog>,
 }
 
 /// A node-table entry as read atomically.

@@ -10,6 +10,7 @@ use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
 use crate::store::db::{Engram, Writer};
 use crate::store::meta::{Op, VersionState};
+use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
@@ -113,6 +114,8 @@ struct Appenders {
     heap: Appender,
     /// Rows of the int8 mirror, when the database keeps one.
     int8: Option<Appender>,
+    pages: Appender,
+    networks: Appender,
 }
 
 impl Appenders {
@@ -124,6 +127,8 @@ impl Appenders {
             Some(&mut self.concept_table),
             Some(&mut self.heap),
             self.int8.as_mut(),
+            Some(&mut self.pages),
+            Some(&mut self.networks),
         ]
         .into_iter()
         .flatten()
@@ -199,6 +204,7 @@ pub struct WriteTxn<'db> {
     concept_heads: Heads,
     concept_labels: HashMap<u64, Blob>,
     new_keys: HashMap<Vec<u8>, u64>,
+    nets: NetWrites,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -225,7 +231,10 @@ impl<'db> WriteTxn<'db> {
                         s.episode_slots * base.info.int8_layout.stride as u64,
                     )
                 }),
+                pages: Appender::new(Role::Pages, s.pages * PAGE as u64),
+                networks: Appender::new(Role::Networks, s.catalog_len),
             },
+            nets: NetWrites::default(),
             base,
             new_bindings: Vec::new(),
             deleted_episodes: HashSet::new(),
@@ -419,6 +428,29 @@ impl<'db> WriteTxn<'db> {
         let slot = self.push_concept_version(id, centroid, label, head, formed);
         self.concept_heads.set(id, slot);
         self.flush_if_large()
+    }
+
+    /// The commit this transaction will be.
+    pub(crate) fn txn(&self) -> u64 {
+        self.state.txn
+    }
+
+    /// Where the next network byte goes in the pages file.
+    pub(crate) fn pages_end(&self) -> u64 {
+        self.out.pages.end()
+    }
+
+    pub(crate) fn append_pages(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.pages.buf.extend_from_slice(bytes);
+        self.flush_if_large()
+    }
+
+    pub(crate) fn net_writes(&mut self) -> &mut NetWrites {
+        &mut self.nets
+    }
+
+    pub(crate) fn net_writes_ref(&self) -> &NetWrites {
+        &self.nets
     }
 
     /// The snapshot this transaction started from.
@@ -758,6 +790,14 @@ impl<'db> WriteTxn<'db> {
         let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
         for b in &self.new_bindings {
             bindings.extend_from_slice(&b.encode());
+        }
+        if !self.nets.is_empty() {
+            // Complete the last page, then log the new pages' checksums and the changes.
+            let (zeros, catalog) = self.nets.finish(self.base.state.pages);
+            self.out.pages.buf.extend_from_slice(&zeros);
+            self.state.pages = self.base.state.pages + self.nets.new_pages();
+            self.out.networks.buf.extend_from_slice(&catalog);
+            self.state.catalog_len = self.out.networks.end();
         }
         let bind_start = self.base.state.bindings * records::binding::SIZE;
         let mut written = [false; FILES];

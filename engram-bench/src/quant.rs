@@ -1,0 +1,264 @@
+//! Swarm networks: 10,000 agents each holding a 64→128→128→16 MLP, stored as Q8 and as Q4
+//! pages; bytes against f32, fetch latency, the forward pass from Q8 pages beside the same
+//! pass in f32 (our SIMD dot kernel), and opening the database.
+
+use std::path::Path;
+use std::time::Instant;
+
+use engram_bench::lookup::time_each;
+use engram_core::quant::QuantScheme;
+use engram_core::similarity::{Kernel, Metric, Rows};
+use engram_core::{Engram, Network, Options, ReadTxn, TensorInput};
+use engram_fixtures::{Access, Rng, id_stream};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use super::{BoxError, median};
+
+const AGENTS: u64 = 10_000;
+const DIMS: [usize; 4] = [64, 128, 128, 16];
+const CALLS: usize = 200_000;
+
+/// A tensor: name, shape, f32 weights.
+type F32Tensor = (String, Vec<usize>, Vec<f32>);
+
+/// One agent's tensors: three layers and their biases.
+fn agent_weights(agent: u64) -> Vec<F32Tensor> {
+    let mut rng = Rng::new(agent.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 7);
+    let mut out = Vec::new();
+    for l in 0..3 {
+        let scale = (2.0 / DIMS[l] as f64).sqrt(); // He initialisation
+        let w = (0..DIMS[l] * DIMS[l + 1])
+            .map(|_| (rng.normal() * scale) as f32)
+            .collect();
+        out.push((format!("w{l}"), vec![DIMS[l + 1], DIMS[l]], w));
+        let b = (0..DIMS[l + 1])
+            .map(|_| (rng.normal() * 0.01) as f32)
+            .collect();
+        out.push((format!("b{l}"), vec![DIMS[l + 1]], b));
+    }
+    out
+}
+
+fn build(dir: &Path, scheme: QuantScheme) -> Result<f64, BoxError> {
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Engram::open(
+        dir,
+        Options {
+            dimension: Some(64),
+            ..Options::default()
+        },
+    )?;
+    let t = Instant::now();
+    for chunk in 0..AGENTS / 1_000 {
+        let mut tx = db.begin_write()?;
+        for agent in chunk * 1_000..(chunk + 1) * 1_000 {
+            let w = agent_weights(agent);
+            let inputs: Vec<TensorInput<'_>> = w
+                .iter()
+                .map(|(name, shape, data)| TensorInput {
+                    name,
+                    shape,
+                    data,
+                    importance: None,
+                })
+                .collect();
+            tx.put_network(agent, "policy", &inputs, scheme)?;
+        }
+        tx.commit()?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The MLP from the pages: y = relu(W x + b) per layer (no relu on the last), the weights'
+/// blocks multiplied in place.
+fn forward_q8(net: &Network<'_>, x: &[f32], out: &mut [f32; 16]) -> f32 {
+    let (mut input, mut y, mut bias) = ([0f32; 128], [0f32; 128], [0f32; 128]);
+    input[..64].copy_from_slice(x);
+    for l in 0..3 {
+        let (rows, cols) = (DIMS[l + 1], DIMS[l]);
+        let w = net.tensor(["w0", "w1", "w2"][l]).expect("ok").expect("w");
+        let b = net.tensor(["b0", "b1", "b2"][l]).expect("ok").expect("b");
+        w.matvec(&input[..cols], &mut y[..rows]).expect("shapes");
+        b.dequantize_into(&mut bias[..rows]).expect("shapes");
+        for (v, b) in y[..rows].iter_mut().zip(&bias) {
+            *v += b;
+            if l < 2 {
+                *v = v.max(0.0);
+            }
+        }
+        input[..rows].copy_from_slice(&y[..rows]);
+    }
+    out.copy_from_slice(&input[..16]);
+    out[0]
+}
+
+/// The same MLP in f32: each layer one batch of dot products (the similarity kernel).
+fn forward_f32(w: &[F32Tensor], x: &[f32], out: &mut [f32; 16]) -> f32 {
+    let mut input = [0f32; 128];
+    input[..64].copy_from_slice(x);
+    let mut y = [0f32; 128];
+    for l in 0..3 {
+        let (rows, cols) = (DIMS[l + 1], DIMS[l]);
+        let kernel = Kernel::best();
+        kernel.scores(
+            Metric::Dot,
+            &input[..cols],
+            Rows::dense(&w[2 * l].2, cols),
+            &mut y[..rows],
+        );
+        for (v, b) in y[..rows].iter_mut().zip(&w[2 * l + 1].2) {
+            *v += b;
+            if l < 2 {
+                *v = v.max(0.0);
+            }
+        }
+        input[..rows].copy_from_slice(&y[..rows]);
+    }
+    out.copy_from_slice(&input[..16]);
+    out[0]
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1e3
+}
+
+pub fn quant_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Result<(), BoxError> {
+    println!(
+        "\n== swarm networks: {AGENTS} agents x MLP 64-128-128-16 (26,624 weights + 272 biases) =="
+    );
+    let weights_per_agent: usize = agent_weights(0).iter().map(|t| t.2.len()).sum();
+    let f32_bytes = AGENTS as f64 * weights_per_agent as f64 * 4.0;
+    let mut out = serde_json::Map::new();
+    let q8_dir = dir.join("swarm-q8");
+    for (name, scheme) in [
+        ("q8", QuantScheme::Q8),
+        ("q4", QuantScheme::Q4),
+        ("f16", QuantScheme::F16),
+    ] {
+        let d = dir.join(format!("swarm-{name}"));
+        let secs = build(&d, scheme)?;
+        let bytes = network_bytes(&d)?;
+        let ratio = bytes as f64 / f32_bytes;
+        println!(
+            "  {name:>3}: {:.1} MB on disk (pages + catalog) = {:.1} % of f32 ({:.1} MB); stored in {secs:.2} s",
+            bytes as f64 / 1e6,
+            100.0 * ratio,
+            f32_bytes / 1e6
+        );
+        report.insert(format!("quant.{name}_bytes_ratio"), json!(ratio));
+        out.insert(format!("{name}_bytes"), json!(bytes));
+        if name != "q8" {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+
+    // Open: the 10,000-agent database, catalog parsed, ready for reads.
+    let mut opens = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let db = Engram::open(&q8_dir, Options::default())?;
+        let snap = db.begin_read()?;
+        assert_eq!(snap.network_count(), AGENTS as usize);
+        opens.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let open_ms = median(opens);
+    println!(
+        "  open the {AGENTS}-agent database (writer handle, catalog loaded): {open_ms:.2} ms (median of 7)"
+    );
+
+    let db = Engram::open(&q8_dir, Options::default())?;
+    let ids = id_stream(AGENTS as usize, CALLS, Access::Uniform, 11);
+    // Warm: every page read (and checksummed) once.
+    let snap = db.begin_read()?;
+    for a in 0..AGENTS {
+        snap.network(a, "policy")?.expect("stored");
+    }
+    let fetch = time_each(&ids, |a| {
+        let snap: ReadTxn = db.begin_read().expect("snapshot");
+        let net = snap.network(a, "policy").expect("ok").expect("stored");
+        net.bytes() as f32
+    });
+    println!(
+        "  fetch one agent's network, hot (begin_read + network(), uniform agents): p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs",
+        us(&fetch, 0.5),
+        us(&fetch, 0.99),
+        us(&fetch, 0.999)
+    );
+
+    let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+    let (mut o, mut of) = ([0f32; 16], [0f32; 16]);
+    let hot_agent = 4_242u64;
+    let net = snap.network(hot_agent, "policy")?.expect("stored");
+    let w_hot = agent_weights(hot_agent);
+    // Agreement of the two passes (quantization error, not kernel error).
+    forward_q8(&net, &x, &mut o);
+    forward_f32(&w_hot, &x, &mut of);
+    let err = o
+        .iter()
+        .zip(&of)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let same = vec![hot_agent; CALLS / 4];
+    let q8_hot = time_each(&same, |_| forward_q8(&net, &x, &mut o));
+    let f32_hot = time_each(&same, |_| forward_f32(&w_hot, &x, &mut of));
+    // Across the swarm: a different agent every call (weights mostly not in cache).
+    let all_f32: Vec<Vec<F32Tensor>> = (0..AGENTS).map(agent_weights).collect();
+    let q8_swarm = time_each(&ids, |a| {
+        let net = snap.network(a, "policy").expect("ok").expect("stored");
+        forward_q8(&net, &x, &mut o)
+    });
+    let f32_swarm = time_each(&ids, |a| forward_f32(&all_f32[a as usize], &x, &mut of));
+    drop(all_f32);
+    println!("  forward pass, p50 / p99 µs:        Q8 pages       f32 (SIMD dot kernel)");
+    println!(
+        "    one agent, hot in cache          {:>5.2} / {:>5.2}   {:>5.2} / {:>5.2}",
+        us(&q8_hot, 0.5),
+        us(&q8_hot, 0.99),
+        us(&f32_hot, 0.5),
+        us(&f32_hot, 0.99)
+    );
+    println!(
+        "    a random agent each call         {:>5.2} / {:>5.2}   {:>5.2} / {:>5.2}",
+        us(&q8_swarm, 0.5),
+        us(&q8_swarm, 0.99),
+        us(&f32_swarm, 0.5),
+        us(&f32_swarm, 0.99)
+    );
+    println!("    largest output difference Q8 vs f32: {err:.4}");
+    drop(snap);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&q8_dir);
+
+    report.insert("quant.fetch_p99_us".into(), json!(us(&fetch, 0.99)));
+    report.insert("quant.forward_q8_us".into(), json!(us(&q8_hot, 0.5)));
+    report.insert("quant.forward_f32_us".into(), json!(us(&f32_hot, 0.5)));
+    report.insert(
+        "quant.forward_q8_swarm_us".into(),
+        json!(us(&q8_swarm, 0.5)),
+    );
+    report.insert(
+        "quant.forward_f32_swarm_us".into(),
+        json!(us(&f32_swarm, 0.5)),
+    );
+    report.insert("quant.open_ms".into(), json!(open_ms));
+    out.insert("fetch_p50_us".into(), json!(us(&fetch, 0.5)));
+    out.insert("forward_q8_p99_us".into(), json!(us(&q8_hot, 0.99)));
+    out.insert("forward_f32_p99_us".into(), json!(us(&f32_hot, 0.99)));
+    out.insert("forward_max_abs_diff".into(), json!(err));
+    report.insert("quant.detail".into(), Value::Object(out));
+    Ok(())
+}
+
+/// Bytes of the network files (pages and catalog) in `dir`.
+fn network_bytes(dir: &Path) -> Result<u64, BoxError> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".pages") || name.ends_with(".nets") {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,489 @@
+//! Quantized weight blocks: encoding (Q8, Q4, F16 and a per-block mixed scheme), and the
+//! kernels that read them in place — dequantization and the matrix–vector product — with a
+//! scalar reference, AVX2 (+FMA, F16C) on x86-64 and simd128 on wasm32.
+//!
+//! A tensor of shape `[d0, …, dn]` is `rows = d0 × … × d(n-1)` rows of `cols = dn` weights;
+//! each row is cut into blocks of [`BLOCK`] weights (the last one zero-padded), so no block
+//! spans two rows. `docs/format.md` gives every block layout byte by byte.
+
+mod scalar;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// Weights per block.
+pub const BLOCK: usize = 32;
+
+/// How a tensor's blocks are encoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QuantScheme {
+    /// 34-byte blocks: f16 scale d, 32 × i8 q; w = d·q (GGUF Q8_0's layout).
+    Q8,
+    /// 18-byte blocks: f16 scale d, 16 bytes of nibbles; w = d·(q − 8) (GGUF Q4_0's layout).
+    Q4,
+    /// 64-byte blocks: 32 × f16.
+    F16,
+    /// Each block F16, Q8 or Q4 by its importance (the mean of the caller's per-weight
+    /// scores): the most important `f16` fraction of blocks in F16, the next `q8` fraction
+    /// in Q8, the rest in Q4. A tag byte per block precedes the blocks.
+    Mixed { f16: f32, q8: f32 },
+}
+
+/// One block's encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlockKind {
+    Q8 = 1,
+    Q4 = 2,
+    F16 = 3,
+}
+
+impl BlockKind {
+    pub const fn bytes(self) -> usize {
+        match self {
+            BlockKind::Q8 => 2 + BLOCK,
+            BlockKind::Q4 => 2 + BLOCK / 2,
+            BlockKind::F16 => 2 * BLOCK,
+        }
+    }
+
+    /// The largest weight magnitude the block can hold: its f16 scale (or value) tops out
+    /// at 65,504.
+    pub fn largest(self) -> f32 {
+        let f16_max = half::f16::MAX.to_f32();
+        match self {
+            BlockKind::Q8 => f16_max * 127.0,
+            BlockKind::Q4 => f16_max * 7.0,
+            BlockKind::F16 => f16_max,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(BlockKind::Q8),
+            2 => Some(BlockKind::Q4),
+            3 => Some(BlockKind::F16),
+            _ => None,
+        }
+    }
+}
+
+impl QuantScheme {
+    /// The code stored in the catalog (`docs/format.md`).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            QuantScheme::Q8 => 1,
+            QuantScheme::Q4 => 2,
+            QuantScheme::F16 => 3,
+            QuantScheme::Mixed { .. } => 4,
+        }
+    }
+}
+
+/// Rows and columns of a shape; errors on an empty or overflowing shape.
+pub fn rows_cols(shape: &[usize]) -> Result<(usize, usize)> {
+    let (&cols, outer) = shape
+        .split_last()
+        .ok_or_else(|| Error::InvalidArgument("a tensor needs at least one dimension".into()))?;
+    let rows = outer
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|r| r.checked_mul(cols).is_some_and(|n| n <= u32::MAX as usize))
+        .ok_or_else(|| Error::InvalidArgument(format!("shape {shape:?} is too large")))?;
+    if cols == 0 || rows == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "shape {shape:?} has no weights"
+        )));
+    }
+    Ok((rows, cols))
+}
+
+/// Blocks per row of `cols` weights.
+pub fn blocks_per_row(cols: usize) -> usize {
+    cols.div_ceil(BLOCK)
+}
+
+/// Encodes `data` (`rows × cols`, row-major) under `scheme`. `importance` (one score per
+/// weight, finite) is required by [`QuantScheme::Mixed`] and ignored otherwise.
+pub fn quantize(
+    data: &[f32],
+    shape: &[usize],
+    scheme: QuantScheme,
+    importance: Option<&[f32]>,
+) -> Result<Vec<u8>> {
+    let (rows, cols) = rows_cols(shape)?;
+    if data.len() != rows * cols {
+        return Err(Error::InvalidArgument(format!(
+            "shape {shape:?} needs {} weights, got {}",
+            rows * cols,
+            data.len()
+        )));
+    }
+    finite("weights", data)?;
+    let bpr = blocks_per_row(cols);
+    let nblocks = rows * bpr;
+    let kinds: Vec<BlockKind> = match scheme {
+        QuantScheme::Q8 => vec![BlockKind::Q8; nblocks],
+        QuantScheme::Q4 => vec![BlockKind::Q4; nblocks],
+        QuantScheme::F16 => vec![BlockKind::F16; nblocks],
+        QuantScheme::Mixed { f16, q8 } => {
+            let imp = importance.ok_or_else(|| {
+                Error::InvalidArgument("the mixed scheme needs per-weight importance".into())
+            })?;
+            if imp.len() != data.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} importance scores for {} weights",
+                    imp.len(),
+                    data.len()
+                )));
+            }
+            finite("importance", imp)?;
+            if !(f16 >= 0.0 && q8 >= 0.0 && f16 + q8 <= 1.0) {
+                return Err(Error::InvalidArgument(format!(
+                    "mixed fractions f16 {f16} + q8 {q8} must lie in [0, 1]"
+                )));
+            }
+            mixed_kinds(imp, rows, cols, f16, q8)
+        }
+    };
+    let mut out = Vec::new();
+    if matches!(scheme, QuantScheme::Mixed { .. }) {
+        out.extend(kinds.iter().map(|&k| k as u8));
+    }
+    let mut block = [0f32; BLOCK];
+    for r in 0..rows {
+        let row = &data[r * cols..(r + 1) * cols];
+        for b in 0..bpr {
+            let part = &row[b * BLOCK..((b + 1) * BLOCK).min(cols)];
+            block.fill(0.0);
+            block[..part.len()].copy_from_slice(part);
+            let kind = kinds[r * bpr + b];
+            let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+            if max > kind.largest() {
+                return Err(Error::InvalidArgument(format!(
+                    "a weight of magnitude {max} in row {r} does not fit {kind:?} blocks (at most {})",
+                    kind.largest()
+                )));
+            }
+            encode_block(kind, &block, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn finite(what: &'static str, v: &[f32]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: v[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Block kinds by importance rank: ties broken by block index so the choice is stable.
+fn mixed_kinds(imp: &[f32], rows: usize, cols: usize, f16: f32, q8: f32) -> Vec<BlockKind> {
+    let bpr = blocks_per_row(cols);
+    let score: Vec<f64> = (0..rows * bpr)
+        .map(|i| {
+            let (r, b) = (i / bpr, i % bpr);
+            let part = &imp[r * cols + b * BLOCK..r * cols + ((b + 1) * BLOCK).min(cols)];
+            part.iter().map(|&x| f64::from(x)).sum::<f64>() / part.len() as f64
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+    let n = score.len() as f64;
+    let (n16, n8) = (
+        (n * f64::from(f16)).round() as usize,
+        (n * f64::from(q8)).round() as usize,
+    );
+    let mut kinds = vec![BlockKind::Q4; score.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        kinds[i] = if rank < n16 {
+            BlockKind::F16
+        } else if rank < n16 + n8 {
+            BlockKind::Q8
+        } else {
+            BlockKind::Q4
+        };
+    }
+    kinds
+}
+
+/// The smallest f16 scale `d` with `d · levels >= max` (so no weight rounds past the range).
+fn scale_for(max: f32, levels: f32) -> half::f16 {
+    let mut d = half::f16::from_f32(max / levels);
+    while d.to_f32() * levels < max {
+        d = half::f16::from_bits(d.to_bits() + 1);
+    }
+    d
+}
+
+fn encode_block(kind: BlockKind, w: &[f32; BLOCK], out: &mut Vec<u8>) {
+    let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+    match kind {
+        BlockKind::Q8 => {
+            let d = scale_for(max, 127.0);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+            let inv = if d.to_f32() > 0.0 {
+                1.0 / d.to_f32()
+            } else {
+                0.0
+            };
+            out.extend(
+                w.iter()
+                    .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8 as u8),
+            );
+        }
+        BlockKind::Q4 => {
+            let d = scale_for(max, 7.0);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+            let inv = if d.to_f32() > 0.0 {
+                1.0 / d.to_f32()
+            } else {
+                0.0
+            };
+            let q = |x: f32| ((x * inv).round().clamp(-7.0, 7.0) as i32 + 8) as u8;
+            out.extend((0..BLOCK / 2).map(|j| q(w[j]) | (q(w[j + BLOCK / 2]) << 4)));
+        }
+        BlockKind::F16 => {
+            for x in w {
+                out.extend_from_slice(&half::f16::from_f32(*x).to_bits().to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Encoded blocks of one tensor, borrowed (from a mapped page, or anywhere).
+#[derive(Clone, Copy, Debug)]
+pub struct Blocks<'a> {
+    rows: usize,
+    cols: usize,
+    /// One kind for all blocks, or (mixed) the tag bytes.
+    kinds: Kinds<'a>,
+    data: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kinds<'a> {
+    Uniform(BlockKind),
+    Tagged(&'a [u8]),
+}
+
+impl<'a> Blocks<'a> {
+    /// Views `bytes` as the encoding of a `shape` tensor under the scheme with `code`,
+    /// checking that every size and tag adds up.
+    pub(crate) fn parse(bytes: &'a [u8], shape: &[usize], code: u8) -> Result<Self> {
+        let (rows, cols) = rows_cols(shape)?;
+        let n = rows * blocks_per_row(cols);
+        let bad = |why: String| Error::InvalidArgument(why);
+        let (kinds, data) = match code {
+            4 => {
+                let (tags, data) = bytes
+                    .split_at_checked(n)
+                    .ok_or_else(|| bad("mixed tensor shorter than its tags".into()))?;
+                let mut need = 0usize;
+                for &t in tags {
+                    need += BlockKind::from_code(t)
+                        .ok_or_else(|| bad(format!("unknown block tag {t}")))?
+                        .bytes();
+                }
+                if need != data.len() {
+                    return Err(bad(format!(
+                        "mixed blocks take {need} bytes, stored {}",
+                        data.len()
+                    )));
+                }
+                (Kinds::Tagged(tags), data)
+            }
+            c => {
+                let kind =
+                    BlockKind::from_code(c).ok_or_else(|| bad(format!("unknown scheme {c}")))?;
+                if n * kind.bytes() != bytes.len() {
+                    return Err(bad(format!(
+                        "{n} blocks of {:?} take {} bytes, stored {}",
+                        kind,
+                        n * kind.bytes(),
+                        bytes.len()
+                    )));
+                }
+                (Kinds::Uniform(kind), bytes)
+            }
+        };
+        Ok(Blocks {
+            rows,
+            cols,
+            kinds,
+            data,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Each block's kind and bytes, in row order.
+    fn each(&self) -> impl Iterator<Item = (BlockKind, &'a [u8])> + '_ {
+        let n = self.rows * blocks_per_row(self.cols);
+        let mut at = 0;
+        (0..n).map(move |i| {
+            let kind = match self.kinds {
+                Kinds::Uniform(k) => k,
+                Kinds::Tagged(t) => BlockKind::from_code(t[i]).expect("tags checked at parse"),
+            };
+            let b = &self.data[at..at + kind.bytes()];
+            at += kind.bytes();
+            (kind, b)
+        })
+    }
+
+    /// Writes the `rows × cols` weights to `out`.
+    pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.rows * self.cols {
+            return Err(Error::InvalidArgument(format!(
+                "output holds {} floats, tensor has {}",
+                out.len(),
+                self.rows * self.cols
+            )));
+        }
+        let (bpr, k) = (blocks_per_row(self.cols), QuantKernel::best());
+        let mut tmp = [0f32; BLOCK];
+        for (i, (kind, b)) in self.each().enumerate() {
+            let (r, c) = (i / bpr, (i % bpr) * BLOCK);
+            let n = BLOCK.min(self.cols - c);
+            let dst = &mut out[r * self.cols + c..r * self.cols + c + n];
+            if n == BLOCK {
+                k.dequantize(kind, b, dst.try_into().expect("32"));
+            } else {
+                k.dequantize(kind, b, &mut tmp);
+                dst.copy_from_slice(&tmp[..n]);
+            }
+        }
+        Ok(())
+    }
+
+    /// `y = W x` straight from the blocks (`x.len() == cols`, `y.len() == rows`); equals
+    /// dequantizing then multiplying, to float rounding.
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.matvec_with(QuantKernel::best(), x, y)
+    }
+
+    pub fn matvec_with(&self, kernel: QuantKernel, x: &[f32], y: &mut [f32]) -> Result<()> {
+        if x.len() != self.cols || y.len() != self.rows {
+            return Err(Error::InvalidArgument(format!(
+                "matvec of a {}x{} tensor with x of {} and y of {}",
+                self.rows,
+                self.cols,
+                x.len(),
+                y.len()
+            )));
+        }
+        let bpr = blocks_per_row(self.cols);
+        // A row whose last block is padded meets zeros in x there, whatever the block holds.
+        let mut padded;
+        let xp: &[f32] = if self.cols.is_multiple_of(BLOCK) {
+            x
+        } else {
+            padded = vec![0f32; bpr * BLOCK];
+            padded[..x.len()].copy_from_slice(x);
+            &padded
+        };
+        match self.kinds {
+            Kinds::Uniform(kind) => {
+                let row_bytes = bpr * kind.bytes();
+                for (r, out) in y.iter_mut().enumerate() {
+                    *out = kernel.row_dot(kind, &self.data[r * row_bytes..(r + 1) * row_bytes], xp);
+                }
+            }
+            Kinds::Tagged(_) => {
+                y.fill(0.0);
+                for (i, (kind, b)) in self.each().enumerate() {
+                    let c = (i % bpr) * BLOCK;
+                    y[i / bpr] += kernel.row_dot(kind, b, &xp[c..c + BLOCK]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An implementation of the block kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantKernel {
+    /// Plain loops: the reference.
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// wasm32 simd128 (f16 blocks convert in scalar code: simd128 has no f16).
+    Simd128,
+}
+
+impl QuantKernel {
+    /// The fastest kernel this CPU runs, chosen once.
+    pub fn best() -> QuantKernel {
+        static BEST: OnceLock<QuantKernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if x86::available() {
+                return QuantKernel::Avx2;
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            return QuantKernel::Simd128;
+            #[allow(unreachable_code)]
+            QuantKernel::Scalar
+        })
+    }
+
+    /// Kernels this CPU (and build) runs.
+    pub fn available() -> Vec<QuantKernel> {
+        let mut v = vec![QuantKernel::Scalar];
+        if QuantKernel::best() != QuantKernel::Scalar {
+            v.push(QuantKernel::best());
+        }
+        v
+    }
+
+    fn usable(self) -> QuantKernel {
+        if self == QuantKernel::Scalar || self == QuantKernel::best() {
+            self
+        } else {
+            QuantKernel::Scalar
+        }
+    }
+
+    fn dequantize(self, kind: BlockKind, block: &[u8], out: &mut [f32; BLOCK]) {
+        match self.usable() {
+            #[cfg(target_arch = "x86_64")]
+            QuantKernel::Avx2 => x86::dequantize(kind, block, out),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            QuantKernel::Simd128 => wasm::dequantize(kind, block, out),
+            _ => scalar::dequantize(kind, block, out),
+        }
+    }
+
+    /// Σ over the blocks in `blocks` (all of `kind`, consecutive along one row) of the
+    /// block's weights · the matching 32 floats of `x`.
+    fn row_dot(self, kind: BlockKind, blocks: &[u8], x: &[f32]) -> f32 {
+        match self.usable() {
+            #[cfg(target_arch = "x86_64")]
+            QuantKernel::Avx2 => x86::row_dot(kind, blocks, x),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            QuantKernel::Simd128 => wasm::row_dot(kind, blocks, x),
+            _ => scalar::row_dot(kind, blocks, x),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

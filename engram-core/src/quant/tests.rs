@@ -1,0 +1,250 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = engram_fixtures::Rng::new(seed);
+    (0..n).map(|_| rng.normal() as f32).collect()
+}
+
+fn dequant(bytes: &[u8], shape: &[usize], scheme: QuantScheme) -> Vec<f32> {
+    let b = Blocks::parse(bytes, shape, scheme.code()).unwrap();
+    let mut out = vec![0f32; b.rows() * b.cols()];
+    b.dequantize_into(&mut out).unwrap();
+    out
+}
+
+fn rel_rmse(a: &[f32], b: &[f32]) -> f64 {
+    let err: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let sig: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+    (err / sig).sqrt()
+}
+
+/// The scale of each block of a row-major `rows × cols` tensor, as encoded.
+fn block_scales(bytes: &[u8], kind: BlockKind, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let b = &bytes[i * kind.bytes()..];
+            half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Every weight is within half a quantization step of its block (plus float rounding).
+    #[test]
+    fn error_within_half_a_step(
+        rows in 1usize..5,
+        cols in 1usize..100,
+        magnitude in -20i32..20,
+        seed in any::<u64>(),
+    ) {
+        let m = 2f32.powi(magnitude);
+        let w: Vec<f32> = gaussian(rows * cols, seed).iter().map(|x| x * m).collect();
+        let shape = [rows, cols];
+        let bpr = blocks_per_row(cols);
+        let max = w.iter().fold(0f32, |a, x| a.max(x.abs()));
+        for (scheme, kind) in [(QuantScheme::Q8, BlockKind::Q8), (QuantScheme::Q4, BlockKind::Q4)] {
+            let Ok(bytes) = quantize(&w, &shape, scheme, None) else {
+                prop_assert!(max > kind.largest(), "{scheme:?} refused {max}");
+                continue;
+            };
+            let back = dequant(&bytes, &shape, scheme);
+            let scales = block_scales(&bytes, kind, rows * bpr);
+            for (i, (a, b)) in w.iter().zip(&back).enumerate() {
+                let (r, c) = (i / cols, i % cols);
+                let step = scales[r * bpr + c / BLOCK];
+                prop_assert!((a - b).abs() <= step * 0.5 * (1.0 + 1e-6) + f32::MIN_POSITIVE,
+                    "{scheme:?}: {a} -> {b}, step {step}");
+            }
+        }
+        let Ok(bytes) = quantize(&w, &shape, QuantScheme::F16, None) else {
+            prop_assert!(max > BlockKind::F16.largest());
+            return Ok(());
+        };
+        for (a, b) in w.iter().zip(dequant(&bytes, &shape, QuantScheme::F16)) {
+            // Normal f16 range: half an ulp is 2^-11 relative.
+            if a.abs() > 6.2e-5 && a.abs() < 65000.0 {
+                prop_assert!((a - b).abs() <= a.abs() * 2f32.powi(-11) * (1.0 + 1e-6));
+            }
+        }
+    }
+}
+
+#[test]
+fn gaussian_weights_relative_rmse() {
+    let w = gaussian(128 * 128, 42);
+    let shape = [128, 128];
+    let q8 = rel_rmse(
+        &w,
+        &dequant(
+            &quantize(&w, &shape, QuantScheme::Q8, None).unwrap(),
+            &shape,
+            QuantScheme::Q8,
+        ),
+    );
+    let q4 = rel_rmse(
+        &w,
+        &dequant(
+            &quantize(&w, &shape, QuantScheme::Q4, None).unwrap(),
+            &shape,
+            QuantScheme::Q4,
+        ),
+    );
+    let f16 = rel_rmse(
+        &w,
+        &dequant(
+            &quantize(&w, &shape, QuantScheme::F16, None).unwrap(),
+            &shape,
+            QuantScheme::F16,
+        ),
+    );
+    eprintln!("relative RMSE on N(0,1) weights: Q8 {q8:.5}, Q4 {q4:.5}, F16 {f16:.6}");
+    // Q8_0's layout (32 weights, f16 scale = max/127, no clipping) gives 0.535 % on Gaussian
+    // weights (the max of 32 |N(0,1)| averages 2.35, a step of 0.0185); issue #6's 0.5 % goal
+    // needs a finer layout, beyond its 27 % size budget (docs/benchmarks.md).
+    assert!(q8 <= 0.0055, "Q8 {q8}");
+    assert!(q4 <= 0.10, "Q4 {q4}");
+    assert!(f16 <= 0.0005, "F16 {f16}");
+}
+
+#[test]
+fn matvec_equals_dequantize_then_multiply() {
+    for (rows, cols) in [(1, 1), (16, 64), (48, 70), (128, 128)] {
+        let imp: Vec<f32> = gaussian(rows * cols, 3).iter().map(|x| x.abs()).collect();
+        let w = gaussian(rows * cols, rows as u64);
+        let x = gaussian(cols, 9);
+        let shape = [rows, cols];
+        for scheme in [
+            QuantScheme::Q8,
+            QuantScheme::Q4,
+            QuantScheme::F16,
+            QuantScheme::Mixed { f16: 0.2, q8: 0.3 },
+        ] {
+            let bytes = quantize(&w, &shape, scheme, Some(&imp)).unwrap();
+            let b = Blocks::parse(&bytes, &shape, scheme.code()).unwrap();
+            let dq = dequant(&bytes, &shape, scheme);
+            let want: Vec<f64> = (0..rows)
+                .map(|r| {
+                    (0..cols)
+                        .map(|c| f64::from(dq[r * cols + c]) * f64::from(x[c]))
+                        .sum()
+                })
+                .collect();
+            let bound: Vec<f64> = (0..rows)
+                .map(|r| {
+                    (0..cols)
+                        .map(|c| f64::from((dq[r * cols + c] * x[c]).abs()))
+                        .sum()
+                })
+                .collect();
+            for k in QuantKernel::available() {
+                let mut y = vec![0f32; rows];
+                b.matvec_with(k, &x, &mut y).unwrap();
+                for r in 0..rows {
+                    let tol = bound[r] * 1e-5 + 1e-6;
+                    assert!(
+                        (f64::from(y[r]) - want[r]).abs() <= tol,
+                        "{k:?} {scheme:?} {rows}x{cols} row {r}: {} vs {}",
+                        y[r],
+                        want[r]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_dequantize_alike() {
+    let w = gaussian(8 * 96, 5);
+    for scheme in [QuantScheme::Q8, QuantScheme::Q4, QuantScheme::F16] {
+        let bytes = quantize(&w, &[8, 96], scheme, None).unwrap();
+        let Kinds::Uniform(kind) = Blocks::parse(&bytes, &[8, 96], scheme.code())
+            .unwrap()
+            .kinds
+        else {
+            unreachable!()
+        };
+        for block in bytes.chunks_exact(kind.bytes()) {
+            let mut want = [0f32; BLOCK];
+            QuantKernel::Scalar.dequantize(kind, block, &mut want);
+            for k in QuantKernel::available() {
+                let mut got = [0f32; BLOCK];
+                k.dequantize(kind, block, &mut got);
+                assert_eq!(got, want, "{k:?} {kind:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mixed_scheme_spends_bits_on_important_blocks() {
+    let w = gaussian(4 * 64, 7); // 8 blocks
+    let mut imp = vec![0f32; 4 * 64];
+    imp[..32].fill(9.0); // block 0: most important
+    imp[32..64].fill(5.0); // block 1: next
+    let bytes = quantize(
+        &w,
+        &[4, 64],
+        QuantScheme::Mixed {
+            f16: 0.125,
+            q8: 0.125,
+        },
+        Some(&imp),
+    )
+    .unwrap();
+    assert_eq!(&bytes[..8], &[3, 1, 2, 2, 2, 2, 2, 2]);
+    assert_eq!(bytes.len(), 8 + 64 + 34 + 6 * 18);
+    let back = dequant(
+        &bytes,
+        &[4, 64],
+        QuantScheme::Mixed {
+            f16: 0.125,
+            q8: 0.125,
+        },
+    );
+    let err = |r: std::ops::Range<usize>| rel_rmse(&w[r.clone()], &back[r]);
+    assert!(err(0..32) < err(32..64) && err(32..64) < err(64..256));
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    assert!(quantize(&[1.0, f32::NAN], &[2], QuantScheme::Q8, None).is_err());
+    assert!(quantize(&[1.0; 6], &[2, 2], QuantScheme::Q8, None).is_err());
+    assert!(quantize(&[1.0; 4], &[], QuantScheme::Q8, None).is_err());
+    assert!(
+        quantize(
+            &[1.0; 4],
+            &[4],
+            QuantScheme::Mixed { f16: 0.5, q8: 0.1 },
+            None
+        )
+        .is_err()
+    );
+    assert!(
+        quantize(
+            &[1.0; 4],
+            &[4],
+            QuantScheme::Mixed { f16: 0.9, q8: 0.9 },
+            Some(&[1.0; 4])
+        )
+        .is_err()
+    );
+    let bytes = quantize(&[1.0; 40], &[40], QuantScheme::Q8, None).unwrap();
+    assert!(Blocks::parse(&bytes[..bytes.len() - 1], &[40], 1).is_err());
+    assert!(Blocks::parse(&bytes, &[40], 9).is_err());
+    let mut mixed = quantize(
+        &[1.0; 40],
+        &[40],
+        QuantScheme::Mixed { f16: 0.0, q8: 0.0 },
+        Some(&[0.0; 40]),
+    )
+    .unwrap();
+    mixed[0] = 7;
+    assert!(Blocks::parse(&mixed, &[40], 4).is_err());
+    let b = Blocks::parse(&bytes, &[40], 1).unwrap();
+    assert!(b.matvec(&[0.0; 39], &mut [0.0]).is_err());
+    assert!(b.dequantize_into(&mut [0.0; 41]).is_err());
+}
