@@ -63,7 +63,7 @@ impl BlockKind {
         }
     }
 
-    pub(crate) fn from_code(c: u8) -> Option<Self> {
+    pub(crate) const fn from_code(c: u8) -> Option<Self> {
         match c {
             1 => Some(BlockKind::Q8),
             2 => Some(BlockKind::Q4),
@@ -278,6 +278,11 @@ enum Kinds<'a> {
 }
 
 impl<'a> Blocks<'a> {
+    /// Views the output of [`quantize`] for a `shape` tensor under `scheme`, checking sizes.
+    pub fn view(bytes: &'a [u8], shape: &[usize], scheme: QuantScheme) -> Result<Self> {
+        Self::parse(bytes, shape, scheme.code())
+    }
+
     /// Views `bytes` as the encoding of a `shape` tensor under the scheme with `code`,
     /// checking that every size and tag adds up.
     pub(crate) fn parse(bytes: &'a [u8], shape: &[usize], code: u8) -> Result<Self> {
@@ -400,12 +405,7 @@ impl<'a> Blocks<'a> {
             &padded
         };
         match self.kinds {
-            Kinds::Uniform(kind) => {
-                let row_bytes = bpr * kind.bytes();
-                for (r, out) in y.iter_mut().enumerate() {
-                    *out = kernel.row_dot(kind, &self.data[r * row_bytes..(r + 1) * row_bytes], xp);
-                }
-            }
+            Kinds::Uniform(kind) => kernel.matvec(kind, self.data, bpr, xp, y),
             Kinds::Tagged(_) => {
                 y.fill(0.0);
                 for (i, (kind, b)) in self.each().enumerate() {
@@ -469,6 +469,20 @@ impl QuantKernel {
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             QuantKernel::Simd128 => wasm::dequantize(kind, block, out),
             _ => scalar::dequantize(kind, block, out),
+        }
+    }
+
+    /// `y[r]` = row r of the `y.len()` rows of `bpr` blocks of `kind` in `blocks`, · `x`.
+    fn matvec(self, kind: BlockKind, blocks: &[u8], bpr: usize, x: &[f32], y: &mut [f32]) {
+        match self.usable() {
+            #[cfg(target_arch = "x86_64")]
+            QuantKernel::Avx2 => x86::matvec(kind, blocks, bpr, x, y),
+            _ => {
+                let row_bytes = bpr * kind.bytes();
+                for (r, out) in y.iter_mut().enumerate() {
+                    *out = self.row_dot(kind, &blocks[r * row_bytes..(r + 1) * row_bytes], x);
+                }
+            }
         }
     }
 

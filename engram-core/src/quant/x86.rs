@@ -75,19 +75,29 @@ unsafe fn scale(p: *const u8) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn weights(kind: BlockKind, p: *const u8) -> [__m256; 4] {
-    // SAFETY (all arms): the caller guarantees kind.bytes() readable bytes at p.
+    // SAFETY (all arms): the caller guarantees kind.bytes() readable bytes at p. (No
+    // closures here: a closure does not inherit the target features, and its calls to
+    // these helpers would not inline.)
     unsafe {
         match kind {
-            BlockKind::Q8 => [0, 8, 16, 24].map(|o| widen_i8(p.add(2 + o))),
+            BlockKind::Q8 => [
+                widen_i8(p.add(2)),
+                widen_i8(p.add(10)),
+                widen_i8(p.add(18)),
+                widen_i8(p.add(26)),
+            ],
             BlockKind::Q4 => {
                 let (lo, hi) = q4_codes(p.add(2));
                 let (a, b) = widen_lane(lo);
                 let (c, d) = widen_lane(hi);
                 [a, b, c, d]
             }
-            BlockKind::F16 => {
-                [0, 8, 16, 24].map(|o| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * o).cast())))
-            }
+            BlockKind::F16 => [
+                _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(16).cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(32).cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(48).cast())),
+            ],
         }
     }
 }
@@ -101,36 +111,133 @@ unsafe fn dequantize_avx2(kind: BlockKind, p: *const u8, out: *mut f32) {
             BlockKind::F16 => _mm256_set1_ps(1.0),
             _ => scale(p),
         };
-        for (i, v) in w.into_iter().enumerate() {
-            _mm256_storeu_ps(out.add(8 * i), _mm256_mul_ps(d, v));
-        }
+        _mm256_storeu_ps(out, _mm256_mul_ps(d, w[0]));
+        _mm256_storeu_ps(out.add(8), _mm256_mul_ps(d, w[1]));
+        _mm256_storeu_ps(out.add(16), _mm256_mul_ps(d, w[2]));
+        _mm256_storeu_ps(out.add(24), _mm256_mul_ps(d, w[3]));
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn row_dot_avx2(kind: BlockKind, p: *const u8, n: usize, x: *const f32) -> f32 {
-    let mut total = _mm256_setzero_ps();
+    let mut sum = _mm256_setzero_ps();
     for b in 0..n {
         // SAFETY: block b lies at p + b·bytes, its floats at x + 32·b: both in range by the
         // caller's guarantee.
         unsafe {
             let blk = p.add(b * kind.bytes());
             let xs = x.add(b * BLOCK);
-            let w = weights(kind, blk);
-            let mut acc = _mm256_mul_ps(w[0], _mm256_loadu_ps(xs));
-            acc = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xs.add(8)), acc);
-            acc = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xs.add(16)), acc);
-            acc = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xs.add(24)), acc);
-            total = match kind {
-                BlockKind::F16 => _mm256_add_ps(total, acc),
-                _ => _mm256_fmadd_ps(scale(blk), acc, total),
+            let xv = [
+                _mm256_loadu_ps(xs),
+                _mm256_loadu_ps(xs.add(8)),
+                _mm256_loadu_ps(xs.add(16)),
+                _mm256_loadu_ps(xs.add(24)),
+            ];
+            let acc = block_dot(kind, blk, xv);
+            sum = match kind {
+                BlockKind::F16 => _mm256_add_ps(sum, acc),
+                _ => _mm256_fmadd_ps(scale(blk), acc, sum),
             };
         }
     }
-    let s = _mm_add_ps(
-        _mm256_castps256_ps128(total),
-        _mm256_extractf128_ps(total, 1),
-    );
+    hsum(sum)
+}
+
+/// The block's 32 (unscaled) weights times the 32 floats of `xs`, as eight partial sums;
+/// a tree keeps the FMA chain two deep.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_dot(kind: BlockKind, blk: *const u8, xs: [__m256; 4]) -> __m256 {
+    // SAFETY: the caller guarantees the block's bytes at blk.
+    let w = unsafe { weights(kind, blk) };
+    let lo = _mm256_fmadd_ps(w[1], xs[1], _mm256_mul_ps(w[0], xs[0]));
+    let hi = _mm256_fmadd_ps(w[3], xs[3], _mm256_mul_ps(w[2], xs[2]));
+    _mm256_add_ps(lo, hi)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+/// Four rows at a time: each block column's 32 floats of x are loaded once for the four
+/// rows, and the four rows' scales convert together (a conversion and broadcast per block
+/// would queue on the shuffle port that the i8 → i32 widening already keeps busy).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn matvec_avx2<const KIND: u8>(
+    p: *const u8,
+    rows: usize,
+    bpr: usize,
+    x: *const f32,
+    y: *mut f32,
+) {
+    // One copy per block kind: the per-block `match` on the kind folds away.
+    let kind = BlockKind::from_code(KIND).expect("a block kind");
+    let (bytes, row_bytes) = (kind.bytes(), bpr * kind.bytes());
+    let mut r = 0;
+    while r + 4 <= rows {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut scales = [1f32; 8];
+        for b in 0..bpr {
+            // SAFETY: rows r..r+4 and block b are in range (the caller's guarantee), as are
+            // x's 32 floats of block b.
+            unsafe {
+                let xs = x.add(b * BLOCK);
+                let xv = [
+                    _mm256_loadu_ps(xs),
+                    _mm256_loadu_ps(xs.add(8)),
+                    _mm256_loadu_ps(xs.add(16)),
+                    _mm256_loadu_ps(xs.add(24)),
+                ];
+                let blk = [0, 1, 2, 3].map(|i| p.add((r + i) * row_bytes + b * bytes));
+                if kind != BlockKind::F16 {
+                    let bits = [
+                        blk[0].cast::<u16>().read_unaligned(),
+                        blk[1].cast::<u16>().read_unaligned(),
+                        blk[2].cast::<u16>().read_unaligned(),
+                        blk[3].cast::<u16>().read_unaligned(),
+                    ];
+                    _mm_storeu_ps(
+                        scales.as_mut_ptr(),
+                        _mm_cvtph_ps(_mm_loadl_epi64(bits.as_ptr().cast())),
+                    );
+                }
+                for i in 0..4 {
+                    let d = block_dot(kind, blk[i], xv);
+                    acc[i] = match kind {
+                        BlockKind::F16 => _mm256_add_ps(acc[i], d),
+                        _ => _mm256_fmadd_ps(_mm256_broadcast_ss(&scales[i]), d, acc[i]),
+                    };
+                }
+            }
+        }
+        for (i, a) in acc.into_iter().enumerate() {
+            // SAFETY: r + i < rows, the length of y (caller's guarantee).
+            unsafe { *y.add(r + i) = hsum(a) };
+        }
+        r += 4;
+    }
+    for r in r..rows {
+        // SAFETY: as above, for the last rows one at a time.
+        unsafe { *y.add(r) = row_dot_avx2(kind, p.add(r * row_bytes), bpr, x) };
+    }
+}
+
+/// `y[r] = row r · x` for `y.len()` rows of `bpr` blocks each, all of `kind`, packed in
+/// `blocks`.
+pub(super) fn matvec(kind: BlockKind, blocks: &[u8], bpr: usize, x: &[f32], y: &mut [f32]) {
+    assert!(available() && blocks.len() >= y.len() * bpr * kind.bytes() && x.len() >= bpr * BLOCK);
+    // SAFETY: CPU features and bounds asserted above: every row's blocks lie inside
+    // `blocks`, each block's floats inside `x`, and y has one float per row.
+    unsafe {
+        let (p, rows, xp, yp) = (blocks.as_ptr(), y.len(), x.as_ptr(), y.as_mut_ptr());
+        match kind {
+            BlockKind::Q8 => matvec_avx2::<{ BlockKind::Q8 as u8 }>(p, rows, bpr, xp, yp),
+            BlockKind::Q4 => matvec_avx2::<{ BlockKind::Q4 as u8 }>(p, rows, bpr, xp, yp),
+            BlockKind::F16 => matvec_avx2::<{ BlockKind::F16 as u8 }>(p, rows, bpr, xp, yp),
+        }
+    }
 }

@@ -526,6 +526,12 @@ impl ReadTxn {
             .collect()
     }
 
+    /// Bytes the networks' pages and catalog take in this snapshot (compaction drops the
+    /// pages of replaced and deleted networks).
+    pub fn network_storage(&self) -> u64 {
+        self.v.state.pages * PAGE as u64 + self.v.state.catalog_len
+    }
+
     /// Number of live networks.
     pub fn network_count(&self) -> usize {
         self.v.nets.networks
