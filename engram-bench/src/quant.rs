@@ -96,7 +96,8 @@ fn forward_q8(net: &Network<'_>, x: &[f32], out: &mut [f32; 16]) -> f32 {
 /// the quantized kernel, so the comparison is of the weights' format, not of the loop).
 fn matvec_f32(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && cols % 8 == 0 {
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && cols.is_multiple_of(8)
+    {
         // SAFETY: AVX2 and FMA are present; w holds y.len() rows of `cols` floats and x
         // `cols` floats (asserted), and cols is a multiple of 8.
         assert!(w.len() >= y.len() * cols && x.len() >= cols);
