@@ -1,13 +1,15 @@
 //! Crash consistency: a child process commits batches and acknowledges each on stdout; the
 //! parent SIGKILLs it at random moments (during commits and compactions), reopens, and
-//! checks that every acknowledged batch is there, whole, and no partial batch is visible.
+//! checks that every acknowledged batch is there, whole (episodes, concept, bindings, a
+//! network version), and no partial batch is visible.
 //! `ENGRAM_CRASH_KILLS=N` runs N kills (default 60).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engram_core::{ConceptInput, Engram, EpisodeInput, Options};
+use engram_core::quant::QuantScheme;
+use engram_core::{ConceptInput, Engram, EpisodeInput, Options, TensorInput};
 
 const DIM: usize = 64;
 const BATCH: u64 = 100;
@@ -67,6 +69,29 @@ fn verify(dir: &std::path::Path) -> u64 {
         );
         batch += 1;
     }
+    // Batch n also stores agent n % 5's network, all weights n: the newest complete batch of
+    // each agent wins, and nothing of a partial batch shows.
+    for agent in 0..5u64 {
+        let newest = (0..batch).rev().find(|b| b % 5 == agent);
+        let net = snap.network(agent, "policy").unwrap();
+        match (newest, net) {
+            (None, None) => {}
+            (Some(b), Some(net)) => {
+                let t = net.tensor("w").unwrap().expect("tensor w");
+                let mut w = [0f32; 64];
+                t.dequantize_into(&mut w).unwrap();
+                assert!(
+                    w.iter().all(|&x| x == b as f32),
+                    "agent {agent}: {} for batch {b}",
+                    w[0]
+                );
+            }
+            (b, n) => panic!(
+                "agent {agent}: newest batch {b:?}, network present {}",
+                n.is_some()
+            ),
+        }
+    }
     for later in batch..batch + 3 {
         for i in 0..BATCH {
             assert!(
@@ -115,6 +140,15 @@ fn crash_child() {
                 .unwrap();
             tx.bind(e, c, 0.5).unwrap();
         }
+        let weights = [batch as f32; 64];
+        let tensor = TensorInput {
+            name: "w",
+            shape: &[2, 32],
+            data: &weights,
+            importance: None,
+        };
+        tx.put_network(batch % 5, "policy", &[tensor], QuantScheme::F16)
+            .unwrap();
         if batch >= 3 {
             let snap = db.begin_read().unwrap();
             if let Some(old) = snap.episode_by_key(key(batch - 3, 0).as_bytes()).unwrap() {
