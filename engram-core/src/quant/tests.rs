@@ -248,3 +248,17 @@ fn bad_input_is_an_error() {
     assert!(b.matvec(&[0.0; 39], &mut [0.0]).is_err());
     assert!(b.dequantize_into(&mut [0.0; 41]).is_err());
 }
+
+#[test]
+fn this_targets_simd_path_is_built_and_under_test() {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    assert_eq!(QuantKernel::best(), QuantKernel::Simd128);
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+    {
+        assert_eq!(QuantKernel::best(), QuantKernel::Avx2);
+    }
+    assert!(QuantKernel::available().len() >= 2 || QuantKernel::best() == QuantKernel::Scalar);
+}
