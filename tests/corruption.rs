@@ -203,3 +203,39 @@ fn truncated_files_give_errors_not_panics() {
     }
     assert!(errors > 0);
 }
+
+#[test]
+fn verify_checks_what_reads_never_touch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    build(&good);
+    read_all(&good).unwrap();
+    {
+        let db = Engram::open(&good, opts()).unwrap();
+        let snap = db.begin_read().unwrap();
+        let r = snap.verify().unwrap();
+        // 120 episode slots + their 120 int8 rows + 4 concept versions.
+        assert_eq!(
+            (r.slots, r.live_episodes, r.live_concepts, r.live_bindings),
+            (244, 119, 3, 119)
+        );
+        assert_eq!(r.blobs, 119 * 2 + 3);
+    }
+    // A deleted episode's slot (3; only scans read it) and a superseded concept version
+    // (slot 0 of .con; no read reaches it) are checked by verify.
+    for (ext, off, reads_see_it) in [("eps", 3 * 256 + 10, true), ("con", 17, false)] {
+        let case = tmp.path().join(format!("case-{ext}"));
+        copy_dir(&good, &case);
+        let target = files(&case)
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == ext))
+            .unwrap();
+        let mut bytes = std::fs::read(&target).unwrap();
+        bytes[off] ^= 0x21;
+        std::fs::write(&target, &bytes).unwrap();
+        assert_eq!(read_all(&case).is_err(), reads_see_it, "{ext}");
+        let db = Engram::open(&case, opts()).unwrap();
+        let err = db.begin_read().unwrap().verify().unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{ext}: {err}");
+    }
+}

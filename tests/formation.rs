@@ -96,6 +96,11 @@ fn formed_concepts_match_the_ground_truth_and_persist() {
 }
 
 fn db_checks(db: &Engram, ids: &[u64], truth: &[u32], concepts: &[u64]) {
+    let report = db.begin_read().unwrap().verify().unwrap();
+    assert_eq!(
+        (report.live_concepts, report.live_bindings),
+        (concepts.len() as u64, ids.len() as u64)
+    );
     let found = concept_of(db, ids);
     let ari = adjusted_rand_index(&found, truth);
     assert!(ari >= 0.95, "ARI {ari}");

@@ -174,6 +174,9 @@ fn a_new_version_replaces_the_old_atomically_and_compaction_reclaims_it() {
     assert!(compacted * 2 < grown, "{compacted} of {grown}");
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.networks(), vec![(7, "policy".to_string())]);
+    let report = snap.verify().unwrap();
+    assert_eq!(report.networks, 1);
+    assert!(report.pages >= 7);
     assert!((first(&snap) - b.weights[0][0]).abs() < 1e-3);
     drop(snap);
     drop(db);

@@ -13,6 +13,7 @@ mod network;
 mod records;
 mod search;
 mod snapshot;
+mod verify;
 mod write;
 
 pub use db::{
@@ -24,4 +25,5 @@ pub use meta::{FORMAT_VERSION, Manifest};
 pub use network::{Network, PAGE, Tensor, TensorInput};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
+pub use verify::VerifyReport;
 pub use write::{ConceptInput, EpisodeInput, WriteTxn};

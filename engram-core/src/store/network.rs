@@ -173,6 +173,10 @@ impl NetCatalog {
             .map(|(_, e)| e)
     }
 
+    pub(crate) fn page_crc(&self, page: u64) -> u32 {
+        self.page_crcs[page as usize]
+    }
+
     pub(crate) fn pages(&self) -> u64 {
         self.page_crcs.len() as u64
     }

@@ -149,6 +149,18 @@ impl SlotLayout {
         out.resize(out.len() + self.stride - self.archive_len - 4, 0);
     }
 
+    /// The archive bytes of slot `index`, its checksum checked now whatever this map
+    /// remembers (for `verify`).
+    pub(crate) fn archive_rechecked<'m>(&self, map: &'m Mapping, index: u64) -> Result<&'m [u8]> {
+        let off = index.saturating_mul(self.stride as u64);
+        let slot = map.bytes(off, self.archive_len + 4)?;
+        let (archive, crc) = slot.split_at(self.archive_len);
+        if crc32c::crc32c(archive) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(Error::corrupt(map.path(), off, "slot checksum mismatch"));
+        }
+        Ok(archive)
+    }
+
     /// The archive bytes of slot `index`, checksum verified on the first read of the slot
     /// through this map (committed slots never change under a map).
     pub(crate) fn archive<'m>(&self, map: &'m Mapping, index: u64) -> Result<&'m [u8]> {
@@ -274,6 +286,21 @@ impl Int8Layout {
         let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.resize(start + self.stride, 0);
+    }
+
+    /// Checks row `index`'s checksum now, whatever this map remembers (for `verify`).
+    pub(crate) fn recheck(&self, map: &Mapping, index: u64) -> Result<()> {
+        let off = index.saturating_mul(self.stride as u64);
+        let b = map.bytes(off, self.dim + INT8_FIELDS + 4)?;
+        let (body, crc) = b.split_at(self.dim + INT8_FIELDS);
+        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(Error::corrupt(
+                map.path(),
+                off,
+                "int8 row checksum mismatch",
+            ));
+        }
+        Ok(())
     }
 
     /// Row `index`, its checksum verified on the first read through this map.

@@ -1,0 +1,165 @@
+//! `verify`: every checksum and cross-structure invariant of one snapshot, checked now.
+
+use crate::error::{Error, Result};
+use crate::store::network::PAGE;
+use crate::store::records;
+use crate::store::snapshot::{ReadTxn, Role};
+
+/// What [`ReadTxn::verify`] checked (all of it passed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Episode and concept slots (every committed slot, old versions included), and int8
+    /// mirror rows, whose crc32c and structure were checked.
+    pub slots: u64,
+    pub live_episodes: u64,
+    pub live_concepts: u64,
+    /// Live bindings, each found on both its episode's and its concept's list.
+    pub live_bindings: u64,
+    /// Payload, key and label blobs whose crc32c was checked.
+    pub blobs: u64,
+    pub networks: u64,
+    pub pages: u64,
+}
+
+impl ReadTxn {
+    /// Reads everything this snapshot holds and checks it: every slot's crc32c and archive
+    /// structure (even if this handle checked it before), every live record's heap blobs,
+    /// every binding on both of its lists, fan counts against the lists, the live counts
+    /// against the commit record, every network page's crc32c and tensor layout. Returns
+    /// the first problem as an error (`Corruption` names the file and offset).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let v = &self.v;
+        let mut r = VerifyReport::default();
+        let eps = &v.file(Role::Episodes)?.map;
+        let ep_layout = v.info.episode_layout;
+        for slot in 0..v.state.episode_slots {
+            let off = slot * ep_layout.stride as u64;
+            records::episode_view(eps, off, ep_layout.archive_rechecked(eps, slot)?)?;
+            r.slots += 1;
+        }
+        if v.info.manifest.int8_mirror {
+            let map = &v.file(Role::Int8)?.map;
+            for slot in 0..v.state.episode_slots {
+                v.info.int8_layout.recheck(map, slot)?;
+                r.slots += 1;
+            }
+        }
+        let cons = &v.file(Role::Concepts)?.map;
+        let con_layout = v.info.concept_layout;
+        for slot in 0..v.state.concept_slots {
+            let off = slot * con_layout.stride as u64;
+            records::concept_view(cons, off, con_layout.archive_rechecked(cons, slot)?)?;
+            r.slots += 1;
+        }
+        let table = |role, id: u64, what: &str| {
+            Error::corrupt(
+                v.file(role)
+                    .map(|f| f.map.path().to_path_buf())
+                    .unwrap_or_default(),
+                id * 24,
+                what.to_string(),
+            )
+        };
+        let mut by_episode = 0u64;
+        for id in 0..v.state.episode_ids {
+            let Some(ep) = self.episode(id)? else {
+                continue;
+            };
+            ep.payload()?;
+            ep.key()?;
+            r.blobs += 1 + u64::from(ep.key()?.is_some());
+            r.live_episodes += 1;
+            let list = self.bindings_of_episode(id)?;
+            if self.episode_fan_count(id)? != list.len() {
+                return Err(table(
+                    Role::EpisodeTable,
+                    id,
+                    "episode fan count disagrees with its binding list",
+                ));
+            }
+            for b in &list {
+                if b.episode != id || self.concept(b.concept)?.is_none() {
+                    return Err(table(
+                        Role::EpisodeTable,
+                        id,
+                        "binding list holds a foreign or dangling binding",
+                    ));
+                }
+            }
+            by_episode += list.len() as u64;
+        }
+        for id in 0..v.state.concept_ids {
+            let Some(c) = self.concept(id)? else { continue };
+            c.label()?;
+            r.blobs += 1;
+            r.live_concepts += 1;
+            let list = self.bindings_of_concept(id)?;
+            if self.concept_fan_count(id)? != list.len() {
+                return Err(table(
+                    Role::ConceptTable,
+                    id,
+                    "concept fan count disagrees with its binding list",
+                ));
+            }
+            for b in &list {
+                if b.concept != id || self.episode(b.episode)?.is_none() {
+                    return Err(table(
+                        Role::ConceptTable,
+                        id,
+                        "binding list holds a foreign or dangling binding",
+                    ));
+                }
+                if self.binding_strength(b.episode, id)? != Some(b.strength) {
+                    return Err(table(
+                        Role::ConceptTable,
+                        id,
+                        "binding missing from its episode's list",
+                    ));
+                }
+            }
+            r.live_bindings += list.len() as u64;
+        }
+        let s = v.state;
+        if by_episode != r.live_bindings
+            || (r.live_episodes, r.live_concepts, r.live_bindings)
+                != (s.live_episodes, s.live_concepts, s.live_bindings)
+        {
+            return Err(Error::corrupt(
+                v.info.dir.join(crate::store::meta::commit_file(s.txn)),
+                0,
+                format!(
+                    "live counts: found {} episodes, {} concepts, {} bindings ({} by episode); the commit says {}, {}, {}",
+                    r.live_episodes,
+                    r.live_concepts,
+                    r.live_bindings,
+                    by_episode,
+                    s.live_episodes,
+                    s.live_concepts,
+                    s.live_bindings
+                ),
+            ));
+        }
+        let pages = &v.file(Role::Pages)?.map;
+        for page in 0..v.state.pages {
+            let bytes = pages.bytes(page * PAGE as u64, PAGE)?;
+            if crc32c::crc32c(bytes) != v.nets.page_crc(page) {
+                return Err(Error::corrupt(
+                    pages.path(),
+                    page * PAGE as u64,
+                    "page checksum mismatch",
+                ));
+            }
+            r.pages += 1;
+        }
+        for (agent, name) in self.networks() {
+            let net = self
+                .network(agent, &name)?
+                .ok_or_else(|| Error::corrupt(pages.path(), 0, "catalog entry vanished"))?;
+            for t in net.tensors() {
+                t?;
+            }
+            r.networks += 1;
+        }
+        Ok(r)
+    }
+}
