@@ -1,0 +1,781 @@
+//! `engram`: open a database directory to create, inspect, load, search, cluster, verify,
+//! compact, back up and benchmark it. Human-readable output by default, `--json` for
+//! machines; long work shows a progress bar on a terminal and stays quiet when piped.
+
+/// `println!` that ends the process quietly when the reader went away (`engram … | head`).
+macro_rules! say {
+    ($($t:tt)*) => { $crate::out(format_args!($($t)*)) };
+}
+
+mod vectors;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use engram_core::cluster::{Count, Params, Phase};
+use engram_core::{
+    DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram, EpisodeInput,
+    FORMAT_VERSION, Filter, FormationParams, Metric, Options,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "engram",
+    version,
+    about = "engram database directories from the command line"
+)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an empty database.
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 768)]
+        dim: usize,
+        #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
+        metric: MetricArg,
+        /// Name of the embedding model (checked by later opens that name one).
+        #[arg(long)]
+        model: Option<String>,
+        /// Keep an int8 mirror of the embeddings for `search --int8`.
+        #[arg(long)]
+        int8: bool,
+    },
+    /// Counts, sizes per file, settings and the last commit.
+    Stats { dir: PathBuf },
+    /// Load vectors (.npy float32, .fvecs, or raw .f32 with --dim) as episodes, all in one
+    /// transaction: a bad file commits nothing. In a fresh database row i gets id i.
+    Import {
+        dir: PathBuf,
+        #[arg(long)]
+        vectors: PathBuf,
+        /// One payload per line (`id<TAB>text` or `text`), line i for row i.
+        #[arg(long)]
+        payloads: Option<PathBuf>,
+        /// Dimension of a raw .f32 file.
+        #[arg(long)]
+        dim: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        agent: u64,
+    },
+    /// Exact top-k of each query row.
+    Search {
+        dir: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Scan the int8 mirror, rescoring 10·k candidates in f32.
+        #[arg(long)]
+        int8: bool,
+        /// Recall through the 8 nearest concepts' bound episodes.
+        #[arg(long)]
+        via_concepts: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Form, list and show concepts.
+    Concepts {
+        #[command(subcommand)]
+        cmd: ConceptsCmd,
+    },
+    /// Check every checksum and invariant; exits non-zero on any problem.
+    Verify { dir: PathBuf },
+    /// Rewrite the files with live records only.
+    Compact { dir: PathBuf },
+    /// A consistent copy of the last commit, taken while writers go on.
+    Backup { dir: PathBuf, dest: PathBuf },
+    /// Concept lookup latency on this database (mapped and cached, uniform ids).
+    Bench {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        lookups: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConceptsCmd {
+    /// Cluster episodes into concepts: --k N (spherical k-means) or --min-coherence X.
+    Form {
+        dir: PathBuf,
+        #[arg(
+            long,
+            conflicts_with = "min_coherence",
+            required_unless_present = "min_coherence"
+        )]
+        k: Option<usize>,
+        #[arg(long)]
+        min_coherence: Option<f32>,
+        #[arg(long, default_value_t = 2)]
+        min_size: usize,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// Only episodes bound to no concept yet.
+        #[arg(long)]
+        unbound_only: bool,
+    },
+    List {
+        dir: PathBuf,
+    },
+    /// One concept: centroid norm, members, coherence, fan count, top members.
+    Show {
+        dir: PathBuf,
+        id: u64,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MetricArg {
+    Cosine,
+    Dot,
+    L2,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Format {
+    Text,
+    /// `query_row<TAB>id1<TAB>…<TAB>idk`, best first.
+    Tsv,
+    Json,
+}
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json {
+                say!("{}", json!({ "error": e }));
+            } else {
+                eprintln!("engram: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("engram: writing output: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn err(e: engram_core::Error) -> String {
+    e.to_string()
+}
+
+/// Opens an existing database (never creates one).
+fn open(dir: &Path) -> Res<Engram> {
+    Engram::open(
+        dir,
+        Options {
+            create_if_missing: false,
+            ..Options::default()
+        },
+    )
+    .map_err(err)
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn emit(json_out: bool, value: Value, text: impl FnOnce()) {
+    if json_out {
+        say!("{value}");
+    } else {
+        text();
+    }
+}
+
+fn run(cli: &Cli) -> Res<()> {
+    let j = cli.json;
+    match &cli.cmd {
+        Cmd::Init {
+            dir,
+            dim,
+            metric,
+            model,
+            int8,
+        } => {
+            if dir.exists()
+                && std::fs::read_dir(dir)
+                    .map_err(|e| e.to_string())?
+                    .next()
+                    .is_some()
+            {
+                return Err(format!("{} exists and is not empty", dir.display()));
+            }
+            let metric = match metric {
+                MetricArg::Cosine => Metric::Cosine,
+                MetricArg::Dot => Metric::Dot,
+                MetricArg::L2 => Metric::L2,
+            };
+            let opts = Options {
+                dimension: Some(*dim),
+                metric: Some(metric),
+                model: model.clone(),
+                int8_mirror: Some(*int8),
+                ..Options::default()
+            };
+            Engram::open(dir, opts).map_err(err)?;
+            emit(j, json!({ "created": dir, "dimension": dim }), || {
+                say!("created {} ({dim}-d, {metric:?})", dir.display())
+            });
+        }
+        Cmd::Stats { dir } => stats(dir, j)?,
+        Cmd::Import {
+            dir,
+            vectors,
+            payloads,
+            dim,
+            agent,
+        } => import(dir, vectors, payloads.as_deref(), *dim, *agent, j)?,
+        Cmd::Search {
+            dir,
+            queries,
+            k,
+            int8,
+            via_concepts,
+            format,
+        } => search(
+            dir,
+            queries,
+            *k,
+            *int8,
+            *via_concepts,
+            if j { Format::Json } else { *format },
+        )?,
+        Cmd::Concepts { cmd } => concepts(cmd, j)?,
+        Cmd::Verify { dir } => {
+            let db = Engram::open(
+                dir,
+                Options {
+                    create_if_missing: false,
+                    read_only: true,
+                    ..Options::default()
+                },
+            )
+            .map_err(err)?;
+            let t = Instant::now();
+            let r = db
+                .begin_read()
+                .map_err(err)?
+                .verify()
+                .map_err(|e| format!("verify failed: {e}"))?;
+            emit(
+                j,
+                json!({ "ok": true, "slots": r.slots, "episodes": r.live_episodes, "concepts": r.live_concepts,
+                        "bindings": r.live_bindings, "blobs": r.blobs, "networks": r.networks, "pages": r.pages }),
+                || {
+                    say!(
+                        "ok: {} slots, {} episodes, {} concepts, {} bindings, {} blobs, {} networks in {} pages checked in {:.2} s",
+                        r.slots,
+                        r.live_episodes,
+                        r.live_concepts,
+                        r.live_bindings,
+                        r.blobs,
+                        r.networks,
+                        r.pages,
+                        t.elapsed().as_secs_f64()
+                    )
+                },
+            );
+        }
+        Cmd::Compact { dir } => {
+            let db = open(dir)?;
+            let before = dir_bytes(dir);
+            let bar = ProgressBar::new_spinner().with_message("compacting");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            db.compact().map_err(err)?;
+            bar.finish_and_clear();
+            let after = dir_bytes(dir);
+            emit(
+                j,
+                json!({ "bytes_before": before, "bytes_after": after }),
+                || say!("compacted: {before} → {after} bytes"),
+            );
+        }
+        Cmd::Backup { dir, dest } => {
+            let db = Engram::open(
+                dir,
+                Options {
+                    create_if_missing: false,
+                    read_only: true,
+                    ..Options::default()
+                },
+            )
+            .map_err(err)?;
+            db.backup(dest).map_err(err)?;
+            emit(j, json!({ "backup": dest }), || {
+                say!("backed up to {}", dest.display())
+            });
+        }
+        Cmd::Bench { dir, lookups } => bench(dir, *lookups, j)?,
+    }
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn stats(dir: &Path, j: bool) -> Res<()> {
+    let db = Engram::open(
+        dir,
+        Options {
+            create_if_missing: false,
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .map_err(err)?;
+    let snap = db.begin_read().map_err(err)?;
+    let m = db.manifest();
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().ok()?.len(),
+            ))
+        })
+        .collect();
+    files.sort();
+    let v = json!({
+        "dir": dir, "format_version": FORMAT_VERSION, "dimension": m.dimension, "metric": format!("{:?}", m.metric),
+        "model": m.model, "int8_mirror": m.int8_mirror, "last_commit": snap.txn(),
+        "episodes": snap.episode_count(), "concepts": snap.concept_count(), "bindings": snap.binding_count(),
+        "networks": snap.network_count(), "network_bytes": snap.network_storage(),
+        "concept_cache_entries": DEFAULT_CONCEPT_CACHE_ENTRIES, "strength_cache_entries": DEFAULT_STRENGTH_CACHE_ENTRIES,
+        "files": files.iter().map(|(n, b)| json!({ "name": n, "bytes": b })).collect::<Vec<_>>(),
+    });
+    emit(j, v, || {
+        say!(
+            "{}: engram format {FORMAT_VERSION}, {}-d, {:?}{}{}",
+            dir.display(),
+            m.dimension,
+            m.metric,
+            m.model
+                .as_ref()
+                .map(|s| format!(", model {s}"))
+                .unwrap_or_default(),
+            if m.int8_mirror { ", int8 mirror" } else { "" }
+        );
+        say!("last commit: txn {}", snap.txn());
+        say!(
+            "episodes {}  concepts {}  bindings {}  networks {} ({} bytes)",
+            snap.episode_count(),
+            snap.concept_count(),
+            snap.binding_count(),
+            snap.network_count(),
+            snap.network_storage()
+        );
+        say!(
+            "cache defaults: {DEFAULT_CONCEPT_CACHE_ENTRIES} concepts, {DEFAULT_STRENGTH_CACHE_ENTRIES} binding strengths"
+        );
+        for (n, b) in &files {
+            say!("  {n:<16} {b:>14} bytes");
+        }
+    });
+    Ok(())
+}
+
+fn import(
+    dir: &Path,
+    path: &Path,
+    payloads: Option<&Path>,
+    dim: Option<usize>,
+    agent: u64,
+    j: bool,
+) -> Res<()> {
+    let db = open(dir)?;
+    let expected = db.manifest().dimension;
+    let v = vectors::read(path, Some(dim.unwrap_or(expected)))?;
+    let payloads = payloads.map(vectors::payloads).transpose()?;
+    if let Some(p) = &payloads
+        && p.len() != v.rows()
+    {
+        return Err(format!(
+            "{} payload lines for {} vectors",
+            p.len(),
+            v.rows()
+        ));
+    }
+    let bar = progress(v.rows() as u64, "importing");
+    let t = Instant::now();
+    let mut tx = db.begin_write().map_err(err)?;
+    let mut first = None;
+    let mut last = 0;
+    for i in 0..v.rows() {
+        let payload = payloads.as_ref().map_or(&[][..], |p| &p[i][..]);
+        let id = tx
+            .insert_episode(&EpisodeInput {
+                agent,
+                timestamp: i as i64,
+                embedding: v.row(i),
+                payload,
+                key: None,
+            })
+            .map_err(|e| format!("row {i}: {e}"))?;
+        first.get_or_insert(id);
+        last = id;
+        if i % 1024 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    bar.set_message("committing");
+    tx.commit().map_err(err)?;
+    bar.finish_and_clear();
+    let n = v.rows();
+    emit(
+        j,
+        json!({ "imported": n, "first_id": first, "last_id": first.map(|_| last), "seconds": t.elapsed().as_secs_f64() }),
+        || match first {
+            Some(f) => say!(
+                "imported {n} episodes as ids {f}..={last} in {:.2} s",
+                t.elapsed().as_secs_f64()
+            ),
+            None => say!("the file holds no vectors; nothing imported"),
+        },
+    );
+    Ok(())
+}
+
+fn search(dir: &Path, queries: &Path, k: usize, int8: bool, via: bool, format: Format) -> Res<()> {
+    let db = Engram::open(
+        dir,
+        Options {
+            create_if_missing: false,
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .map_err(err)?;
+    let snap = db.begin_read().map_err(err)?;
+    let q = vectors::read(queries, Some(db.manifest().dimension))?;
+    let mut all = Vec::new();
+    for i in 0..q.rows() {
+        let hits: Vec<(u64, f32, Option<u64>)> = if via {
+            snap.recall_via_concepts(q.row(i), 8, k)
+                .map_err(err)?
+                .into_iter()
+                .map(|r| (r.episode, r.score, Some(r.concept)))
+                .collect()
+        } else if int8 {
+            snap.search_int8(q.row(i), k, &Filter::default(), 10 * k)
+                .map_err(err)?
+                .into_iter()
+                .map(|h| (h.id, h.score, None))
+                .collect()
+        } else {
+            snap.search(q.row(i), k, &Filter::default())
+                .map_err(err)?
+                .into_iter()
+                .map(|h| (h.id, h.score, None))
+                .collect()
+        };
+        match format {
+            Format::Tsv => {
+                let ids: Vec<String> = hits.iter().map(|h| h.0.to_string()).collect();
+                say!("{i}\t{}", ids.join("\t"));
+            }
+            Format::Text => {
+                say!("query {i}:");
+                for (rank, (id, score, via)) in hits.iter().enumerate() {
+                    let via = via.map(|c| format!("  via concept {c}")).unwrap_or_default();
+                    say!("  {:>3}. episode {id:<10} score {score:.4}{via}", rank + 1);
+                }
+            }
+            Format::Json => all.push(json!({
+                "query": i,
+                "hits": hits.iter().map(|(id, s, c)| json!({ "id": id, "score": s, "concept": c })).collect::<Vec<_>>(),
+            })),
+        }
+    }
+    if format == Format::Json {
+        say!("{}", Value::Array(all));
+    }
+    Ok(())
+}
+
+fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
+    match cmd {
+        ConceptsCmd::Form {
+            dir,
+            k,
+            min_coherence,
+            min_size,
+            iterations,
+            seed,
+            unbound_only,
+        } => {
+            let db = open(dir)?;
+            let count = match (k, min_coherence) {
+                (Some(k), _) => Count::K(*k),
+                (None, Some(c)) => Count::Threshold { min_coherence: *c },
+                (None, None) => return Err("give --k or --min-coherence".into()),
+            };
+            let bar = progress(*iterations as u64, "forming");
+            let report_progress = |p: &engram_core::cluster::Progress| {
+                match p.phase {
+                    Phase::Iterating => {
+                        bar.set_message(format!(
+                            "k-means, {} concepts, objective {:.4}",
+                            p.clusters, p.objective
+                        ));
+                        bar.set_position(p.step as u64);
+                    }
+                    phase => bar.set_message(format!("{phase:?}: {} clusters", p.clusters)),
+                }
+                std::ops::ControlFlow::Continue(())
+            };
+            let filter = Filter::default();
+            let t = Instant::now();
+            let r = db
+                .form_concepts(&FormationParams {
+                    filter: &filter,
+                    unbound_only: *unbound_only,
+                    clustering: Params {
+                        count,
+                        min_size: *min_size,
+                        max_iterations: *iterations,
+                        seed: *seed,
+                        max_points_per_cluster: None,
+                    },
+                    progress: Some(&report_progress),
+                })
+                .map_err(err)?;
+            bar.finish_and_clear();
+            emit(
+                j,
+                json!({ "concepts": r.concepts, "episodes": r.episodes, "bound": r.bound, "iterations": r.iterations,
+                        "objective": r.objective, "seconds": t.elapsed().as_secs_f64() }),
+                || {
+                    say!(
+                        "formed {} concepts from {} episodes ({} bound, {} left unbound) in {:.2} s; mean cosine to centroid {:.4}",
+                        r.concepts.len(),
+                        r.episodes,
+                        r.bound,
+                        r.episodes - r.bound,
+                        t.elapsed().as_secs_f64(),
+                        r.objective
+                    )
+                },
+            );
+        }
+        ConceptsCmd::List { dir } => {
+            let db = Engram::open(
+                dir,
+                Options {
+                    create_if_missing: false,
+                    read_only: true,
+                    ..Options::default()
+                },
+            )
+            .map_err(err)?;
+            let snap = db.begin_read().map_err(err)?;
+            let mut rows = Vec::new();
+            for id in snap.concept_ids().map_err(err)? {
+                let c = snap
+                    .concept(id)
+                    .map_err(err)?
+                    .ok_or(format!("concept {id} vanished"))?;
+                rows.push((
+                    id,
+                    c.members(),
+                    c.coherence(),
+                    snap.concept_fan_count(id).map_err(err)?,
+                    c.label().map_err(err)?.to_string(),
+                ));
+            }
+            emit(
+                j,
+                Value::Array(rows.iter().map(|(id, m, h, f, l)| json!({ "id": id, "members": m, "coherence": h, "fan": f, "label": l })).collect()),
+                || {
+                    say!("{:>8} {:>8} {:>9} {:>6}  label", "id", "members", "coherence", "fan");
+                    for (id, m, h, f, l) in &rows {
+                        say!("{id:>8} {m:>8} {h:>9.4} {f:>6}  {l}");
+                    }
+                },
+            );
+        }
+        ConceptsCmd::Show { dir, id, top } => {
+            let db = Engram::open(
+                dir,
+                Options {
+                    create_if_missing: false,
+                    read_only: true,
+                    ..Options::default()
+                },
+            )
+            .map_err(err)?;
+            let snap = db.begin_read().map_err(err)?;
+            let c = snap
+                .concept(*id)
+                .map_err(err)?
+                .ok_or(format!("no concept {id}"))?;
+            let norm = c
+                .centroid()
+                .iter()
+                .map(|x| f64::from(*x).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let mut members = snap.bindings_of_concept(*id).map_err(err)?;
+            members.sort_by(|a, b| {
+                b.strength
+                    .total_cmp(&a.strength)
+                    .then(a.episode.cmp(&b.episode))
+            });
+            let fan = members.len();
+            members.truncate(*top);
+            let mut shown = Vec::new();
+            for b in &members {
+                let ep = snap
+                    .episode(b.episode)
+                    .map_err(err)?
+                    .ok_or(format!("episode {} vanished", b.episode))?;
+                let text = String::from_utf8_lossy(ep.payload().map_err(err)?)
+                    .chars()
+                    .take(80)
+                    .collect::<String>();
+                shown.push((b.episode, b.strength, text));
+            }
+            let label = c.label().map_err(err)?.to_string();
+            emit(
+                j,
+                json!({ "id": id, "label": label, "centroid_norm": norm, "members": c.members(), "coherence": c.coherence(),
+                        "fan": fan, "version_txn": c.version_txn(),
+                        "top": shown.iter().map(|(e, s, t)| json!({ "episode": e, "strength": s, "payload": t })).collect::<Vec<_>>() }),
+                || {
+                    say!("concept {id}: {label}");
+                    say!(
+                        "  centroid norm {norm:.6}, {} members, coherence {:.4}, fan count {fan}, written by txn {}",
+                        c.members(),
+                        c.coherence(),
+                        c.version_txn()
+                    );
+                    for (e, s, t) in &shown {
+                        say!("  {s:.4}  episode {e:<8} {t}");
+                    }
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench(dir: &Path, lookups: usize, j: bool) -> Res<()> {
+    let db = Engram::open(
+        dir,
+        Options {
+            create_if_missing: false,
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .map_err(err)?;
+    let snap = db.begin_read().map_err(err)?;
+    let ids = snap.concept_ids().map_err(err)?;
+    if ids.is_empty() {
+        return Err("the database has no concepts (form some with `engram concepts form`)".into());
+    }
+    // Uniform ids from a fixed xorshift stream, so runs compare.
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let stream: Vec<u64> = (0..lookups)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ids[(s % ids.len() as u64) as usize]
+        })
+        .collect();
+    let mut results = serde_json::Map::new();
+    for (name, cached) in [("mapped", false), ("cached", true)] {
+        let mut sink = 0f32;
+        for &id in &stream {
+            sink += read(&snap, id, cached)?; // warm: page cache and concept cache
+        }
+        let mut ns: Vec<u64> = Vec::with_capacity(stream.len());
+        for &id in &stream {
+            let t = Instant::now();
+            sink += read(&snap, id, cached)?;
+            ns.push(t.elapsed().as_nanos() as u64);
+        }
+        std::hint::black_box(sink);
+        ns.sort_unstable();
+        let q = |p: f64| ns[((ns.len() - 1) as f64 * p).round() as usize];
+        let row = json!({ "p50_ns": q(0.5), "p90_ns": q(0.9), "p99_ns": q(0.99), "p999_ns": q(0.999), "max_ns": q(1.0) });
+        if !j {
+            say!(
+                "concept lookup, {name:<6} ({} concepts, {lookups} uniform lookups, centroid read fully): p50 {} ns  p90 {} ns  p99 {} ns  p99.9 {} ns  max {} ns",
+                ids.len(),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(0.999),
+                q(1.0)
+            );
+        }
+        results.insert(name.into(), row);
+    }
+    if j {
+        say!("{}", Value::Object(results));
+    }
+    Ok(())
+}
+
+/// One concept lookup with its centroid read fully.
+fn read(snap: &engram_core::ReadTxn, id: u64, cached: bool) -> Res<f32> {
+    let sum = |v: &[f32]| v.iter().sum::<f32>();
+    Ok(if cached {
+        sum(snap
+            .lookup_concept(id)
+            .map_err(err)?
+            .ok_or("concept vanished")?
+            .centroid())
+    } else {
+        sum(snap
+            .concept(id)
+            .map_err(err)?
+            .ok_or("concept vanished")?
+            .centroid())
+    })
+}

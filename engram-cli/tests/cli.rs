@@ -1,0 +1,279 @@
+//! The `engram` binary as a user runs it: import → search → concepts → verify → compact →
+//! backup → bench on the shipped fixture, `--json` parsed back, and bad files refused with
+//! nothing committed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn engram(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(args)
+        .output()
+        .expect("engram runs")
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = engram(args);
+    assert!(
+        out.status.success(),
+        "engram {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(&all)).expect("valid JSON")
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = engram(args);
+    assert!(!out.status.success(), "engram {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn sample(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/real-mpnet-sample")
+        .join(file)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A float32 .npy of `rows` rows of `dim`.
+fn write_npy(path: &Path, dim: usize, data: &[f32]) {
+    let rows = data.len() / dim;
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    for x in data {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Rows of the shipped sample (768-d), read back through the CLI's own format.
+fn sample_rows(ids: &[usize]) -> Vec<f32> {
+    let bytes = std::fs::read(sample("vectors.npy")).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    ids.iter()
+        .flat_map(|&i| {
+            bytes[start + i * 768 * 4..start + (i + 1) * 768 * 4]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_user_session_from_import_to_bench() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    ok(&["init", s(&db)]);
+    let imported = json(&[
+        "import",
+        s(&db),
+        "--vectors",
+        s(&sample("vectors.npy")),
+        "--payloads",
+        s(&sample("texts.tsv")),
+    ]);
+    assert_eq!(
+        (
+            imported["imported"].as_u64(),
+            imported["first_id"].as_u64(),
+            imported["last_id"].as_u64()
+        ),
+        (Some(4000), Some(0), Some(3999))
+    );
+    let stats = json(&["stats", s(&db)]);
+    assert_eq!(stats["episodes"], 4000);
+    assert_eq!(stats["dimension"], 768);
+
+    // Row i of the file is episode i: its own vector finds it first.
+    let queries = tmp.path().join("q.npy");
+    write_npy(&queries, 768, &sample_rows(&[5, 17, 3999]));
+    let tsv = ok(&[
+        "search",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "-k",
+        "3",
+        "--format",
+        "tsv",
+    ]);
+    let lines: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 3);
+    for (line, (row, id)) in lines.iter().zip([("0", "5"), ("1", "17"), ("2", "3999")]) {
+        assert_eq!((line[0], line[1], line.len()), (row, id, 4));
+    }
+    let hits = json(&["search", s(&db), "--queries", s(&queries), "-k", "2"]);
+    assert_eq!(hits[1]["hits"][0]["id"], 17);
+
+    let formed = json(&["concepts", "form", s(&db), "--k", "8", "--min-size", "1"]);
+    assert_eq!(formed["concepts"].as_array().unwrap().len(), 8);
+    assert_eq!(formed["bound"], 4000);
+    let list = json(&["concepts", "list", s(&db)]);
+    assert_eq!(list.as_array().unwrap().len(), 8);
+    let members: u64 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["members"].as_u64().unwrap())
+        .sum();
+    assert_eq!(members, 4000);
+    let shown = json(&["concepts", "show", s(&db), "0", "--top", "3"]);
+    assert!((shown["centroid_norm"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+    assert_eq!(shown["top"].as_array().unwrap().len(), 3);
+    let via = json(&[
+        "search",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "-k",
+        "2",
+        "--via-concepts",
+    ]);
+    assert!(via[0]["hits"][0]["concept"].is_u64());
+
+    let verified = json(&["verify", s(&db)]);
+    assert_eq!(
+        (verified["ok"].as_bool(), verified["bindings"].as_u64()),
+        (Some(true), Some(4000))
+    );
+    json(&["compact", s(&db)]);
+    let backup = tmp.path().join("copy");
+    json(&["backup", s(&db), s(&backup)]);
+    assert_eq!(json(&["verify", s(&backup)])["episodes"], 4000);
+    let bench = json(&["bench", s(&db), "--lookups", "2000"]);
+    assert!(
+        bench["cached"]["p99_ns"].as_u64().unwrap() > 0
+            && bench["mapped"]["p50_ns"].as_u64().unwrap() > 0
+    );
+    assert!(ok(&["stats", s(&db)]).contains("episodes 4000"));
+}
+
+#[test]
+fn bad_files_are_refused_with_the_row_and_nothing_is_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    ok(&["init", s(&db), "--dim", "4"]);
+    let good: Vec<f32> = (0..12).map(|i| i as f32).collect();
+
+    let truncated = tmp.path().join("t.npy");
+    write_npy(&truncated, 4, &good);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 6]).unwrap();
+    let e = fails(&["import", s(&db), "--vectors", s(&truncated)]);
+    assert!(e.contains("truncated") && e.contains("row 2"), "{e}");
+
+    let nan = tmp.path().join("nan.npy");
+    let mut bad = good.clone();
+    bad[9] = f32::NAN;
+    write_npy(&nan, 4, &bad);
+    let e = fails(&["import", s(&db), "--vectors", s(&nan)]);
+    assert!(e.contains("row 2") && e.contains("column 1"), "{e}");
+
+    let wide = tmp.path().join("wide.npy");
+    write_npy(&wide, 3, &good);
+    let e = fails(&["import", s(&db), "--vectors", s(&wide)]);
+    assert!(e.contains("3 dimensions, expected 4"), "{e}");
+
+    let raw = tmp.path().join("v.f32");
+    std::fs::write(
+        &raw,
+        good.iter()
+            .flat_map(|x| x.to_le_bytes())
+            .take(44)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let e = fails(&["import", s(&db), "--vectors", s(&raw)]);
+    assert!(e.contains("incomplete"), "{e}");
+
+    let mut f64s = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 4), }\n";
+    f64s.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    f64s.extend_from_slice(header.as_bytes());
+    f64s.extend_from_slice(&[0u8; 32]);
+    let doubles = tmp.path().join("d.npy");
+    std::fs::write(&doubles, f64s).unwrap();
+    assert!(fails(&["import", s(&db), "--vectors", s(&doubles)]).contains("<f8"));
+
+    // fvecs with a row of another dimension.
+    let mut fv = Vec::new();
+    for (d, n) in [(4i32, 4), (4, 4), (3, 3)] {
+        fv.extend_from_slice(&d.to_le_bytes());
+        for _ in 0..n {
+            fv.extend_from_slice(&1f32.to_le_bytes());
+        }
+    }
+    let fvecs = tmp.path().join("v.fvecs");
+    std::fs::write(&fvecs, &fv).unwrap();
+    assert!(fails(&["import", s(&db), "--vectors", s(&fvecs)]).contains("row 2 has 3 dimensions"));
+
+    assert_eq!(
+        json(&["stats", s(&db)])["episodes"],
+        0,
+        "nothing partial committed"
+    );
+
+    // The good formats import, with stable ids.
+    std::fs::write(&fvecs, &fv[..2 * 20]).unwrap();
+    assert_eq!(
+        json(&["import", s(&db), "--vectors", s(&fvecs)])["last_id"],
+        1
+    );
+    std::fs::write(
+        &raw,
+        good.iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    assert_eq!(
+        json(&["import", s(&db), "--vectors", s(&raw), "--dim", "4"])["first_id"],
+        2
+    );
+    assert_eq!(json(&["stats", s(&db)])["episodes"], 5);
+    // A missing database is an error, not a new directory.
+    assert!(fails(&["stats", s(&tmp.path().join("nope"))]).contains("nope"));
+    assert!(!tmp.path().join("nope").exists());
+}
+
+#[test]
+fn verify_fails_on_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    ok(&["init", s(&db), "--dim", "4"]);
+    let v = tmp.path().join("v.npy");
+    write_npy(&v, 4, &(0..40).map(|i| i as f32 + 1.0).collect::<Vec<_>>());
+    ok(&["import", s(&db), "--vectors", s(&v)]);
+    ok(&["verify", s(&db)]);
+    let eps = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "eps"))
+        .unwrap();
+    let mut bytes = std::fs::read(&eps).unwrap();
+    bytes[70] ^= 1;
+    std::fs::write(&eps, bytes).unwrap();
+    let e = fails(&["verify", s(&db)]);
+    assert!(e.contains("checksum"), "{e}");
+}
