@@ -10,7 +10,7 @@ use engram_core::{Engram, EpisodeInput, Filter, FormationParams, Options};
 use engram_fixtures::{Matrix, Rng, clustered, write_npy_f32};
 use serde_json::{Value, json};
 
-use super::{BoxError, cores};
+use super::{BoxError, cores, python_json};
 
 const N: usize = 100_000;
 const DIM: usize = 768;
@@ -88,24 +88,12 @@ fn faiss(
     threads: usize,
     max_points: usize,
 ) -> Result<(f64, Vec<f32>, String), BoxError> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("faiss_kmeans.py");
     let out_path = dir.join("faiss-centroids.npy");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(data)
-        .args([k, ITERATIONS, threads, max_points, SEED as usize].map(|v| v.to_string()))
-        .arg(&out_path)
-        .output()?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err
-            .lines()
-            .last()
-            .unwrap_or("python3 failed")
-            .to_string()
-            .into());
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let numbers = [k, ITERATIONS, threads, max_points, SEED as usize].map(|v| v.to_string());
+    let mut args = vec![data.as_os_str()];
+    args.extend(numbers.iter().map(|n| std::ffi::OsStr::new(n.as_str())));
+    args.push(out_path.as_os_str());
+    let v = python_json("faiss_kmeans.py", &args)?;
     let centroids = engram_fixtures::read_npy_f32(&out_path)?.data;
     let _ = std::fs::remove_file(&out_path);
     Ok((

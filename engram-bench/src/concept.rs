@@ -20,6 +20,12 @@ const COLD_SAMPLES: usize = 2_000;
 /// Lookups through the 10 % cache: half to fill it, half measured.
 const HIT_SAMPLES: usize = 2_000_000;
 
+/// Quantiles at which a case's latency CDF is recorded.
+const CDF_POINTS: [f64; 24] = [
+    0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98,
+    0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0,
+];
+
 fn row(name: &str, h: &Histogram<u64>, per_s: f64) -> Value {
     println!(
         "  {name:<34} {:>8} {:>8} {:>8} {:>9} {:>9} {:>12.0}",
@@ -38,6 +44,8 @@ fn row(name: &str, h: &Histogram<u64>, per_s: f64) -> Value {
         "max_ns": h.max(),
         "samples": h.len(),
         "lookups_per_s": per_s,
+        // (fraction, ns) points of the latency CDF, for the plot.
+        "cdf": CDF_POINTS.iter().map(|&q| json!([q, h.value_at_quantile(q)])).collect::<Vec<_>>(),
     })
 }
 

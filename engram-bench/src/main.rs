@@ -25,6 +25,8 @@ struct Args {
     concept_sizes: Vec<usize>,
     jobs: Vec<String>,
     dir: PathBuf,
+    /// Reports to merge and plot instead of running jobs.
+    plot: Vec<PathBuf>,
 }
 
 const JOBS: [&str; 7] = [
@@ -44,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
             .map(|j| j.to_string())
             .collect(),
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench"),
+        plot: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,9 +74,10 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--dir" => a.dir = PathBuf::from(value()?),
+            "--plot" => a.plot = value()?.split(',').map(PathBuf::from).collect(),
             "-h" | "--help" => {
                 println!(
-                    "engram-bench [--jobs {}] [--concept-sizes A,B,C] [--episodes N] [--open-sizes A,B] [--dir PATH]",
+                    "engram-bench [--jobs {}] [--concept-sizes A,B,C] [--episodes N] [--open-sizes A,B] [--dir PATH]\n       engram-bench --plot REPORT.json[,REPORT.json…] [--dir PATH]   (plots of saved reports, merged)",
                     JOBS.join(",")
                 );
                 std::process::exit(0);
@@ -98,6 +102,7 @@ fn main() {
 mod cluster;
 mod concept;
 mod dual;
+mod plots;
 mod quant;
 mod search;
 
@@ -105,6 +110,18 @@ type BoxError = Box<dyn std::error::Error>;
 
 fn run(args: &Args) -> Result<(), BoxError> {
     std::fs::create_dir_all(&args.dir)?;
+    if !args.plot.is_empty() {
+        let mut merged = serde_json::Map::new();
+        for p in &args.plot {
+            if let Value::Object(m) = serde_json::from_slice(&std::fs::read(p)?)? {
+                merged.extend(m);
+            }
+        }
+        for p in plots::write_all(&Value::Object(merged), &args.dir.join("plots"))? {
+            println!("plot written to {}", p.display());
+        }
+        return Ok(());
+    }
     let real = read_npy_f32(&real_sample_dir().join("vectors.npy"))?;
     let mut report = serde_json::Map::new();
     println!("engram-bench on {} ({} cores)", host(), cores());
@@ -135,8 +152,12 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
 
     let out = args.dir.join("report.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(report))?)?;
+    let report = Value::Object(report);
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!("\nreport written to {}", out.display());
+    for p in plots::write_all(&report, &args.dir.join("plots"))? {
+        println!("plot written to {}", p.display());
+    }
     Ok(())
 }
 
@@ -603,6 +624,25 @@ fn sample_gets(n: usize, samples: usize, mut f: impl FnMut(u64) -> f32) -> Laten
     std::hint::black_box(sink);
     out.sort_unstable();
     Latencies(out)
+}
+
+/// Runs `python3 engram-bench/SCRIPT ARGS…` and parses the JSON it prints; when it fails
+/// (no faiss installed, say), the last line of its stderr is the error.
+fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> Result<Value, BoxError> {
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err
+            .lines()
+            .last()
+            .unwrap_or("python3 failed")
+            .to_string()
+            .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -10,7 +10,7 @@ use engram_fixtures::{Matrix, Rng, clustered, write_npy_f32};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use super::{BoxError, median};
+use super::{BoxError, median, python_json};
 
 const DIM: usize = 768;
 
@@ -342,21 +342,7 @@ fn faiss(dir: &Path, data: &Matrix, queries: &Matrix) -> Result<Value, BoxError>
     let (d, q) = (dir.join("search-data.npy"), dir.join("search-queries.npy"));
     write_npy_f32(&d, data)?;
     write_npy_f32(&q, queries)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("faiss_flat.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&d)
-        .arg(&q)
-        .output()?;
+    let out = python_json("faiss_flat.py", &[d.as_os_str(), q.as_os_str()]);
     let _ = (std::fs::remove_file(&d), std::fs::remove_file(&q));
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err
-            .lines()
-            .last()
-            .unwrap_or("python3 failed")
-            .to_string()
-            .into());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    out
 }

@@ -186,6 +186,16 @@ fn err(e: engram_core::Error) -> String {
     e.to_string()
 }
 
+/// Opens an existing database beside any writer, without taking the writer lock.
+fn open_read_only(dir: &Path) -> Res<Engram> {
+    let opts = Options {
+        create_if_missing: false,
+        read_only: true,
+        ..Options::default()
+    };
+    Engram::open(dir, opts).map_err(err)
+}
+
 /// Opens an existing database (never creates one).
 fn open(dir: &Path) -> Res<Engram> {
     Engram::open(
@@ -277,15 +287,7 @@ fn run(cli: &Cli) -> Res<()> {
         )?,
         Cmd::Concepts { cmd } => concepts(cmd, j)?,
         Cmd::Verify { dir } => {
-            let db = Engram::open(
-                dir,
-                Options {
-                    create_if_missing: false,
-                    read_only: true,
-                    ..Options::default()
-                },
-            )
-            .map_err(err)?;
+            let db = open_read_only(dir)?;
             let t = Instant::now();
             let r = db
                 .begin_read()
@@ -326,15 +328,7 @@ fn run(cli: &Cli) -> Res<()> {
             );
         }
         Cmd::Backup { dir, dest } => {
-            let db = Engram::open(
-                dir,
-                Options {
-                    create_if_missing: false,
-                    read_only: true,
-                    ..Options::default()
-                },
-            )
-            .map_err(err)?;
+            let db = open_read_only(dir)?;
             db.backup(dest).map_err(err)?;
             emit(j, json!({ "backup": dest }), || {
                 say!("backed up to {}", dest.display())
@@ -357,15 +351,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 fn stats(dir: &Path, j: bool) -> Res<()> {
-    let db = Engram::open(
-        dir,
-        Options {
-            create_if_missing: false,
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .map_err(err)?;
+    let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let m = db.manifest();
     let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
@@ -480,15 +466,7 @@ fn import(
 }
 
 fn search(dir: &Path, queries: &Path, k: usize, int8: bool, via: bool, format: Format) -> Res<()> {
-    let db = Engram::open(
-        dir,
-        Options {
-            create_if_missing: false,
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .map_err(err)?;
+    let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let q = vectors::read(queries, Some(db.manifest().dimension))?;
     let mut all = Vec::new();
@@ -602,15 +580,7 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             );
         }
         ConceptsCmd::List { dir } => {
-            let db = Engram::open(
-                dir,
-                Options {
-                    create_if_missing: false,
-                    read_only: true,
-                    ..Options::default()
-                },
-            )
-            .map_err(err)?;
+            let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;
             let mut rows = Vec::new();
             for id in snap.concept_ids().map_err(err)? {
@@ -638,15 +608,7 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             );
         }
         ConceptsCmd::Show { dir, id, top } => {
-            let db = Engram::open(
-                dir,
-                Options {
-                    create_if_missing: false,
-                    read_only: true,
-                    ..Options::default()
-                },
-            )
-            .map_err(err)?;
+            let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;
             let c = snap
                 .concept(*id)
@@ -703,15 +665,7 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
 }
 
 fn bench(dir: &Path, lookups: usize, j: bool) -> Res<()> {
-    let db = Engram::open(
-        dir,
-        Options {
-            create_if_missing: false,
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .map_err(err)?;
+    let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let ids = snap.concept_ids().map_err(err)?;
     if ids.is_empty() {

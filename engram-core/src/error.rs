@@ -63,6 +63,20 @@ pub enum Error {
 /// `Result` with engram's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// `Err(NonFinite)` at the first NaN or infinity of `v`.
+    pub(crate) fn check_finite(what: &'static str, v: &[f32]) -> Result<()> {
+        match v.iter().position(|x| !x.is_finite()) {
+            Some(index) => Err(Error::NonFinite {
+                what,
+                index,
+                value: v[index],
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg_attr(not(unix), allow(dead_code))] // used by the store, which needs unix
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -124,7 +124,7 @@ pub fn quantize(
             data.len()
         )));
     }
-    finite("weights", data)?;
+    Error::check_finite("weights", data)?;
     let bpr = blocks_per_row(cols);
     let nblocks = rows * bpr;
     let kinds: Vec<BlockKind> = match scheme {
@@ -142,7 +142,7 @@ pub fn quantize(
                     data.len()
                 )));
             }
-            finite("importance", imp)?;
+            Error::check_finite("importance", imp)?;
             if !(f16 >= 0.0 && q8 >= 0.0 && f16 + q8 <= 1.0) {
                 return Err(Error::InvalidArgument(format!(
                     "mixed fractions f16 {f16} + q8 {q8} must lie in [0, 1]"
@@ -174,17 +174,6 @@ pub fn quantize(
         }
     }
     Ok(out)
-}
-
-fn finite(what: &'static str, v: &[f32]) -> Result<()> {
-    match v.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(Error::NonFinite {
-            what,
-            index,
-            value: v[index],
-        }),
-        None => Ok(()),
-    }
 }
 
 /// Block kinds by importance rank: ties broken by block index so the choice is stable.

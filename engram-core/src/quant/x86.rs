@@ -126,14 +126,7 @@ unsafe fn row_dot_avx2(kind: BlockKind, p: *const u8, n: usize, x: *const f32) -
         // caller's guarantee.
         unsafe {
             let blk = p.add(b * kind.bytes());
-            let xs = x.add(b * BLOCK);
-            let xv = [
-                _mm256_loadu_ps(xs),
-                _mm256_loadu_ps(xs.add(8)),
-                _mm256_loadu_ps(xs.add(16)),
-                _mm256_loadu_ps(xs.add(24)),
-            ];
-            let acc = block_dot(kind, blk, xv);
+            let acc = block_dot(kind, blk, load_block(x.add(b * BLOCK)));
             sum = match kind {
                 BlockKind::F16 => _mm256_add_ps(sum, acc),
                 _ => _mm256_fmadd_ps(scale(blk), acc, sum),
@@ -141,6 +134,21 @@ unsafe fn row_dot_avx2(kind: BlockKind, p: *const u8, n: usize, x: *const f32) -
         }
     }
     hsum(sum)
+}
+
+/// The 32 floats at `xs` as four vectors.
+#[inline]
+#[target_feature(enable = "avx")]
+unsafe fn load_block(xs: *const f32) -> [__m256; 4] {
+    // SAFETY: the caller guarantees 32 readable floats at xs (unaligned loads).
+    unsafe {
+        [
+            _mm256_loadu_ps(xs),
+            _mm256_loadu_ps(xs.add(8)),
+            _mm256_loadu_ps(xs.add(16)),
+            _mm256_loadu_ps(xs.add(24)),
+        ]
+    }
 }
 
 /// The block's 32 (unscaled) weights times the 32 floats of `xs`, as eight partial sums;
@@ -185,13 +193,7 @@ unsafe fn matvec_avx2<const KIND: u8>(
             // SAFETY: rows r..r+4 and block b are in range (the caller's guarantee), as are
             // x's 32 floats of block b.
             unsafe {
-                let xs = x.add(b * BLOCK);
-                let xv = [
-                    _mm256_loadu_ps(xs),
-                    _mm256_loadu_ps(xs.add(8)),
-                    _mm256_loadu_ps(xs.add(16)),
-                    _mm256_loadu_ps(xs.add(24)),
-                ];
+                let xv = load_block(x.add(b * BLOCK));
                 let blk = [0, 1, 2, 3].map(|i| p.add((r + i) * row_bytes + b * bytes));
                 if kind != BlockKind::F16 {
                     let bits = [

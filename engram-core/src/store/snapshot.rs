@@ -64,14 +64,7 @@ impl DbInfo {
                 found: v.len(),
             });
         }
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(index) => Err(Error::NonFinite {
-                what,
-                index,
-                value: v[index],
-            }),
-            None => Ok(()),
-        }
+        Error::check_finite(what, v)
     }
 }
 
