@@ -9,41 +9,78 @@ pub enum Error {
     /// An operating-system I/O call failed.
     #[error("I/O error during {op} on {path}: {source}")]
     Io {
+        /// The call that failed (`open`, `write`, `fsync`, …).
         op: &'static str,
+        /// The file or directory it was about.
         path: PathBuf,
         #[source]
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// Another writer (in this or another process) holds the database's writer lock.
     #[error("database {path} is locked by another writer")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// The directory exists but is not an engram database.
     #[error("{path} is not an engram database: {reason}")]
-    NotADatabase { path: PathBuf, reason: String },
+    NotADatabase {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing or foreign.
+        reason: String,
+    },
     /// The database was written by a newer (or unknown) format version.
     #[error("unsupported format version {found} (this build reads version {supported})")]
-    FormatVersion { found: u32, supported: u32 },
+    FormatVersion {
+        /// The version the MANIFEST states.
+        found: u32,
+        /// The one this build reads.
+        supported: u32,
+    },
     /// An embedding or a reopen does not match the database's fixed dimension.
     #[error("dimension mismatch: database has {expected}, got {found}")]
-    DimensionMismatch { expected: usize, found: usize },
+    DimensionMismatch {
+        /// The database's dimension.
+        expected: usize,
+        /// The one given.
+        found: usize,
+    },
     /// The database was created for another embedding model.
     #[error("embedding model mismatch: database has {expected:?}, got {found:?}")]
-    ModelMismatch { expected: String, found: String },
+    ModelMismatch {
+        /// The database's model.
+        expected: String,
+        /// The one given.
+        found: String,
+    },
     /// A value is NaN or infinite.
     #[error("{what} has a non-finite value {value} at index {index}")]
     NonFinite {
+        /// What held the value (`embedding`, `query`, `weights`, …).
         what: &'static str,
+        /// Position of the first bad value.
         index: usize,
+        /// The bad value.
         value: f32,
     },
     /// No live node or binding with that id.
     #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: u64 },
+    NotFound {
+        /// `episode`, `concept`, `binding` or `network`.
+        kind: &'static str,
+        /// The id asked for (for a network, its agent).
+        id: u64,
+    },
     /// A file's bytes do not check out (checksum, bounds or structure).
     #[error("corruption in {file} at offset {offset}: {detail}")]
     Corruption {
+        /// The damaged file.
         file: PathBuf,
+        /// Byte offset of the damage (or of the record holding it).
         offset: u64,
+        /// What does not check out.
         detail: String,
     },
     /// The handle was opened read-only.

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 pub mod cluster;
 #[cfg(unix)]

@@ -30,18 +30,23 @@ pub enum Count {
     K(usize),
     /// As many as it takes for every cluster to reach this coherence (mean cosine of its
     /// members to its centroid).
-    Threshold { min_coherence: f32 },
+    Threshold {
+        /// The coherence every kept cluster reaches.
+        min_coherence: f32,
+    },
 }
 
 /// What a clustering run does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
+    /// How many clusters: a fixed k or a coherence threshold.
     pub count: Count,
     /// Clusters with fewer members are not kept; their points stay unassigned.
     pub min_size: usize,
     /// Lloyd iterations at most (each is one assignment and one centroid update); a run stops
     /// early when no assignment changes.
     pub max_iterations: usize,
+    /// Seed of every random choice (same seed, same clusters).
     pub seed: u64,
     /// Train on a uniform sample of at most this many points per cluster, then assign every
     /// point once (faiss's `max_points_per_centroid`, 256 by default there); `None` trains
@@ -83,10 +88,12 @@ pub struct Clustering {
 pub const UNASSIGNED: u32 = u32::MAX;
 
 impl Clustering {
+    /// Number of clusters.
     pub fn len(&self) -> usize {
         self.sizes.len()
     }
 
+    /// Whether no cluster formed.
     pub fn is_empty(&self) -> bool {
         self.sizes.is_empty()
     }
@@ -106,9 +113,11 @@ impl Clustering {
 /// Where a long run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// k-means|| and k-means++ choosing the initial centroids.
     Seeding,
     /// Threshold mode: splitting the least coherent cluster.
     Splitting,
+    /// Lloyd iterations: assignment and centroid update.
     Iterating,
     /// Threshold mode: merging clusters whose union stays coherent.
     Merging,
@@ -117,8 +126,11 @@ pub enum Phase {
 /// A progress report: `step` of `of` in `phase` (for Splitting, `of` is 0: unknown).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
+    /// The phase the run is in.
     pub phase: Phase,
+    /// Steps done in this phase.
     pub step: usize,
+    /// Steps this phase will take at most (0: not known in advance).
     pub of: usize,
     /// Clusters at this point.
     pub clusters: usize,
@@ -141,6 +153,20 @@ impl Ctl<'_> {
 }
 
 /// Clusters `points` as `params` say, on the current rayon pool.
+///
+/// ```
+/// use engram_core::cluster::{cluster, Count, Params, Points};
+/// # fn main() -> engram_core::Result<()> {
+/// // Two directions, three points each.
+/// let data = [1.0, 0.0, 0.9, 0.1, 0.95, 0.05, 0.0, 1.0, 0.1, 0.9, 0.05, 0.95];
+/// let points = Points::dense(&data, 2)?;
+/// let c = cluster(&points, &Params { count: Count::K(2), min_size: 1, ..Params::default() }, None)?;
+/// assert_eq!(c.len(), 2);
+/// assert_eq!(c.labels[0], c.labels[2]);
+/// assert_ne!(c.labels[0], c.labels[3]);
+/// assert!(c.coherence.iter().all(|&h| h > 0.99));
+/// # Ok(()) }
+/// ```
 pub fn cluster(
     points: &Points<'_>,
     params: &Params,

@@ -74,18 +74,22 @@ impl<'a> Points<'a> {
         self.inv_norms.push(1.0 / norm);
     }
 
+    /// Number of points.
     pub fn len(&self) -> usize {
         self.offsets.len()
     }
 
+    /// Whether there are no points.
     pub fn is_empty(&self) -> bool {
         self.offsets.is_empty()
     }
 
+    /// Floats per point.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// Point `i`, borrowed from the underlying slice.
     pub fn row(&self, i: usize) -> &'a [f32] {
         &self.data[self.offsets[i]..self.offsets[i] + self.dim]
     }

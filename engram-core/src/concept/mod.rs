@@ -36,6 +36,7 @@ impl ConceptState {
             label: label.into(),
         }
     }
+    /// The concept's id.
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -43,9 +44,11 @@ impl ConceptState {
     pub fn version_txn(&self) -> u64 {
         self.version_txn
     }
+    /// The centroid, decoded once and shared by every holder of this state.
     pub fn centroid(&self) -> &[f32] {
         &self.centroid
     }
+    /// The label.
     pub fn label(&self) -> &str {
         &self.label
     }
@@ -82,23 +85,33 @@ pub(crate) struct Caches {
 pub struct Stats {
     /// Concept lookups through the cache ([`crate::ReadTxn::lookup_concept`]).
     pub lookups: u64,
+    /// Lookups answered from the cache.
     pub hits: u64,
+    /// Lookups that decoded the mapped record.
     pub misses: u64,
+    /// Entries the cache dropped to make room.
     pub evictions: u64,
     /// Decoded concepts a full cache declined to keep (rarer than what they would evict).
     pub rejections: u64,
     /// hits / lookups (0 before the first lookup).
     pub hit_ratio: f64,
+    /// Concepts the cache holds now.
     pub cache_entries: u64,
     /// Bytes of decoded concepts the cache holds.
     pub cache_bytes: u64,
+    /// Concepts the cache can hold (`Options::concept_cache_entries`).
     pub cache_capacity: u64,
     /// Nodes whose fan count is indexed.
     pub fan_index_entries: u64,
+    /// Binding-strength lookups answered from the strength cache.
     pub strength_hits: u64,
+    /// Binding-strength lookups that walked a binding list.
     pub strength_misses: u64,
+    /// Live episodes in the newest version.
     pub episodes: u64,
+    /// Live concepts in the newest version.
     pub concepts: u64,
+    /// Live bindings in the newest version.
     pub bindings: u64,
 }
 

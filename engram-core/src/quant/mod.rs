@@ -31,19 +31,28 @@ pub enum QuantScheme {
     /// Each block F16, Q8 or Q4 by its importance (the mean of the caller's per-weight
     /// scores): the most important `f16` fraction of blocks in F16, the next `q8` fraction
     /// in Q8, the rest in Q4. A tag byte per block precedes the blocks.
-    Mixed { f16: f32, q8: f32 },
+    Mixed {
+        /// Fraction of blocks in F16.
+        f16: f32,
+        /// Fraction of blocks in Q8.
+        q8: f32,
+    },
 }
 
 /// One block's encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum BlockKind {
+    /// 34-byte blocks: f16 scale, 32 × i8.
     Q8 = 1,
+    /// 18-byte blocks: f16 scale, 32 nibbles.
     Q4 = 2,
+    /// 64-byte blocks: 32 × f16.
     F16 = 3,
 }
 
 impl BlockKind {
+    /// Bytes of one block.
     pub const fn bytes(self) -> usize {
         match self {
             BlockKind::Q8 => 2 + BLOCK,
@@ -110,6 +119,19 @@ pub fn blocks_per_row(cols: usize) -> usize {
 
 /// Encodes `data` (`rows × cols`, row-major) under `scheme`. `importance` (one score per
 /// weight, finite) is required by [`QuantScheme::Mixed`] and ignored otherwise.
+///
+/// ```
+/// use engram_core::quant::{quantize, Blocks, QuantScheme};
+/// # fn main() -> engram_core::Result<()> {
+/// let w: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) / 10.0).collect();
+/// let bytes = quantize(&w, &[2, 32], QuantScheme::Q8, None)?;
+/// assert_eq!(bytes.len(), 2 * 34); // two 34-byte blocks: 26.6 % of the f32 bytes
+/// let blocks = Blocks::view(&bytes, &[2, 32], QuantScheme::Q8)?;
+/// let mut y = [0f32; 2];
+/// blocks.matvec(&[1.0; 32], &mut y)?; // row sums, straight from the blocks
+/// assert!((y[0] - w[..32].iter().sum::<f32>()).abs() < 0.1);
+/// # Ok(()) }
+/// ```
 pub fn quantize(
     data: &[f32],
     shape: &[usize],
@@ -319,10 +341,12 @@ impl<'a> Blocks<'a> {
         })
     }
 
+    /// Rows of the tensor.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Weights per row.
     pub fn cols(&self) -> usize {
         self.cols
     }
@@ -373,6 +397,7 @@ impl<'a> Blocks<'a> {
         self.matvec_with(QuantKernel::best(), x, y)
     }
 
+    /// [`Blocks::matvec`] with a chosen kernel (tests and benchmarks compare them).
     pub fn matvec_with(&self, kernel: QuantKernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         if x.len() != self.cols || y.len() != self.rows {
             return Err(Error::InvalidArgument(format!(

@@ -55,22 +55,27 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Floats per row.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// Floats from the start of one row to the start of the next.
     pub fn stride(&self) -> usize {
         self.stride
     }
 
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &'a [f32] {
         &self.data[i * self.stride..i * self.stride + self.dim]
     }

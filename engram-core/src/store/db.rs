@@ -825,6 +825,7 @@ impl Engram {
         &self.info.manifest
     }
 
+    /// The database directory.
     pub fn dir(&self) -> &Path {
         &self.info.dir
     }

@@ -15,6 +15,7 @@ pub struct FormationParams<'a> {
     pub filter: &'a Filter,
     /// Only episodes bound to no concept yet.
     pub unbound_only: bool,
+    /// The clustering to run (k or threshold, iterations, seed, sampling).
     pub clustering: cluster::Params,
     /// Called between steps; returning `Break` cancels the formation before anything is
     /// written (the call returns [`Error::Cancelled`]; the transaction stays usable).
@@ -30,6 +31,7 @@ pub struct FormationReport {
     pub episodes: usize,
     /// Of those, bound to a new concept (the rest were in clusters too small or incoherent).
     pub bound: usize,
+    /// Lloyd iterations run.
     pub iterations: usize,
     /// Mean cosine of the bound episodes to their concept's centroid.
     pub objective: f64,
@@ -40,6 +42,7 @@ pub struct FormationReport {
 pub struct ConsolidationParams {
     /// An unbound episode joins its most similar concept if their cosine is at least this.
     pub min_similarity: f32,
+    /// Only unbound episodes passing this filter are considered.
     pub filter: Filter,
 }
 

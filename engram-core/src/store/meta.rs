@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
+/// The on-disk format this build reads and writes (`docs/format.md`).
 pub const FORMAT_VERSION: u32 = 4;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
@@ -21,8 +22,11 @@ pub use crate::metric::Metric;
 /// The settings a database is created with and keeps for life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
+    /// Floats per embedding.
     pub dimension: usize,
+    /// The similarity searches rank by.
     pub metric: Metric,
+    /// Name of the embedding model, if the creator gave one.
     pub model: Option<String>,
     /// Keep an int8 copy of every embedding for fast approximate scans (`search_int8`).
     pub int8_mirror: bool,

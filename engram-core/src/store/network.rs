@@ -21,9 +21,11 @@ const DELETE_RECORD: u8 = 3;
 /// One tensor of a network to store.
 #[derive(Clone, Copy, Debug)]
 pub struct TensorInput<'a> {
+    /// Name, unique within the network.
     pub name: &'a str,
     /// `[rows, cols]` for a matrix; the last dimension is the one blocks run along.
     pub shape: &'a [usize],
+    /// The weights, row-major: the product of the shape long.
     pub data: &'a [f32],
     /// Per-weight importance, required by [`QuantScheme::Mixed`].
     pub importance: Option<&'a [f32]>,
@@ -343,6 +345,24 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 impl WriteTxn<'_> {
     /// Stores agent `agent`'s network `name` (replacing the one stored under that name, at
     /// commit, atomically): each tensor quantized under `scheme` and packed into pages.
+    ///
+    /// ```
+    /// use engram_core::quant::QuantScheme;
+    /// use engram_core::{Engram, Options, TensorInput};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options::default())?;
+    /// let w = vec![0.5f32; 4 * 32];
+    /// let mut tx = db.begin_write()?;
+    /// tx.put_network(7, "policy", &[TensorInput { name: "w0", shape: &[4, 32], data: &w, importance: None }], QuantScheme::Q8)?;
+    /// tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// let net = snap.network(7, "policy")?.expect("stored");
+    /// let mut y = [0f32; 4];
+    /// net.tensor("w0")?.expect("w0").matvec(&[1.0; 32], &mut y)?;
+    /// assert!((y[0] - 16.0).abs() < 0.1);
+    /// # Ok(()) }
+    /// ```
     pub fn put_network(
         &mut self,
         agent: u64,
@@ -419,8 +439,11 @@ pub struct Network<'s> {
 /// One tensor of a [`Network`]: its shape and its quantized blocks, read in place.
 #[derive(Clone, Copy, Debug)]
 pub struct Tensor<'s> {
+    /// The tensor's name.
     pub name: &'s str,
+    /// Its shape as stored.
     pub shape: &'s [usize],
+    /// Its quantized blocks, read in place.
     pub blocks: Blocks<'s>,
 }
 

@@ -25,19 +25,24 @@ pub struct Filter {
 /// squared distance).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hit {
+    /// Episode (or concept) id.
     pub id: u64,
+    /// Similarity to the query under the database's metric.
     pub score: f32,
 }
 
 /// An episode recalled through a concept.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Recalled {
+    /// The episode recalled.
     pub episode: u64,
     /// The concept it was reached through (the best-scoring one, if several).
     pub concept: u64,
     /// similarity(query, episode) × binding strength.
     pub score: f32,
+    /// similarity(query, episode).
     pub similarity: f32,
+    /// Strength of the binding it was reached through.
     pub strength: f32,
 }
 

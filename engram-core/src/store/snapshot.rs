@@ -336,18 +336,24 @@ pub struct Concept<'s> {
 /// One episode↔concept binding.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BindingInfo {
+    /// The bound episode.
     pub episode: u64,
+    /// The concept it is bound to.
     pub concept: u64,
+    /// The binding's strength.
     pub strength: f32,
 }
 
 impl Episode<'_> {
+    /// The episode's id.
     pub fn id(&self) -> u64 {
         self.rec.id.to_native()
     }
+    /// The agent that lived it.
     pub fn agent(&self) -> u64 {
         self.rec.agent.to_native()
     }
+    /// Its caller-defined time.
     pub fn timestamp(&self) -> i64 {
         self.rec.timestamp.to_native()
     }
@@ -369,6 +375,7 @@ impl Episode<'_> {
 }
 
 impl Concept<'_> {
+    /// The concept's id.
     pub fn id(&self) -> u64 {
         self.rec.id.to_native()
     }
@@ -376,6 +383,7 @@ impl Concept<'_> {
     pub fn centroid(&self) -> &[f32] {
         records::native_f32(&self.rec.centroid)
     }
+    /// The label, checksum verified.
     pub fn label(&self) -> Result<&str> {
         let bytes = self.v.heap_bytes(&self.rec.label)?;
         std::str::from_utf8(bytes).map_err(|_| {
@@ -407,10 +415,12 @@ impl ReadTxn {
         self.v.state.txn
     }
 
+    /// Floats per embedding.
     pub fn dimension(&self) -> usize {
         self.v.info.manifest.dimension
     }
 
+    /// The database directory.
     pub fn dir(&self) -> &Path {
         &self.v.info.dir
     }

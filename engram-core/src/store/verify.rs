@@ -11,13 +11,17 @@ pub struct VerifyReport {
     /// Episode and concept slots (every committed slot, old versions included), and int8
     /// mirror rows, whose crc32c and structure were checked.
     pub slots: u64,
+    /// Live episodes read (with their payloads and keys).
     pub live_episodes: u64,
+    /// Live concepts read (with their labels).
     pub live_concepts: u64,
     /// Live bindings, each found on both its episode's and its concept's list.
     pub live_bindings: u64,
     /// Payload, key and label blobs whose crc32c was checked.
     pub blobs: u64,
+    /// Networks whose tensors parsed.
     pub networks: u64,
+    /// Network pages whose crc32c matched.
     pub pages: u64,
 }
 
@@ -27,6 +31,15 @@ impl ReadTxn {
     /// every binding on both of its lists, fan counts against the lists, the live counts
     /// against the commit record, every network page's crc32c and tensor layout. Returns
     /// the first problem as an error (`Corruption` names the file and offset).
+    ///
+    /// ```
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = engram_core::Engram::open(dir.path(), engram_core::Options::default())?;
+    /// let report = db.begin_read()?.verify()?;
+    /// assert_eq!(report.live_episodes, 0);
+    /// # Ok(()) }
+    /// ```
     pub fn verify(&self) -> Result<VerifyReport> {
         let v = &self.v;
         let mut r = VerifyReport::default();

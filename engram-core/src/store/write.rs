@@ -23,7 +23,9 @@ pub struct EpisodeInput<'a> {
     pub agent: u64,
     /// Caller-defined time (e.g. Unix microseconds); scans filter on it.
     pub timestamp: i64,
+    /// The embedding: the database's dimension, finite values.
     pub embedding: &'a [f32],
+    /// Any bytes (the caller's record of the event).
     pub payload: &'a [u8],
     /// Optional unique key: inserting an existing key returns the existing episode.
     pub key: Option<&'a [u8]>,
@@ -32,7 +34,9 @@ pub struct EpisodeInput<'a> {
 /// A new concept.
 #[derive(Clone, Copy, Debug)]
 pub struct ConceptInput<'a> {
+    /// The centroid: the database's dimension, finite values.
     pub centroid: &'a [f32],
+    /// A label (any UTF-8).
     pub label: &'a str,
 }
 
