@@ -10,6 +10,7 @@ mod form;
 mod keys;
 mod meta;
 mod network;
+mod recall;
 mod records;
 mod search;
 mod snapshot;
@@ -23,6 +24,7 @@ pub use db::{
 pub use form::{ConsolidationParams, ConsolidationReport, FormationParams, FormationReport};
 pub use meta::{FORMAT_VERSION, Manifest};
 pub use network::{Network, PAGE, Tensor, TensorInput};
+pub use recall::{Activated, Cue, Provenance, RecallParams};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use verify::VerifyReport;

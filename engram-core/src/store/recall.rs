@@ -1,0 +1,222 @@
+//! Recall by spreading activation: a cue activates its most similar episodes and concepts,
+//! and activation spreads along bindings, divided by the source's fan (Anderson's fan
+//! effect), for a bounded number of hops.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::store::search::Filter;
+use crate::store::snapshot::ReadTxn;
+
+/// What to recall from.
+#[derive(Clone, Debug)]
+pub struct Cue<'a> {
+    /// The cue's embedding (the database's dimension).
+    pub embedding: &'a [f32],
+    /// Only episodes passing this filter are seeds or results (activation still spreads
+    /// through the others' concepts).
+    pub filter: Filter,
+}
+
+/// How activation spreads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecallParams {
+    /// Episodes returned.
+    pub k: usize,
+    /// Seed episodes: the most similar ones (at least `k` are taken).
+    pub seed_episodes: usize,
+    /// Seed concepts: the most similar ones.
+    pub seed_concepts: usize,
+    /// Edge traversals along bindings (episode → concept is one hop, → episode two); 0 is
+    /// direct recall, exactly the top-k by similarity.
+    pub hops: usize,
+    /// Fan-effect exponent α: activation passed along an edge is the source's activation ×
+    /// the binding strength (clamped to [0, 1]) ÷ fan(source)^α. 0 turns the fan effect off,
+    /// 0.5 divides by the square root, 1 by the fan itself.
+    pub fan_alpha: f32,
+    /// Activations below this are not spread further nor returned.
+    pub threshold: f32,
+    /// Bindings traversed at most (bounded work per query); the strongest sources spread
+    /// first, so a cut drops the weakest paths.
+    pub max_edges: usize,
+}
+
+impl Default for RecallParams {
+    fn default() -> Self {
+        RecallParams {
+            k: 10,
+            seed_episodes: 10,
+            seed_concepts: 4,
+            hops: 2,
+            fan_alpha: 1.0,
+            threshold: 1e-3,
+            max_edges: 100_000,
+        }
+    }
+}
+
+/// How a recalled episode got its activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// It was a seed: its activation is its similarity to the cue.
+    Direct,
+    /// Its strongest path arrived through this concept.
+    Concept(u64),
+}
+
+/// A recalled episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Activated {
+    /// The episode.
+    pub episode: u64,
+    /// Its activation: the strongest path from a seed (a node keeps the maximum over its
+    /// incoming paths, so activation never grows along a path).
+    pub activation: f32,
+    /// Where that activation came from.
+    pub via: Provenance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Node {
+    Episode(u64),
+    Concept(u64),
+}
+
+#[derive(Clone, Copy)]
+struct State {
+    activation: f32,
+    via: Provenance,
+}
+
+impl ReadTxn {
+    /// Recalls episodes for `cue`: seeds are the `seed_episodes` most similar episodes and the
+    /// `seed_concepts` most similar concepts (activation = similarity); for `hops` rounds,
+    /// every node activated in the previous round passes activation to its bound neighbours
+    /// (see [`RecallParams::fan_alpha`]), strongest sources first. Returns the `k` most
+    /// activated episodes, ties by id. Deterministic for a snapshot and parameters.
+    pub fn recall(&self, cue: &Cue<'_>, params: &RecallParams) -> Result<Vec<Activated>> {
+        if !(params.fan_alpha.is_finite()
+            && params.fan_alpha >= 0.0
+            && params.threshold.is_finite())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "fan_alpha {} and threshold {} must be finite, fan_alpha ≥ 0",
+                params.fan_alpha, params.threshold
+            )));
+        }
+        let mut state: HashMap<Node, State> = HashMap::new();
+        let seeds = params.seed_episodes.max(params.k);
+        for hit in self.search(cue.embedding, seeds, &cue.filter)? {
+            state.insert(
+                Node::Episode(hit.id),
+                State {
+                    activation: hit.score,
+                    via: Provenance::Direct,
+                },
+            );
+        }
+        if params.hops > 0 {
+            for hit in self.search_concepts(cue.embedding, params.seed_concepts)? {
+                state.insert(
+                    Node::Concept(hit.id),
+                    State {
+                        activation: hit.score,
+                        via: Provenance::Direct,
+                    },
+                );
+            }
+        }
+        let mut frontier: Vec<Node> = state.keys().copied().collect();
+        let mut edges = 0usize;
+        for _ in 0..params.hops {
+            // Strongest sources first (ties by node), so a cut at max_edges is deterministic
+            // and drops the weakest paths.
+            frontier.sort_by(|a, b| {
+                state[b]
+                    .activation
+                    .total_cmp(&state[a].activation)
+                    .then(a.cmp(b))
+            });
+            let mut next: BTreeMap<Node, ()> = BTreeMap::new();
+            'sources: for &u in &frontier {
+                let act = state[&u].activation;
+                if act < params.threshold {
+                    continue;
+                }
+                let bindings = match u {
+                    Node::Episode(e) => self.bindings_of_episode(e)?,
+                    Node::Concept(c) => self.bindings_of_concept(c)?,
+                };
+                let fan = (bindings.len() as f32).max(1.0);
+                let share = act / fan.powf(params.fan_alpha);
+                for b in &bindings {
+                    if edges == params.max_edges {
+                        break 'sources;
+                    }
+                    edges += 1;
+                    let passed = share * b.strength.clamp(0.0, 1.0);
+                    if passed < params.threshold {
+                        continue;
+                    }
+                    let (v, via) = match u {
+                        Node::Episode(_) => {
+                            (Node::Concept(b.concept), Provenance::Concept(b.concept))
+                        }
+                        Node::Concept(c) => (Node::Episode(b.episode), Provenance::Concept(c)),
+                    };
+                    let better = state.get(&v).is_none_or(|s| passed > s.activation);
+                    if better {
+                        state.insert(
+                            v,
+                            State {
+                                activation: passed,
+                                via,
+                            },
+                        );
+                        next.insert(v, ());
+                    }
+                }
+            }
+            frontier = next.into_keys().collect();
+            if frontier.is_empty() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for (node, s) in &state {
+            let Node::Episode(e) = *node else { continue };
+            if s.activation < params.threshold && s.via != Provenance::Direct {
+                continue;
+            }
+            if s.via != Provenance::Direct && !self.passes(e, &cue.filter)? {
+                continue;
+            }
+            out.push(Activated {
+                episode: e,
+                activation: s.activation,
+                via: s.via,
+            });
+        }
+        out.sort_by(|a, b| {
+            b.activation
+                .total_cmp(&a.activation)
+                .then(a.episode.cmp(&b.episode))
+        });
+        out.truncate(params.k);
+        Ok(out)
+    }
+
+    fn passes(&self, episode: u64, filter: &Filter) -> Result<bool> {
+        if filter.agent.is_none() && filter.time.is_none() {
+            return Ok(true);
+        }
+        let Some(ep) = self.episode(episode)? else {
+            return Ok(false);
+        };
+        Ok(filter.agent.is_none_or(|a| a == ep.agent())
+            && filter
+                .time
+                .as_ref()
+                .is_none_or(|t| t.contains(&ep.timestamp())))
+    }
+}
