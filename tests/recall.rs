@@ -290,3 +290,141 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn decay_fades_old_episodes_at_recall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut tx = db.begin_write().unwrap();
+    let old = tx
+        .insert_episode(&EpisodeInput {
+            agent: 1,
+            timestamp: 0,
+            embedding: &[1.0, 0.1, 0.0, 0.0],
+            payload: b"",
+            key: None,
+        })
+        .unwrap();
+    let new = tx
+        .insert_episode(&EpisodeInput {
+            agent: 1,
+            timestamp: 1_000,
+            embedding: &[1.0, 0.3, 0.0, 0.0],
+            payload: b"",
+            key: None,
+        })
+        .unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    let q = [1.0, 0.0, 0.0, 0.0];
+    let plain = RecallParams {
+        k: 2,
+        hops: 0,
+        ..RecallParams::default()
+    };
+    let r = snap.recall(&cue(&q), &plain).unwrap();
+    assert_eq!(
+        (r[0].episode, r[1].episode),
+        (old, new),
+        "more similar first"
+    );
+    let halving = RecallParams {
+        decay: engram_core::Decay::HalfLife {
+            now: 1_000,
+            half_life: 1_000.0,
+        },
+        ..plain
+    };
+    let d = snap.recall(&cue(&q), &halving).unwrap();
+    assert_eq!(
+        (d[0].episode, d[1].episode),
+        (new, old),
+        "the old one fades below the new"
+    );
+    assert!(
+        (d[1].activation - r[0].activation / 2.0).abs() < 1e-6,
+        "one half-life halves it"
+    );
+    assert!(
+        (d[0].activation - r[1].activation).abs() < 1e-6,
+        "age 0 keeps it"
+    );
+    let power = RecallParams {
+        decay: engram_core::Decay::PowerLaw {
+            now: 1_000,
+            exponent: 1.0,
+            scale: 1_000.0,
+        },
+        ..plain
+    };
+    let p = snap.recall(&cue(&q), &power).unwrap();
+    assert!(
+        (p.iter().find(|a| a.episode == old).unwrap().activation - r[0].activation / 2.0).abs()
+            < 1e-6
+    );
+    let bad = RecallParams {
+        decay: engram_core::Decay::HalfLife {
+            now: 0,
+            half_life: 0.0,
+        },
+        ..plain
+    };
+    assert!(snap.recall(&cue(&q), &bad).is_err());
+}
+
+#[test]
+fn reinforce_and_forget_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut tx = db.begin_write().unwrap();
+    let eps: Vec<u64> = (0..10)
+        .map(|i| {
+            tx.insert_episode(&EpisodeInput {
+                agent: i % 2,
+                timestamp: i as i64,
+                embedding: &axis(0),
+                payload: b"",
+                key: None,
+            })
+            .unwrap()
+        })
+        .collect();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &axis(0),
+            label: "c",
+        })
+        .unwrap();
+    for &e in &eps {
+        tx.bind(e, c, 0.5).unwrap();
+    }
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(tx.reinforce(eps[3], c, 0.25).unwrap(), 0.75);
+    assert_eq!(tx.reinforce(eps[4], c, -2.0).unwrap(), 0.0, "floored at 0");
+    assert!(matches!(
+        tx.reinforce(eps[3], c + 1, 0.1),
+        Err(engram_core::Error::NotFound { .. })
+    ));
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.binding_strength(eps[3], c).unwrap(), Some(0.75));
+    assert_eq!(snap.binding_strength(eps[4], c).unwrap(), Some(0.0));
+    assert_eq!(
+        snap.concept_fan_count(c).unwrap(),
+        10,
+        "reinforcing keeps the fan"
+    );
+    // Agent 0's episodes before t = 6: ids 0, 2, 4, in one commit.
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(tx.forget_where(0, 6).unwrap(), 3);
+    tx.commit().unwrap();
+    drop(snap);
+    drop(db);
+    let db = open(dir.path());
+    let snap = db.begin_read().unwrap();
+    let live: Vec<u64> = snap.episode_ids().unwrap();
+    assert_eq!(live, vec![1, 3, 5, 6, 7, 8, 9]);
+    assert_eq!(snap.concept_fan_count(c).unwrap(), 7);
+    snap.verify().unwrap();
+}

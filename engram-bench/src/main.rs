@@ -2,7 +2,7 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,cluster] [--concept-sizes A,B,C]
+//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,recall,cluster] [--concept-sizes A,B,C]
 //! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
@@ -29,11 +29,11 @@ struct Args {
     plot: Vec<PathBuf>,
 }
 
-const JOBS: [&str; 7] = [
-    "concepts", "dual", "store", "kernels", "search", "quant", "cluster",
+const JOBS: [&str; 8] = [
+    "concepts", "dual", "store", "kernels", "search", "quant", "recall", "cluster",
 ];
-/// Jobs run only when named: minutes of k-means beside faiss.
-const OPT_IN: [&str; 1] = ["cluster"];
+/// Jobs run only when named: minutes of k-means beside faiss, and forming 1,000 concepts.
+const OPT_IN: [&str; 2] = ["cluster", "recall"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -104,6 +104,7 @@ mod concept;
 mod dual;
 mod plots;
 mod quant;
+mod recall;
 mod search;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -146,6 +147,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     if job("quant") {
         quant::quant_job(&args.dir, &mut report)?;
+    }
+    if job("recall") {
+        recall::recall_job(&args.dir, &mut report)?;
     }
     if job("cluster") {
         cluster::cluster_job(&args.dir, &real, &mut report)?;

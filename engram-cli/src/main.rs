@@ -85,6 +85,30 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Spreading-activation recall for each query row: seeds by similarity, then activation
+    /// along bindings divided by fan^alpha; each result with its provenance.
+    Recall {
+        dir: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 2)]
+        hops: usize,
+        #[arg(long, default_value_t = 1.0)]
+        fan_alpha: f32,
+    },
+    /// Delete one episode (--episode) or an agent's episodes older than a time (--agent and
+    /// --before), in one transaction.
+    Forget {
+        dir: PathBuf,
+        #[arg(long, conflicts_with_all = ["agent", "before"], required_unless_present = "agent")]
+        episode: Option<u64>,
+        #[arg(long, requires = "before")]
+        agent: Option<u64>,
+        #[arg(long)]
+        before: Option<i64>,
+    },
     /// Form, list and show concepts.
     Concepts {
         #[command(subcommand)]
@@ -286,6 +310,72 @@ fn run(cli: &Cli) -> Res<()> {
             if j { Format::Json } else { *format },
         )?,
         Cmd::Concepts { cmd } => concepts(cmd, j)?,
+        Cmd::Recall {
+            dir,
+            queries,
+            k,
+            hops,
+            fan_alpha,
+        } => {
+            let db = open_read_only(dir)?;
+            let snap = db.begin_read().map_err(err)?;
+            let q = vectors::read(queries, Some(db.manifest().dimension))?;
+            let params = engram_core::RecallParams {
+                k: *k,
+                seed_episodes: *k,
+                hops: *hops,
+                fan_alpha: *fan_alpha,
+                ..Default::default()
+            };
+            let mut all = Vec::new();
+            for i in 0..q.rows() {
+                let cue = engram_core::Cue {
+                    embedding: q.row(i),
+                    filter: Filter::default(),
+                };
+                let r = snap.recall(&cue, &params).map_err(err)?;
+                let via = |v: engram_core::Provenance| match v {
+                    engram_core::Provenance::Direct => "direct".to_string(),
+                    engram_core::Provenance::Concept(c) => format!("concept {c}"),
+                };
+                if j {
+                    all.push(json!({ "query": i, "recalled": r.iter().map(|a| json!({ "episode": a.episode, "activation": a.activation, "via": via(a.via) })).collect::<Vec<_>>() }));
+                } else {
+                    say!("query {i}:");
+                    for (rank, a) in r.iter().enumerate() {
+                        say!(
+                            "  {:>3}. episode {:<10} activation {:.4}  {}",
+                            rank + 1,
+                            a.episode,
+                            a.activation,
+                            via(a.via)
+                        );
+                    }
+                }
+            }
+            if j {
+                say!("{}", Value::Array(all));
+            }
+        }
+        Cmd::Forget {
+            dir,
+            episode,
+            agent,
+            before,
+        } => {
+            let db = open(dir)?;
+            let mut tx = db.begin_write().map_err(err)?;
+            let n = match (episode, agent, before) {
+                (Some(id), _, _) => {
+                    tx.delete_episode(*id).map_err(err)?;
+                    1
+                }
+                (None, Some(a), Some(t)) => tx.forget_where(*a, *t).map_err(err)?,
+                _ => return Err("give --episode ID, or --agent A --before T".into()),
+            };
+            tx.commit().map_err(err)?;
+            emit(j, json!({ "forgotten": n }), || say!("forgot {n} episodes"));
+        }
         Cmd::Verify { dir } => {
             let db = open_read_only(dir)?;
             let t = Instant::now();

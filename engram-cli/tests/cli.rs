@@ -152,6 +152,30 @@ fn a_user_session_from_import_to_bench() {
     ]);
     assert!(via[0]["hits"][0]["concept"].is_u64());
 
+    let recalled = json(&[
+        "recall",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "-k",
+        "3",
+        "--hops",
+        "2",
+    ]);
+    assert_eq!(recalled[2]["recalled"][0]["episode"], 3999);
+    assert_eq!(recalled[2]["recalled"][0]["via"], "direct");
+    assert!(
+        ok(&[
+            "recall",
+            s(&db),
+            "--queries",
+            s(&queries),
+            "--fan-alpha",
+            "0.5"
+        ])
+        .contains("activation")
+    );
+
     let verified = json(&["verify", s(&db)]);
     assert_eq!(
         (verified["ok"].as_bool(), verified["bindings"].as_u64()),
@@ -167,6 +191,16 @@ fn a_user_session_from_import_to_bench() {
             && bench["mapped"]["p50_ns"].as_u64().unwrap() > 0
     );
     assert!(ok(&["stats", s(&db)]).contains("episodes 4000"));
+    // Forget one episode, then agent 0's first hundred (import stamps row i with time i).
+    assert_eq!(
+        json(&["forget", s(&db), "--episode", "3999"])["forgotten"],
+        1
+    );
+    assert_eq!(
+        json(&["forget", s(&db), "--agent", "0", "--before", "100"])["forgotten"],
+        100
+    );
+    assert_eq!(json(&["verify", s(&db)])["episodes"], 3899);
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub use db::{
 pub use form::{ConsolidationParams, ConsolidationReport, FormationParams, FormationReport};
 pub use meta::{FORMAT_VERSION, Manifest};
 pub use network::{Network, PAGE, Tensor, TensorInput};
-pub use recall::{Activated, Cue, Provenance, RecallParams};
+pub use recall::{Activated, Cue, Decay, Provenance, RecallParams};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use verify::VerifyReport;

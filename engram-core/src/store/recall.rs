@@ -39,6 +39,57 @@ pub struct RecallParams {
     /// Bindings traversed at most (bounded work per query); the strongest sources spread
     /// first, so a cut drops the weakest paths.
     pub max_edges: usize,
+    /// Scaling of each episode's final activation by its age (off by default).
+    pub decay: Decay,
+}
+
+/// How an episode's activation fades with its age, `now − timestamp` in the caller's time
+/// unit (ages below 0 count as 0). Applied at recall time; nothing stored changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decay {
+    /// No fading.
+    Off,
+    /// × 0.5^(age / half_life).
+    HalfLife {
+        /// The present, in timestamp units.
+        now: i64,
+        /// Age at which activation halves (> 0).
+        half_life: f64,
+    },
+    /// × (1 + age / scale)^(−exponent), the power law of forgetting.
+    PowerLaw {
+        /// The present, in timestamp units.
+        now: i64,
+        /// How fast it fades (≥ 0).
+        exponent: f64,
+        /// Age at which fading starts to bite (> 0).
+        scale: f64,
+    },
+}
+
+impl Decay {
+    fn factor(self, timestamp: i64) -> f32 {
+        let age = |now: i64| now.saturating_sub(timestamp).max(0) as f64;
+        match self {
+            Decay::Off => 1.0,
+            Decay::HalfLife { now, half_life } => 0.5f64.powf(age(now) / half_life) as f32,
+            Decay::PowerLaw {
+                now,
+                exponent,
+                scale,
+            } => (1.0 + age(now) / scale).powf(-exponent) as f32,
+        }
+    }
+
+    fn valid(self) -> bool {
+        match self {
+            Decay::Off => true,
+            Decay::HalfLife { half_life, .. } => half_life.is_finite() && half_life > 0.0,
+            Decay::PowerLaw {
+                exponent, scale, ..
+            } => exponent.is_finite() && exponent >= 0.0 && scale.is_finite() && scale > 0.0,
+        }
+    }
 }
 
 impl Default for RecallParams {
@@ -51,6 +102,7 @@ impl Default for RecallParams {
             fan_alpha: 1.0,
             threshold: 1e-3,
             max_edges: 100_000,
+            decay: Decay::Off,
         }
     }
 }
@@ -97,11 +149,12 @@ impl ReadTxn {
     pub fn recall(&self, cue: &Cue<'_>, params: &RecallParams) -> Result<Vec<Activated>> {
         if !(params.fan_alpha.is_finite()
             && params.fan_alpha >= 0.0
-            && params.threshold.is_finite())
+            && params.threshold.is_finite()
+            && params.decay.valid())
         {
             return Err(Error::InvalidArgument(format!(
-                "fan_alpha {} and threshold {} must be finite, fan_alpha ≥ 0",
-                params.fan_alpha, params.threshold
+                "fan_alpha {} and threshold {} must be finite, fan_alpha ≥ 0, {:?} positive",
+                params.fan_alpha, params.threshold, params.decay
             )));
         }
         let mut state: HashMap<Node, State> = HashMap::new();
@@ -191,9 +244,16 @@ impl ReadTxn {
             if s.via != Provenance::Direct && !self.passes(e, &cue.filter)? {
                 continue;
             }
+            let activation = match params.decay {
+                Decay::Off => s.activation,
+                d => match self.episode(e)? {
+                    Some(ep) => s.activation * d.factor(ep.timestamp()),
+                    None => continue,
+                },
+            };
             out.push(Activated {
                 episode: e,
-                activation: s.activation,
+                activation,
                 via: s.via,
             });
         }

@@ -612,6 +612,50 @@ impl<'db> WriteTxn<'db> {
         Ok(())
     }
 
+    /// Strengthens (or, with a negative `delta`, weakens) the binding of a pair by `delta`,
+    /// floored at 0, and returns the new strength; `NotFound` if they are not bound. Fan
+    /// counts are unchanged; the strength cache sees the new value from this commit on.
+    pub fn reinforce(&mut self, episode: u64, concept: u64, delta: f32) -> Result<f32> {
+        self.require_dual()?;
+        self.require_episode(episode)?;
+        let head = self.bind_head(Role::EpisodeTable, episode)?;
+        let Some((_, b)) = self
+            .live_bindings(head, true)?
+            .into_iter()
+            .find(|(_, b)| b.concept == concept)
+        else {
+            return Err(Error::NotFound {
+                kind: "binding",
+                id: episode,
+            });
+        };
+        let strength = (b.strength + delta).max(0.0);
+        self.bind(episode, concept, strength)?;
+        Ok(strength)
+    }
+
+    /// Deletes every live episode of `agent` with a timestamp before `before` (as committed
+    /// when this transaction began), with their bindings, in this one transaction; returns
+    /// how many. Their space is reclaimed by the next compaction.
+    pub fn forget_where(&mut self, agent: u64, before: i64) -> Result<u64> {
+        let base = self.base.clone();
+        let rows = base.episode_rows()?;
+        let filter = crate::store::search::Filter {
+            agent: Some(agent),
+            time: Some(i64::MIN..before),
+        };
+        let mut n = 0;
+        for slot in 0..rows.len() as u64 {
+            if let Some(id) = base.live_slot(slot, &filter)?
+                && !self.deleted_episodes.contains(&id)
+            {
+                self.delete_episode(id)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Removes the binding of a pair; `NotFound` if they are not bound.
     pub fn unbind(&mut self, episode: u64, concept: u64) -> Result<()> {
         self.require_dual()?;
