@@ -427,4 +427,13 @@ fn reinforce_and_forget_where() {
     assert_eq!(live, vec![1, 3, 5, 6, 7, 8, 9]);
     assert_eq!(snap.concept_fan_count(c).unwrap(), 7);
     snap.verify().unwrap();
+    assert!(snap.empty_concepts().unwrap().is_empty());
+    // Forget every member: the concept is reported empty and can go.
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(
+        tx.forget_where(0, i64::MAX).unwrap() + tx.forget_where(1, i64::MAX).unwrap(),
+        7
+    );
+    tx.commit().unwrap();
+    assert_eq!(db.begin_read().unwrap().empty_concepts().unwrap(), vec![c]);
 }

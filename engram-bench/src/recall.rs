@@ -18,22 +18,6 @@ const CONCEPTS: usize = 1_000;
 const DIM: usize = 768;
 const QUERIES: usize = 300;
 
-fn timed(
-    queries: &[Vec<f32>],
-    mut f: impl FnMut(&[f32]) -> Vec<u64>,
-) -> (Histogram<u64>, Vec<Vec<u64>>) {
-    let mut h = Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds");
-    let mut all = Vec::new();
-    for q in queries {
-        let t = Instant::now();
-        let ids = f(q);
-        h.record(t.elapsed().as_nanos().max(1) as u64)
-            .expect("in range");
-        all.push(ids);
-    }
-    (h, all)
-}
-
 pub fn recall_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Result<(), BoxError> {
     println!(
         "\n== recall: {EPISODES} labelled episodes (1,000 clusters, spread 2.0), {CONCEPTS} formed concepts, {QUERIES} held-out cues =="
@@ -98,20 +82,6 @@ pub fn recall_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Re
     let filter = Filter::default();
     // Warm: every slot checksummed once, pages resident.
     snap.search(&queries[0], 10, &filter)?;
-    let (direct, direct_ids) = timed(&queries, |q| {
-        snap.search(q, 10, &filter)
-            .expect("search")
-            .iter()
-            .map(|h| h.id)
-            .collect()
-    });
-    let (concepts, concept_ids) = timed(&queries, |q| {
-        snap.recall_via_concepts(q, 4, 10)
-            .expect("recall")
-            .iter()
-            .map(|r| r.episode)
-            .collect()
-    });
     let spread = |alpha: f32| RecallParams {
         k: 10,
         seed_episodes: 10,
@@ -120,76 +90,74 @@ pub fn recall_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Re
         fan_alpha: alpha,
         ..RecallParams::default()
     };
-    let mut spread_runs = Vec::new();
-    // Alternate α = 1 and α = 0 three times so drift hits both alike; keep each one's median run.
-    for _ in 0..3 {
-        for alpha in [1.0f32, 0.0] {
-            let (h, ids) = timed(&queries, |q| {
-                let cue = Cue {
-                    embedding: q,
-                    filter: Filter::default(),
-                };
-                snap.recall(&cue, &spread(alpha))
-                    .expect("recall")
+    // Each cue runs all four ways back to back, in an order rotating by cue, so the noise of
+    // the exact seed search (which dominates all but the concept route) hits them alike.
+    let hist = || Histogram::<u64>::new_with_bounds(1, 100_000_000_000, 3).expect("bounds");
+    let mut h = [hist(), hist(), hist(), hist()]; // direct, concepts, spread α = 1, α = 0
+    let mut ids: [Vec<Vec<u64>>; 4] = Default::default();
+    for (i, q) in queries.iter().enumerate() {
+        let cue = Cue {
+            embedding: q,
+            filter: Filter::default(),
+        };
+        for step in 0..4 {
+            let way = (step + i) % 4;
+            let t = Instant::now();
+            let found: Vec<u64> = match way {
+                0 => snap.search(q, 10, &filter)?.iter().map(|h| h.id).collect(),
+                1 => snap
+                    .recall_via_concepts(q, 4, 10)?
+                    .iter()
+                    .map(|r| r.episode)
+                    .collect(),
+                2 => snap
+                    .recall(&cue, &spread(1.0))?
                     .iter()
                     .map(|a| a.episode)
-                    .collect()
-            });
-            spread_runs.push((alpha, h, ids));
+                    .collect(),
+                _ => snap
+                    .recall(&cue, &spread(0.0))?
+                    .iter()
+                    .map(|a| a.episode)
+                    .collect(),
+            };
+            h[way].record(t.elapsed().as_nanos().max(1) as u64)?;
+            ids[way].push(found);
         }
     }
     let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1e3;
-    let median_p99 = |alpha: f32| {
-        let mut v: Vec<f64> = spread_runs
-            .iter()
-            .filter(|r| r.0 == alpha)
-            .map(|r| p99(&r.1))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (fan_p99, plain_p99) = (median_p99(1.0), median_p99(0.0));
-    let fan_ids = &spread_runs[0].2;
+    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1e3;
+    let [direct, concepts, h_fan, h_plain] = &h;
+    let (fan_p99, plain_p99) = (p99(h_fan), p99(h_plain));
     let fan_cost = 100.0 * (fan_p99 / plain_p99 - 1.0);
+    let [direct_ids, concept_ids, fan_ids, _] = &ids;
+
     let (pd, pc, ps) = (
-        precision(&direct_ids),
-        precision(&concept_ids),
+        precision(direct_ids),
+        precision(concept_ids),
         precision(fan_ids),
     );
     println!(
         "  {:<44} {:>10} {:>10} {:>14}",
         "", "p50 µs", "p99 µs", "precision@10"
     );
+    let line = |name: &str, h: &Histogram<u64>, p: Option<f64>| {
+        let p = p.map_or(String::new(), |p| format!("{p:.3}"));
+        println!("  {name:<44} {:>10.1} {:>10.1} {p:>14}", p50(h), p99(h));
+    };
+    line("direct exact top-10 (search)", direct, Some(pd));
+    line("through the 4 nearest concepts", concepts, Some(pc));
+    line("spreading, 2 hops, fan effect α = 1", h_fan, Some(ps));
+    line("spreading, 2 hops, α = 0", h_plain, None);
     println!(
-        "  {:<44} {:>10.1} {:>10.1} {:>14.3}",
-        "direct exact top-10 (search)",
-        direct.value_at_quantile(0.5) as f64 / 1e3,
-        p99(&direct),
-        pd
+        "  spreading p99 = {:.2}x direct top-k; the fan effect costs {fan_cost:+.1} % of p99 (all four ways back to back on each cue)",
+        fan_p99 / p99(direct)
     );
-    println!(
-        "  {:<44} {:>10.1} {:>10.1} {:>14.3}",
-        "through the 4 nearest concepts",
-        concepts.value_at_quantile(0.5) as f64 / 1e3,
-        p99(&concepts),
-        pc
-    );
-    println!(
-        "  {:<44} {:>10} {:>10.1} {:>14.3}",
-        "spreading, 2 hops, fan effect α = 1", "", fan_p99, ps
-    );
-    println!(
-        "  {:<44} {:>10} {:>10.1} {:>14}",
-        "spreading, 2 hops, α = 0", "", plain_p99, ""
-    );
-    println!(
-        "  spreading p99 = {:.2}x direct top-k; fan effect costs {fan_cost:+.1} % of p99 (medians of 3 alternating runs)",
-        fan_p99 / p99(&direct)
-    );
+    let direct_p99 = p99(direct);
     drop(snap);
     drop(db);
     let _ = std::fs::remove_dir_all(&db_dir);
-    report.insert("recall.direct_p99_us".into(), json!(p99(&direct)));
+    report.insert("recall.direct_p99_us".into(), json!(direct_p99));
     report.insert("recall.spread_p99_us".into(), json!(fan_p99));
     report.insert("recall.spread_alpha0_p99_us".into(), json!(plain_p99));
     report.insert("recall.fan_effect_cost_pct".into(), json!(fan_cost));

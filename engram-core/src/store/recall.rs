@@ -266,6 +266,18 @@ impl ReadTxn {
         Ok(out)
     }
 
+    /// Concepts with no live binding left (all their members forgotten or unbound), which
+    /// `delete_concept` can remove. One fan-index probe per concept.
+    pub fn empty_concepts(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for id in self.concept_ids()? {
+            if self.concept_fan_count(id)? == 0 {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     fn passes(&self, episode: u64, filter: &Filter) -> Result<bool> {
         if filter.agent.is_none() && filter.time.is_none() {
             return Ok(true);
