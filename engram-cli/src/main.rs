@@ -379,11 +379,15 @@ fn run(cli: &Cli) -> Res<()> {
         Cmd::Verify { dir } => {
             let db = open_read_only(dir)?;
             let t = Instant::now();
+            let bar = ProgressBar::new_spinner().with_message("verifying every record");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
             let r = db
                 .begin_read()
                 .map_err(err)?
                 .verify()
-                .map_err(|e| format!("verify failed: {e}"))?;
+                .map_err(|e| format!("verify failed: {e}"));
+            bar.finish_and_clear();
+            let r = r?;
             emit(
                 j,
                 json!({ "ok": true, "slots": r.slots, "episodes": r.live_episodes, "concepts": r.live_concepts,

@@ -132,6 +132,28 @@ impl WriteTxn<'_> {
     /// Concepts placed by hand (members 0) take bindings but do not move. Episodes below the
     /// threshold stay unbound for the next formation. Concepts created or changed in this
     /// transaction are not candidates.
+    ///
+    /// ```
+    /// use engram_core::cluster::{Count, Params};
+    /// use engram_core::{ConsolidationParams, Engram, EpisodeInput, Filter, FormationParams, Options};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// let add = |v: [f32; 2]| -> engram_core::Result<()> {
+    ///     let mut tx = db.begin_write()?;
+    ///     tx.insert_episode(&EpisodeInput { agent: 1, timestamp: 0, embedding: &v, payload: b"", key: None })?;
+    ///     tx.commit()
+    /// };
+    /// add([1.0, 0.0])?;
+    /// add([0.9, 0.1])?;
+    /// let clustering = Params { count: Count::K(1), min_size: 1, ..Params::default() };
+    /// let formed = db.form_concepts(&FormationParams { filter: &Filter::default(), unbound_only: true, clustering, progress: None })?;
+    /// add([0.95, 0.05])?; // a new, similar episode
+    /// let r = db.consolidate(&ConsolidationParams { min_similarity: 0.9, filter: Filter::default() })?;
+    /// assert_eq!((r.pending, r.bound, r.concepts_updated), (1, 1, 1));
+    /// assert_eq!(db.begin_read()?.concept(formed.concepts[0])?.unwrap().members(), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn consolidate(&mut self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
         self.require_dual()?;
         if !(params.min_similarity.is_finite() && params.min_similarity <= 1.0) {

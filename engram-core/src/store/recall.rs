@@ -146,6 +146,27 @@ impl ReadTxn {
     /// every node activated in the previous round passes activation to its bound neighbours
     /// (see [`RecallParams::fan_alpha`]), strongest sources first. Returns the `k` most
     /// activated episodes, ties by id. Deterministic for a snapshot and parameters.
+    ///
+    /// ```
+    /// use engram_core::{ConceptInput, Cue, Engram, EpisodeInput, Filter, Options, Provenance, RecallParams};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// let mut tx = db.begin_write()?;
+    /// let tide = tx.insert_episode(&EpisodeInput { agent: 1, timestamp: 0, embedding: &[1.0, 0.0], payload: b"tides", key: None })?;
+    /// let moon = tx.insert_episode(&EpisodeInput { agent: 1, timestamp: 1, embedding: &[0.0, 1.0], payload: b"moon", key: None })?;
+    /// let sea = tx.insert_concept(&ConceptInput { centroid: &[0.0, 1.0], label: "the sea" })?;
+    /// tx.bind(tide, sea, 1.0)?;
+    /// tx.bind(moon, sea, 1.0)?;
+    /// tx.commit()?;
+    /// // The cue is about tides; "moon" shares no direction with it but is reached through "the sea".
+    /// let params = RecallParams { k: 2, seed_episodes: 1, seed_concepts: 0, hops: 2, fan_alpha: 1.0, ..RecallParams::default() };
+    /// let r = db.begin_read()?.recall(&Cue { embedding: &[1.0, 0.0], filter: Filter::default() }, &params)?;
+    /// assert_eq!((r[0].episode, r[0].via), (tide, Provenance::Direct));
+    /// assert_eq!((r[1].episode, r[1].via), (moon, Provenance::Concept(sea)));
+    /// assert!((r[1].activation - 0.5).abs() < 1e-5); // 1.0 × 1.0 ÷ fan(tide) 1, × 1.0 ÷ fan(sea) 2
+    /// # Ok(()) }
+    /// ```
     pub fn recall(&self, cue: &Cue<'_>, params: &RecallParams) -> Result<Vec<Activated>> {
         if !(params.fan_alpha.is_finite()
             && params.fan_alpha >= 0.0

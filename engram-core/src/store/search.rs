@@ -200,6 +200,24 @@ impl Version {
 impl ReadTxn {
     /// Exact top-`k` episodes by the database's metric, best first, using every core of the
     /// current rayon pool (run it inside `ThreadPool::install` to choose the threads).
+    ///
+    /// ```
+    /// use engram_core::{Engram, EpisodeInput, Filter, Options};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// let mut tx = db.begin_write()?;
+    /// for (i, v) in [[1.0, 0.0], [0.7, 0.7], [0.0, 1.0]].iter().enumerate() {
+    ///     tx.insert_episode(&EpisodeInput { agent: i as u64 % 2, timestamp: i as i64, embedding: v, payload: b"", key: None })?;
+    /// }
+    /// tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// let hits = snap.search(&[1.0, 0.1], 2, &Filter::default())?;
+    /// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [0, 1]);
+    /// let agent1 = Filter { agent: Some(1), time: None };
+    /// assert_eq!(snap.search(&[1.0, 0.1], 2, &agent1)?[0].id, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         self.search_with(Kernel::best(), query, k, filter)
     }
