@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use engram_core::cluster::{self, Clustering, Count, Params, Points, adjusted_rand_index};
-use engram_core::{Engram, EpisodeInput, Filter, FormationParams, Options};
+use engram_core::{Filter, FormationParams};
 use engram_fixtures::{Matrix, Rng, clustered, write_npy_f32};
 use serde_json::{Value, json};
 
-use super::{BoxError, cores, python_json};
+use super::{BoxError, cores, episodes_db, python_json};
 
 const N: usize = 100_000;
 const DIM: usize = 768;
@@ -254,25 +254,7 @@ pub fn cluster_job(
     // Through the database: episodes read from the mapped slots, concepts and bindings
     // written and committed.
     let db_dir = dir.join("cluster-db");
-    let _ = std::fs::remove_dir_all(&db_dir);
-    let db = Engram::open(
-        &db_dir,
-        Options {
-            dimension: Some(DIM),
-            ..Options::default()
-        },
-    )?;
-    let mut tx = db.begin_write()?;
-    for (i, row) in blobs.data.chunks_exact(DIM).enumerate() {
-        tx.insert_episode(&EpisodeInput {
-            agent: 1,
-            timestamp: i as i64,
-            embedding: row,
-            payload: b"",
-            key: None,
-        })?;
-    }
-    tx.commit()?;
+    let db = episodes_db(&db_dir, DIM, blobs.data.chunks_exact(DIM))?;
     let filter = Filter::default();
     let t = Instant::now();
     let r = pool(all).install(|| {

@@ -630,6 +630,35 @@ fn sample_gets(n: usize, samples: usize, mut f: impl FnMut(u64) -> f32) -> Laten
     Latencies(out)
 }
 
+/// A fresh database at `path` holding `rows` (of `dim` floats) as agent 1's episodes, row i
+/// stamped with time i, in one commit.
+fn episodes_db<'r>(
+    path: &Path,
+    dim: usize,
+    rows: impl Iterator<Item = &'r [f32]>,
+) -> Result<Engram, BoxError> {
+    let _ = std::fs::remove_dir_all(path);
+    let db = Engram::open(
+        path,
+        Options {
+            dimension: Some(dim),
+            ..Options::default()
+        },
+    )?;
+    let mut tx = db.begin_write()?;
+    for (i, row) in rows.enumerate() {
+        tx.insert_episode(&EpisodeInput {
+            agent: 1,
+            timestamp: i as i64,
+            embedding: row,
+            payload: b"",
+            key: None,
+        })?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
 /// Runs `python3 engram-bench/SCRIPT ARGS…` and parses the JSON it prints; when it fails
 /// (no faiss installed, say), the last line of its stderr is the error.
 fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> Result<Value, BoxError> {

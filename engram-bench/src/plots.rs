@@ -25,6 +25,33 @@ pub fn write_all(report: &Value, dir: &Path) -> Result<Vec<PathBuf>, BoxError> {
     Ok(out)
 }
 
+/// A chart of the common size and style with `caption`.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48);
+    b
+}
+
+/// The series' legend, boxed, at `at`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> Result<(), BoxError> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    Ok(())
+}
+
 const COLORS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -56,15 +83,11 @@ fn lookup_cdf(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
     let path = dir.join("concept_lookup_cdf.svg");
     let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Concept lookup latency CDF (100k concepts, Zipf, 1 thread)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d((50f64..max * 1.5).log_scale(), 0f64..1f64)?;
+    let mut chart = frame(
+        &root,
+        "Concept lookup latency CDF (100k concepts, Zipf, 1 thread)",
+    )
+    .build_cartesian_2d((50f64..max * 1.5).log_scale(), 0f64..1f64)?;
     chart
         .configure_mesh()
         .x_desc("latency, ns (log)")
@@ -79,12 +102,7 @@ fn lookup_cdf(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     drop((chart, root));
     Ok(Some(path))
@@ -115,14 +133,7 @@ fn scan_speed(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
     let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = rows.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Cosine scan speed per kernel, 768-d, 1 thread",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
+    let mut chart = frame(&root, "Cosine scan speed per kernel, 768-d, 1 thread")
         .build_cartesian_2d(0f64..n as f64, 0f64..top)?;
     chart
         .configure_mesh()
@@ -164,12 +175,7 @@ fn scan_speed(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
         .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
         .label("200k rows, from memory")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], COLORS[1].filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     drop((chart, root));
     Ok(Some(path))
@@ -211,18 +217,14 @@ fn cluster_threads(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxErr
     let path = dir.join("cluster_threads.svg");
     let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "k-means on 100k x 768: seconds by thread count (20 iterations)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(
-            (0.9f64..max_t * 1.1).log_scale(),
-            (0.5f64..max_s * 1.5).log_scale(),
-        )?;
+    let mut chart = frame(
+        &root,
+        "k-means on 100k x 768: seconds by thread count (20 iterations)",
+    )
+    .build_cartesian_2d(
+        (0.9f64..max_t * 1.1).log_scale(),
+        (0.5f64..max_s * 1.5).log_scale(),
+    )?;
     chart
         .configure_mesh()
         .x_desc("threads")
@@ -249,12 +251,7 @@ fn cluster_threads(report: &Value, dir: &Path) -> Result<Option<PathBuf>, BoxErr
                 });
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     drop((chart, root));
     Ok(Some(path))

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use engram_core::cluster::{Count, Params};
-use engram_core::{Cue, Engram, EpisodeInput, Filter, FormationParams, Options, RecallParams};
+use engram_core::{Cue, Filter, FormationParams, RecallParams};
 use engram_fixtures::clustered;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::BoxError;
+use super::{BoxError, episodes_db};
 
 const EPISODES: usize = 100_000;
 const CONCEPTS: usize = 1_000;
@@ -26,25 +26,7 @@ pub fn recall_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Re
     // not stored.
     let (m, labels) = clustered(EPISODES + QUERIES, CONCEPTS, DIM, 2.0, 17);
     let db_dir = dir.join("recall-db");
-    let _ = std::fs::remove_dir_all(&db_dir);
-    let db = Engram::open(
-        &db_dir,
-        Options {
-            dimension: Some(DIM),
-            ..Options::default()
-        },
-    )?;
-    let mut tx = db.begin_write()?;
-    for i in 0..EPISODES {
-        tx.insert_episode(&EpisodeInput {
-            agent: 1,
-            timestamp: i as i64,
-            embedding: m.row(i),
-            payload: b"",
-            key: None,
-        })?;
-    }
-    tx.commit()?;
+    let db = episodes_db(&db_dir, DIM, (0..EPISODES).map(|i| m.row(i)))?;
     let t = Instant::now();
     let formed = db.form_concepts(&FormationParams {
         filter: &Filter::default(),
