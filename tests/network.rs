@@ -179,9 +179,15 @@ fn a_new_version_replaces_the_old_atomically_and_compaction_reclaims_it() {
     assert!(report.pages >= 7);
     assert!((first(&snap) - b.weights[0][0]).abs() < 1e-3);
     drop(snap);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("backup");
+    db.backup(&copy).unwrap();
     drop(db);
     let db = open(dir.path());
     assert!((first(&db.begin_read().unwrap()) - b.weights[0][0]).abs() < 1e-3);
+    let backup = open(&copy);
+    assert!((first(&backup.begin_read().unwrap()) - b.weights[0][0]).abs() < 1e-3);
+    assert_eq!(backup.begin_read().unwrap().verify().unwrap().networks, 1);
 }
 
 #[test]
