@@ -35,8 +35,8 @@ impl Sink {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
+        crate::store::fault::io(crate::store::fault::IoOp::Write, "compact")
+            .and_then(|()| self.out.write_all(bytes))
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.len += bytes.len() as u64;
         Ok(())
@@ -47,7 +47,9 @@ impl Sink {
             .out
             .into_inner()
             .map_err(|e| Error::io("write", &self.path, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &self.path, e))
+        crate::store::fault::io(crate::store::fault::IoOp::Sync, "compact")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("fsync", &self.path, e))
     }
 }
 

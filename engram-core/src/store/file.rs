@@ -10,12 +10,13 @@
 //!   mutable word is reached through `atomic_u64()`.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::store::fault::{self, IoOp};
 
 use crate::error::{Error, Result};
 
@@ -39,12 +40,15 @@ impl Mapping {
             opts.len(usize::try_from(len).map_err(|_| {
                 Error::InvalidArgument(format!("file {} too large to map", path.display()))
             })?);
-            let raw = if writable {
-                opts.map_raw(file)
-            } else {
-                opts.map_raw_read_only(file)
-            }
-            .map_err(|e| Error::io("mmap", path, e))?;
+            let raw = fault::io(IoOp::Map, "mmap")
+                .and_then(|()| {
+                    if writable {
+                        opts.map_raw(file)
+                    } else {
+                        opts.map_raw_read_only(file)
+                    }
+                })
+                .map_err(|e| Error::io("mmap", path, e))?;
             Some(raw)
         };
         let units = len.div_ceil(64 * 64) as usize; // enough bits for 64-byte records
@@ -187,9 +191,11 @@ pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         .truncate(false)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
-    file.write_all_at(bytes, 0)
+    fault::write_all_at(&file, bytes, 0, "write_durable")
         .map_err(|e| Error::io("write", path, e))?;
-    file.sync_data().map_err(|e| Error::io("fsync", path, e))
+    fault::io(IoOp::Sync, "write_durable")
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io("fsync", path, e))
 }
 
 /// Writes `bytes` at `off` of `path` without syncing (published heads are rebuilt
@@ -201,13 +207,14 @@ pub(crate) fn write_unsynced(path: &Path, off: u64, bytes: &[u8]) -> Result<()> 
         .truncate(false)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
-    file.write_all_at(bytes, off)
+    fault::write_all_at(&file, bytes, off, "write_unsynced")
         .map_err(|e| Error::io("write", path, e))
 }
 
 /// Makes the directory entries (created, renamed or removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    fault::io(IoOp::Sync, "sync_dir")
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
@@ -290,16 +297,15 @@ impl FileHandle {
             .max(needed)
             .max(1 << 20)
             .next_multiple_of(1 << 20);
-        self.file
-            .set_len(new_len)
+        fault::io(IoOp::Grow, "reserve")
+            .and_then(|()| self.file.set_len(new_len))
             .map_err(|e| Error::io("grow", &self.path, e))?;
         self.covering(new_len).map(|_| ())
     }
 
     pub(crate) fn write_at(&self, off: u64, bytes: &[u8]) -> Result<()> {
         self.reserve(off + bytes.len() as u64)?;
-        self.file
-            .write_all_at(bytes, off)
+        fault::write_all_at(&self.file, bytes, off, "write_at")
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.start_writeback(off, bytes.len() as u64);
         Ok(())
@@ -325,8 +331,8 @@ impl FileHandle {
     fn start_writeback(&self, _off: u64, _len: u64) {}
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
+        fault::io(IoOp::Sync, "sync")
+            .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io("fsync", &self.path, e))
     }
 }

@@ -5,6 +5,7 @@
 
 mod compact;
 mod db;
+pub mod fault;
 mod file;
 mod form;
 mod keys;
