@@ -49,7 +49,9 @@ impl Sink {
             .map_err(|e| Error::io("write", &self.path, e.into_error()))?;
         crate::store::fault::io(crate::store::fault::IoOp::Sync, "compact")
             .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("fsync", &self.path, e))
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
+        crate::store::fault::synced(&self.path);
+        Ok(())
     }
 }
 

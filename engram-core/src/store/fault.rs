@@ -74,6 +74,27 @@ pub fn disarm() -> (Vec<(IoOp, &'static str, u64)>, Option<&'static str>) {
     (seen, s.2.take())
 }
 
+type SyncObserver = Box<dyn Fn(&std::path::Path) + Send + Sync>;
+static OBSERVING: AtomicBool = AtomicBool::new(false);
+static OBSERVER: Mutex<Option<SyncObserver>> = Mutex::new(None);
+
+/// Calls `f` with the path of every file the store has just made durable (after its fsync
+/// returned), until called again with `None`: what a power-loss simulation keeps.
+pub fn on_sync(f: Option<SyncObserver>) {
+    let mut o = OBSERVER.lock();
+    OBSERVING.store(f.is_some(), Ordering::Release);
+    *o = f;
+}
+
+/// Reports a completed fsync of `path` to the observer, if any.
+pub(crate) fn synced(path: &std::path::Path) {
+    if OBSERVING.load(Ordering::Relaxed)
+        && let Some(f) = OBSERVER.lock().as_ref()
+    {
+        f(path);
+    }
+}
+
 /// An injected failure: the error to return, and for a short write, that the first half of
 /// the bytes is to be written first.
 pub(crate) struct Injected {

@@ -195,7 +195,9 @@ pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("write", path, e))?;
     fault::io(IoOp::Sync, "write_durable")
         .and_then(|()| file.sync_data())
-        .map_err(|e| Error::io("fsync", path, e))
+        .map_err(|e| Error::io("fsync", path, e))?;
+    fault::synced(path);
+    Ok(())
 }
 
 /// Writes `bytes` at `off` of `path` without syncing (published heads are rebuilt
@@ -333,6 +335,8 @@ impl FileHandle {
     pub(crate) fn sync(&self) -> Result<()> {
         fault::io(IoOp::Sync, "sync")
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("fsync", &self.path, e))
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
+        fault::synced(&self.path);
+        Ok(())
     }
 }
