@@ -2,7 +2,7 @@
 //! parent SIGKILLs it at random moments (during commits and compactions), reopens, and
 //! checks that every acknowledged batch is there, whole (episodes, concept, bindings, a
 //! network version), and no partial batch is visible.
-//! `ENGRAM_CRASH_KILLS=N` runs N kills (default 60).
+//! `ENGRAM_CRASH_KILLS=N` (or `ENGRAM_SOAK_KILLS=N`) runs N kills (default 60).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -177,6 +177,7 @@ fn xorshift(state: &mut u64) -> u64 {
 #[test]
 fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
     let kills: usize = std::env::var("ENGRAM_CRASH_KILLS")
+        .or_else(|_| std::env::var("ENGRAM_SOAK_KILLS"))
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
