@@ -2,7 +2,7 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,recall,cluster] [--concept-sizes A,B,C]
+//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,recall,cluster,soak] [--concept-sizes A,B,C]
 //! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
@@ -29,11 +29,12 @@ struct Args {
     plot: Vec<PathBuf>,
 }
 
-const JOBS: [&str; 8] = [
-    "concepts", "dual", "store", "kernels", "search", "quant", "recall", "cluster",
+const JOBS: [&str; 9] = [
+    "concepts", "dual", "store", "kernels", "search", "quant", "recall", "cluster", "soak",
 ];
-/// Jobs run only when named: minutes of k-means beside faiss, and forming 1,000 concepts.
-const OPT_IN: [&str; 2] = ["cluster", "recall"];
+/// Jobs run only when named: minutes of k-means beside faiss, forming 1,000 concepts, and a
+/// million-operation soak.
+const OPT_IN: [&str; 3] = ["cluster", "recall", "soak"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -106,6 +107,7 @@ mod plots;
 mod quant;
 mod recall;
 mod search;
+mod soak;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -150,6 +152,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     if job("recall") {
         recall::recall_job(&args.dir, &mut report)?;
+    }
+    if job("soak") {
+        soak::soak_job(&args.dir, &mut report)?;
     }
     if job("cluster") {
         cluster::cluster_job(&args.dir, &real, &mut report)?;
