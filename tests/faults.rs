@@ -7,114 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod workload;
+
 use engram_core::fault::{self, Fault, IoOp};
-use engram_core::quant::QuantScheme;
-use engram_core::{ConceptInput, Engram, EpisodeInput, Error, Options, TensorInput};
+use engram_core::{Engram, Error};
+use workload::{batch, complete_batches, key, opts};
 
-const DIM: usize = 16;
-const PER_BATCH: u64 = 20;
 const BATCHES: u64 = 6;
-
-fn opts() -> Options {
-    Options {
-        dimension: Some(DIM),
-        ..Options::default()
-    }
-}
-
-fn key(batch: u64, i: u64) -> String {
-    format!("b{batch}-{i}")
-}
-
-/// One transaction: episodes with keys, a concept bound to all of them, a network version,
-/// and the delete of an episode two batches back. Compacts after every third.
-fn batch(db: &Engram, b: u64) -> engram_core::Result<()> {
-    let mut tx = db.begin_write()?;
-    let c = tx.insert_concept(&ConceptInput {
-        centroid: &[b as f32 + 1.0; DIM],
-        label: "c",
-    })?;
-    for i in 0..PER_BATCH {
-        let v: Vec<f32> = (0..DIM).map(|d| (b * 100 + i + d as u64) as f32).collect();
-        let k = key(b, i);
-        let e = tx.insert_episode(&EpisodeInput {
-            agent: b,
-            timestamp: i as i64,
-            embedding: &v,
-            payload: k.as_bytes(),
-            key: Some(k.as_bytes()),
-        })?;
-        tx.bind(e, c, 0.5)?;
-    }
-    let w = [b as f32; 64];
-    tx.put_network(
-        1,
-        "policy",
-        &[TensorInput {
-            name: "w",
-            shape: &[2, 32],
-            data: &w,
-            importance: None,
-        }],
-        QuantScheme::F16,
-    )?;
-    if b >= 2 {
-        let old = db
-            .begin_read()?
-            .episode_by_key(key(b - 2, 0).as_bytes())?
-            .map(|e| e.id());
-        if let Some(id) = old {
-            tx.delete_episode(id)?;
-        }
-    }
-    tx.commit()?;
-    if b % 3 == 2 {
-        db.compact()?;
-    }
-    Ok(())
-}
-
-/// Complete batches in the database at `dir` (all of a batch or none of it), checked whole.
-fn complete_batches(dir: &std::path::Path) -> u64 {
-    let db = Engram::open(dir, opts()).expect("reopen after a fault");
-    let snap = db.begin_read().unwrap();
-    snap.verify().expect("the database verifies");
-    let mut n = 0;
-    while snap.episode_by_key(key(n, 1).as_bytes()).unwrap().is_some() {
-        for i in 1..PER_BATCH {
-            assert!(
-                snap.episode_by_key(key(n, i).as_bytes()).unwrap().is_some(),
-                "batch {n} partial"
-            );
-        }
-        n += 1;
-    }
-    for i in 0..PER_BATCH {
-        assert!(
-            snap.episode_by_key(key(n, i).as_bytes()).unwrap().is_none(),
-            "batch {n} partly visible"
-        );
-    }
-    if n > 0 {
-        let net = snap
-            .network(1, "policy")
-            .unwrap()
-            .expect("the newest batch's network");
-        let mut w = [0f32; 64];
-        net.tensor("w")
-            .unwrap()
-            .unwrap()
-            .dequantize_into(&mut w)
-            .unwrap();
-        assert!(
-            w.iter().all(|&x| x == (n - 1) as f32),
-            "network of batch {}, found {}",
-            n - 1,
-            w[0]
-        );
-    }
-    n
-}
 
 #[test]
 fn every_injected_fault_is_an_error_and_loses_no_commit() {

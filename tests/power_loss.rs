@@ -10,57 +10,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod workload;
+
+use engram_core::Engram;
 use engram_core::fault::{self, Fault, IoOp};
-use engram_core::{ConceptInput, Engram, EpisodeInput, Options};
 use engram_fixtures::Rng;
+use workload::{batch, complete_batches, opts};
 
-const DIM: usize = 16;
-const PER_BATCH: u64 = 20;
 const PAGE: usize = 4096;
-
-fn opts() -> Options {
-    Options {
-        dimension: Some(DIM),
-        ..Options::default()
-    }
-}
-
-fn key(batch: u64, i: u64) -> String {
-    format!("b{batch}-{i}")
-}
-
-fn batch(db: &Engram, b: u64) -> engram_core::Result<()> {
-    let mut tx = db.begin_write()?;
-    let c = tx.insert_concept(&ConceptInput {
-        centroid: &[b as f32 + 1.0; DIM],
-        label: "c",
-    })?;
-    for i in 0..PER_BATCH {
-        let v: Vec<f32> = (0..DIM).map(|d| (b * 100 + i + d as u64) as f32).collect();
-        let k = key(b, i);
-        let e = tx.insert_episode(&EpisodeInput {
-            agent: b,
-            timestamp: i as i64,
-            embedding: &v,
-            payload: k.as_bytes(),
-            key: Some(k.as_bytes()),
-        })?;
-        tx.bind(e, c, 0.5)?;
-    }
-    if b >= 2
-        && let Some(id) = db
-            .begin_read()?
-            .episode_by_key(key(b - 2, 0).as_bytes())?
-            .map(|e| e.id())
-    {
-        tx.delete_episode(id)?;
-    }
-    tx.commit()?;
-    if b % 4 == 3 {
-        db.compact()?;
-    }
-    Ok(())
-}
 
 /// The directory as a power cut could leave it: per file, each page that differs from its
 /// last durable image is kept, dropped (the image's bytes, zeros past its end) or torn.
@@ -104,29 +61,6 @@ fn crash_image(dir: &Path, to: &Path, images: &HashMap<PathBuf, Vec<u8>>, rng: &
     }
 }
 
-fn complete_batches(dir: &Path) -> u64 {
-    let db = Engram::open(dir, opts()).expect("reopen after power loss");
-    let snap = db.begin_read().unwrap();
-    snap.verify().expect("the recovered database verifies");
-    let mut n = 0;
-    while snap.episode_by_key(key(n, 1).as_bytes()).unwrap().is_some() {
-        for i in 1..PER_BATCH {
-            assert!(
-                snap.episode_by_key(key(n, i).as_bytes()).unwrap().is_some(),
-                "batch {n} partial"
-            );
-        }
-        n += 1;
-    }
-    for i in 0..PER_BATCH {
-        assert!(
-            snap.episode_by_key(key(n, i).as_bytes()).unwrap().is_none(),
-            "batch {n} partly visible"
-        );
-    }
-    n
-}
-
 #[test]
 fn recovery_survives_dropped_and_torn_unsynced_pages() {
     let images: Arc<Mutex<HashMap<PathBuf, Vec<u8>>>> = Arc::default();
@@ -141,7 +75,7 @@ fn recovery_survives_dropped_and_torn_unsynced_pages() {
     let trials: u64 = std::env::var("ENGRAM_POWER_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(80);
     let (mut mid_commit, mut extra) = (0, 0);
     for trial in 0..trials {
         let dir = tmp.path().join(format!("db-{trial}"));
