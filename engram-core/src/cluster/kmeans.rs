@@ -141,8 +141,9 @@ fn reseed_empty(
 
 /// The final clusters of `labels` (over `members`, `k` of them): centroids are the normalized
 /// means of their members, coherence |Σ directions| / size, and each member's similarity is
-/// its cosine to that centroid. Clusters smaller than `min_size` or less coherent than
-/// `min_coherence` are dropped (their members unassigned) and the rest renumbered in order.
+/// its cosine to that centroid. Clusters smaller than `min_size`, less coherent than
+/// `min_coherence`, or whose directions sum to zero are dropped (their members unassigned)
+/// and the rest renumbered in order.
 pub(crate) fn finish(
     points: &Points<'_>,
     members: &[u32],
@@ -168,9 +169,10 @@ pub(crate) fn finish(
         if sizes[j] == 0 {
             continue;
         }
-        let coherence =
-            (normalize_into(&sums[j * d..(j + 1) * d], &mut c) / sizes[j] as f64) as f32;
-        if sizes[j] < min_size || coherence < min_coherence {
+        let norm = normalize_into(&sums[j * d..(j + 1) * d], &mut c);
+        let coherence = (norm / sizes[j] as f64) as f32;
+        // Members whose directions cancel out have no direction to stand for.
+        if norm == 0.0 || sizes[j] < min_size || coherence < min_coherence {
             continue;
         }
         renumber[j] = out.sizes.len() as u32;

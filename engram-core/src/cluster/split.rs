@@ -187,7 +187,7 @@ fn merge(
         .into_iter()
         .filter_map(|(a, b)| {
             let c = (union_norm(sums, d, a, b) / (sizes[a] + sizes[b]) as f64) as f32;
-            (c >= min_coherence).then_some((c, a, b))
+            (c >= min_coherence && c > 0.0).then_some((c, a, b))
         })
         .collect();
     if candidates.is_empty() {

@@ -234,3 +234,30 @@ fn degenerate_inputs() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn members_that_cancel_out_form_no_cluster() {
+    // Opposite directions: their mean has no direction, so the cluster is dropped rather
+    // than given a meaningless (or a stale) centroid.
+    let data = [1.0, 0.0, -1.0, 0.0];
+    let points = Points::dense(&data, 2).unwrap();
+    let c = cluster(&points, &k_params(1), None).unwrap();
+    assert!(c.is_empty());
+    assert!(c.labels.iter().all(|&l| l == UNASSIGNED));
+    // Beside a coherent pair, only the pair's cluster is kept.
+    let data = [1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+    let points = Points::dense(&data, 2).unwrap();
+    let c = cluster(&points, &k_params(2), None).unwrap();
+    for j in 0..c.len() {
+        let norm: f32 = c.centroids[j * 2..j * 2 + 2]
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-5,
+            "every kept centroid is a unit vector"
+        );
+        assert!(c.coherence[j] > 0.0);
+    }
+}
