@@ -5,6 +5,7 @@
 use std::path::Path;
 
 /// Rows of `dim` floats, row-major.
+#[derive(Debug)]
 pub struct Vectors {
     pub dim: usize,
     pub data: Vec<f32>,
@@ -102,12 +103,15 @@ fn npy(b: &[u8]) -> Result<Vectors, String> {
         ));
     };
     let body = &b[start + hlen..];
-    let need = rows * dim * 4;
+    let need = rows
+        .checked_mul(dim)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or(format!("shape ({rows}, {dim}) is too large"))?;
     if body.len() < need {
         return Err(format!(
             "truncated: {rows} rows need {need} bytes of data, the file has {} (row {} is incomplete)",
             body.len(),
-            body.len() / (dim * 4).max(1)
+            body.len() / dim.saturating_mul(4).max(1)
         ));
     }
     Ok(Vectors {
@@ -147,11 +151,11 @@ fn fvecs(b: &[u8]) -> Result<Vectors, String> {
 }
 
 fn raw(b: &[u8], dim: usize) -> Result<Vectors, String> {
-    if dim == 0 || !b.len().is_multiple_of(4 * dim) {
+    if dim == 0 || dim > u32::MAX as usize || !b.len().is_multiple_of(4 * dim) {
         return Err(format!(
             "{} bytes are not whole rows of {dim} floats (row {} is incomplete)",
             b.len(),
-            b.len() / (4 * dim).max(1)
+            b.len() / dim.saturating_mul(4).max(1)
         ));
     }
     Ok(Vectors {
@@ -171,4 +175,43 @@ pub fn payloads(path: &Path) -> Result<Vec<Vec<u8>>, String> {
             None => l.to_vec(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy_with_header(header: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        let huge = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4), }\n",
+            &[0; 16],
+        );
+        assert!(npy(&huge).unwrap_err().contains("too large"));
+        let zero = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }\n",
+            &[],
+        );
+        assert_eq!(npy(&zero).map(|v| v.rows()).unwrap_or(0), 0);
+        assert!(npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
+        assert!(npy(b"\x93NUMPY\x07\x00\x00\x00").is_err());
+        assert!(raw(&[0; 8], usize::MAX).is_err());
+        assert!(fvecs(&[0xff, 0xff, 0xff, 0x7f]).is_err());
+        // Every prefix of a valid file is an error or a shorter file, never a panic.
+        let good = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n",
+            &[0; 16],
+        );
+        for n in 0..good.len() {
+            let _ = npy(&good[..n]);
+        }
+    }
 }
