@@ -39,6 +39,15 @@ fn build(dir: &Path) {
                 .unwrap();
             tx.bind(e, c, 0.5).unwrap();
         }
+        let w: Vec<f32> = (0..3 * 40).map(|i| (i as f32 * 0.1).sin()).collect();
+        let tensor = engram_core::TensorInput {
+            name: "w",
+            shape: &[3, 40],
+            data: &w,
+            importance: Some(&w),
+        };
+        let scheme = engram_core::quant::QuantScheme::Mixed { f16: 0.3, q8: 0.3 };
+        tx.put_network(round, "policy", &[tensor], scheme).unwrap();
         if round == 2 {
             tx.delete_episode(3).unwrap();
             tx.update_concept(0, &[9.0; DIM], Some("c2")).unwrap();
@@ -76,6 +85,18 @@ fn read_all(dir: &Path) -> Result<u64, Error> {
         .search_int8(&q, 5, &engram_core::Filter::default(), 20)?
         .len() as u64;
     n += snap.search_concepts(&q, 2)?.len() as u64;
+    for (agent, name) in snap.networks() {
+        let net = snap.network(agent, &name)?.ok_or(Error::NotFound {
+            kind: "network",
+            id: agent,
+        })?;
+        for t in net.tensors() {
+            let t = t?;
+            let mut w = vec![0f32; t.shape.iter().product()];
+            t.dequantize_into(&mut w)?;
+            n += w.len() as u64;
+        }
+    }
     Ok(n)
 }
 
@@ -144,6 +165,14 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
                 assert!(
                     matches!(read_all(&case), Err(Error::Corruption { .. })),
                     "{name} byte {off}: flip in a checksummed int8 row not reported"
+                );
+            }
+            // Three commits wrote one network each, a page apiece (zero-completed), every page
+            // checksummed and read by read_all.
+            if name.ends_with(".pages") && off < 3 * 4096 {
+                assert!(
+                    matches!(read_all(&case), Err(Error::Corruption { .. })),
+                    "{name} byte {off}: flip in a checksummed page not reported"
                 );
             }
             let (slot, within) = (off / 256, off % 256);
