@@ -262,3 +262,65 @@ fn this_targets_simd_path_is_built_and_under_test() {
     }
     assert!(QuantKernel::available().len() >= 2 || QuantKernel::best() == QuantKernel::Scalar);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Arbitrary bytes under an arbitrary shape and scheme: a view is refused or works; no
+    /// input panics (the catalog's shapes and the pages' bytes come from disk).
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        shape in proptest::collection::vec(0usize..70, 0..3),
+        code in 0u8..6,
+    ) {
+        if let Ok(b) = Blocks::parse(&bytes, &shape, code) {
+            let mut out = vec![0f32; b.rows() * b.cols()];
+            b.dequantize_into(&mut out).unwrap();
+            let x = vec![1.0f32; b.cols()];
+            let mut y = vec![0f32; b.rows()];
+            for k in QuantKernel::available() {
+                b.matvec_with(k, &x, &mut y).unwrap();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Blocks of the right size with arbitrary contents (NaN or infinite f16 scales, any
+    /// tag): dequantizing and multiplying never panic, and agree with the scalar kernel.
+    #[test]
+    fn arbitrary_block_contents_never_panic(
+        rows in 1usize..5,
+        cols in 1usize..80,
+        code in 1u8..5,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = engram_fixtures::Rng::new(seed);
+        let n = rows * blocks_per_row(cols);
+        let mut bytes = Vec::new();
+        if code == 4 {
+            let tags: Vec<u8> = (0..n).map(|_| 1 + (rng.next_u64() % 3) as u8).collect();
+            for &t in &tags {
+                let k = BlockKind::from_code(t).unwrap();
+                bytes.extend((0..k.bytes()).map(|_| rng.next_u64() as u8));
+            }
+            let mut all = tags;
+            all.extend(bytes);
+            bytes = all;
+        } else {
+            let k = BlockKind::from_code(code).unwrap();
+            bytes.extend((0..n * k.bytes()).map(|_| rng.next_u64() as u8));
+        }
+        let b = Blocks::parse(&bytes, &[rows, cols], code).unwrap();
+        let mut out = vec![0f32; rows * cols];
+        b.dequantize_into(&mut out).unwrap();
+        let x = vec![0.5f32; cols];
+        let (mut y, mut want) = (vec![0f32; rows], vec![0f32; rows]);
+        b.matvec_with(QuantKernel::Scalar, &x, &mut want).unwrap();
+        b.matvec_with(QuantKernel::best(), &x, &mut y).unwrap();
+        for (a, w) in y.iter().zip(&want) {
+            prop_assert!(a.is_nan() == w.is_nan() || w.is_infinite() || a.is_infinite());
+        }
+    }
+}
