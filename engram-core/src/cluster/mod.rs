@@ -21,6 +21,8 @@ use std::ops::ControlFlow;
 
 use crate::error::{Error, Result};
 
+#[cfg_attr(not(unix), allow(unused_imports))] // its other user is the store
+pub(crate) use kmeans::normalize_into;
 pub use points::Points;
 
 /// How many clusters to form.

@@ -2,7 +2,7 @@
 //! the snapshot the transaction started from, clustered by `cluster`, written back as concept
 //! nodes and bindings.
 
-use crate::cluster::{self, OnProgress, Points, UNASSIGNED};
+use crate::cluster::{self, OnProgress, Points, UNASSIGNED, normalize_into};
 use crate::error::{Error, Result};
 use crate::store::db::Engram;
 use crate::store::search::Filter;
@@ -72,21 +72,9 @@ impl WriteTxn<'_> {
     pub fn form_concepts(&mut self, params: &FormationParams<'_>) -> Result<FormationReport> {
         self.require_dual()?;
         let base = self.base().clone();
-        let rows = base.episode_rows()?;
-        let mut points = Points::over(rows.floats(), rows.dim());
-        let mut ids = Vec::new();
-        for slot in 0..rows.len() as u64 {
-            let Some(id) = self.pending(&base, slot, params.filter, params.unbound_only)? else {
-                continue;
-            };
-            let norm = base.stored_norm(slot)?;
-            if norm > 0.0 {
-                points.push(slot as usize * rows.stride(), norm);
-                ids.push((id, slot));
-            }
-        }
+        let (points, ids) = self.chosen(&base, params.filter, params.unbound_only)?;
         let clusters = cluster::cluster(&points, &params.clustering, params.progress)?;
-        let d = rows.dim();
+        let d = points.dim();
         let mut central = vec![(f32::NEG_INFINITY, 0u64); clusters.len()];
         for (p, (&label, &sim)) in clusters.labels.iter().zip(&clusters.similarity).enumerate() {
             if label != UNASSIGNED && sim > central[label as usize].0 {
@@ -176,25 +164,14 @@ impl WriteTxn<'_> {
             };
             let rec = base.concept_at(id, e.slot)?;
             let c = crate::store::records::native_f32(&rec.centroid);
-            let norm = c.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-            if norm == 0.0 {
+            let mut unit = vec![0f32; d];
+            if normalize_into(c, &mut unit) == 0.0 {
                 continue;
             }
-            centroids.extend(c.iter().map(|&x| (f64::from(x) / norm) as f32));
+            centroids.extend_from_slice(&unit);
             concepts.push((id, rec.members.to_native(), rec.coherence.to_native()));
         }
-        let rows = base.episode_rows()?;
-        let mut points = Points::over(rows.floats(), rows.dim());
-        let mut ids = Vec::new();
-        for slot in 0..rows.len() as u64 {
-            if let Some(id) = self.pending(&base, slot, &params.filter, true)? {
-                let norm = base.stored_norm(slot)?;
-                if norm > 0.0 {
-                    points.push(slot as usize * rows.stride(), norm);
-                    ids.push(id);
-                }
-            }
-        }
+        let (points, ids) = self.chosen(&base, &params.filter, true)?;
         let mut report = ConsolidationReport {
             pending: points.len(),
             ..Default::default()
@@ -209,7 +186,7 @@ impl WriteTxn<'_> {
         for p in 0..points.len() {
             if sims[p] >= params.min_similarity {
                 let j = labels[p] as usize;
-                self.bind(ids[p], concepts[j].0, sims[p])?;
+                self.bind(ids[p].0, concepts[j].0, sims[p])?;
                 added[j] += 1;
                 points.add_direction(p, &mut sums[j * d..(j + 1) * d]);
                 report.bound += 1;
@@ -239,22 +216,32 @@ impl WriteTxn<'_> {
         Ok(report)
     }
 
-    /// The id of the episode in `slot` if it is live for this transaction, passes `filter`,
-    /// and (when `unbound_only`) is bound to nothing.
-    fn pending(
+    /// The episodes of `base` this transaction still has live, passing `filter` and (when
+    /// `unbound_only`) bound to nothing, as points read in place from their slots, with
+    /// their (id, slot). Zero embeddings, which have no direction, are left out.
+    fn chosen<'b>(
         &self,
-        base: &crate::store::snapshot::Version,
-        slot: u64,
+        base: &'b crate::store::snapshot::Version,
         filter: &Filter,
         unbound_only: bool,
-    ) -> Result<Option<u64>> {
-        let Some(id) = base.live_slot(slot, filter)? else {
-            return Ok(None);
-        };
-        if self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0) {
-            return Ok(None);
+    ) -> Result<(Points<'b>, Vec<(u64, u64)>)> {
+        let rows = base.episode_rows()?;
+        let mut points = Points::over(rows.floats(), rows.dim());
+        let mut ids = Vec::new();
+        for slot in 0..rows.len() as u64 {
+            let Some(id) = base.live_slot(slot, filter)? else {
+                continue;
+            };
+            if self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0) {
+                continue;
+            }
+            let norm = base.stored_norm(slot)?;
+            if norm > 0.0 {
+                points.push(slot as usize * rows.stride(), norm);
+                ids.push((id, slot));
+            }
         }
-        Ok(Some(id))
+        Ok((points, ids))
     }
 }
 
