@@ -1,15 +1,23 @@
 //! Crash consistency: a child process commits batches and acknowledges each on stdout; the
 //! parent SIGKILLs it at random moments (during commits and compactions), reopens, and
 //! checks that every acknowledged batch is there, whole (episodes, concept, bindings, a
-//! network version), and no partial batch is visible.
+//! network version, a `forget_where` of the previous batch's scratch episodes, and an
+//! episode whose time to live ends two batches later), and no partial batch is visible.
 //! `ENGRAM_CRASH_KILLS=N` (or `ENGRAM_SOAK_KILLS=N`) runs N kills (default 60).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use engram_core::quant::QuantScheme;
-use engram_core::{ConceptInput, Engram, EpisodeInput, Options, TensorInput};
+use engram_core::{Clock, ConceptInput, Engram, EpisodeInput, Options, TensorInput, Ttl};
+
+/// The database clock: the child sets it to the batch it writes, the checker to the number
+/// of complete batches.
+static NOW: AtomicI64 = AtomicI64::new(0);
+/// Agent of batch n's scratch episodes: `SCRATCH + n`; `SCRATCH - 1` owns the expiring ones.
+const SCRATCH: u64 = 1 << 40;
 
 const DIM: usize = 64;
 const BATCH: u64 = 100;
@@ -17,6 +25,7 @@ const BATCH: u64 = 100;
 fn opts() -> Options {
     Options {
         dimension: Some(DIM),
+        clock: Clock::new(|| NOW.load(Ordering::SeqCst)),
         ..Options::default()
     }
 }
@@ -92,7 +101,25 @@ fn verify(dir: &std::path::Path) -> u64 {
             ),
         }
     }
+    // Scratch episodes: batch n stores s{n}-0..2 (timestamps 0..2) and forgets the previous
+    // batch's two older ones in the same commit; t{n} expires at clock n + 2.
+    NOW.store(batch as i64, Ordering::SeqCst);
+    let now = db.begin_read().unwrap();
+    let has = |k: String| now.episode_by_key(k.as_bytes()).unwrap().is_some();
+    for b in 0..batch {
+        let forgotten = b + 1 < batch;
+        for t in 0..3 {
+            let expect = t == 2 || !forgotten;
+            assert_eq!(has(format!("s{b}-{t}")), expect, "scratch s{b}-{t}");
+        }
+        assert_eq!(
+            has(format!("t{b}")),
+            b + 2 > batch,
+            "ttl episode of batch {b}"
+        );
+    }
     for later in batch..batch + 3 {
+        assert!(!has(format!("t{later}")) && !has(format!("s{later}-2")));
         for i in 0..BATCH {
             assert!(
                 snap.episode_by_key(key(later, i).as_bytes())
@@ -119,7 +146,32 @@ fn crash_child() {
     let db = Engram::open(&dir, opts()).unwrap();
     loop {
         let label = format!("batch {batch}");
+        NOW.store(batch as i64, Ordering::SeqCst);
         let mut tx = db.begin_write().unwrap();
+        for t in 0..3 {
+            let k = format!("s{batch}-{t}");
+            let ep = EpisodeInput {
+                agent: SCRATCH + batch,
+                timestamp: t,
+                embedding: &vector(batch, 1_000),
+                payload: b"",
+                key: Some(k.as_bytes()),
+            };
+            tx.insert_episode(&ep).unwrap();
+        }
+        if batch > 0 {
+            assert_eq!(tx.forget_where(SCRATCH + batch - 1, 2).unwrap(), 2);
+        }
+        let k = format!("t{batch}");
+        let ep = EpisodeInput {
+            agent: SCRATCH - 1,
+            timestamp: 0,
+            embedding: &vector(batch, 1_001),
+            payload: b"",
+            key: Some(k.as_bytes()),
+        };
+        tx.insert_episode_with_ttl(&ep, Ttl::At(batch as i64 + 2))
+            .unwrap();
         let c = tx
             .insert_concept(&ConceptInput {
                 centroid: &vector(batch, 0),
@@ -220,11 +272,18 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
         let mut acked = None;
         // First ack proves the child is past open; then a random delay.
         while acked.is_none() && Instant::now() < deadline {
-            if let Ok(n) = rx.recv_timeout(Duration::from_millis(50)) {
-                acked = Some(n);
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(n) => acked = Some(n),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         std::thread::sleep(delay);
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "kill {kill}: the child stopped by itself ({status}); rerun it alone to see why"
+            );
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();

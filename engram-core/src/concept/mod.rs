@@ -113,6 +113,10 @@ pub struct Stats {
     pub concepts: u64,
     /// Live bindings in the newest version.
     pub bindings: u64,
+    /// Episodes whose recorded accesses wait for the next commit.
+    pub pending_accesses: u64,
+    /// Accesses not recorded because the pending log was full.
+    pub dropped_accesses: u64,
 }
 
 impl Caches {

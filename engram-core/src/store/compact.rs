@@ -66,13 +66,15 @@ fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> 
     Ok(out)
 }
 
-/// Writes every record visible in `v` into files numbered `number` in `dir` and returns
-/// the state describing them, as of transaction `txn`. Ids are preserved.
+/// Writes every record visible in `v` at clock time `now` into files numbered `number` in
+/// `dir` and returns the state describing them, as of transaction `txn`. Ids are preserved;
+/// episodes expired at `now` are dropped with their bindings, like deleted ones.
 pub(crate) fn write_compacted(
     v: &Version,
     dir: &Path,
     number: u64,
     txn: u64,
+    now: i64,
 ) -> Result<VersionState> {
     let s = v.state;
     let ep_layout = v.info.episode_layout;
@@ -88,16 +90,20 @@ pub(crate) fn write_compacted(
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
-    let mut etab: Vec<[u64; 3]> = Vec::with_capacity(s.episode_ids as usize);
+    let mut etab: Vec<table::Words> = Vec::with_capacity(s.episode_ids as usize);
+    let mut next_expiry = table::NEVER;
     for id in 0..s.episode_ids {
-        let Some(e) = v.episode_entry(id)? else {
-            etab.push([
-                NONE,
-                v.entry(Role::EpisodeTable, id)?.deleted_txn.max(1),
-                NONE,
-            ]);
+        let Some(e) = v.episode_entry(id, now)? else {
+            // Deleted before, or expired now: either way gone from this version on.
+            let deleted_txn = v.entry(Role::EpisodeTable, id)?.deleted_txn;
+            etab.push(table::Words {
+                deleted_txn: if deleted_txn == 0 { txn } else { deleted_txn },
+                ..table::Words::new(NONE, NONE, table::NEVER)
+            });
             continue;
         };
+        let expires_at = v.expires_at(id)?;
+        next_expiry = next_expiry.min(expires_at);
         let rec = v.episode_at(e.slot)?;
         let payload = copy_blob(v, &rec.payload, &mut heap)?;
         let key = if rec.key.len.to_native() > 0 {
@@ -118,7 +124,11 @@ pub(crate) fn write_compacted(
         });
         slot_buf.clear();
         ep_layout.push_slot(&archive, &mut slot_buf);
-        etab.push([eps.len / ep_layout.stride as u64, 0, NONE]);
+        etab.push(table::Words {
+            last_access: v.table_word(Role::EpisodeTable, id, table::LAST_ACCESS)? as i64,
+            access_count: v.table_word(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
+            ..table::Words::new(eps.len / ep_layout.stride as u64, NONE, expires_at)
+        });
         eps.write(&slot_buf)?;
         if let Some(sink) = &mut int8 {
             slot_buf.clear();
@@ -134,14 +144,13 @@ pub(crate) fn write_compacted(
         bindings.extend(v.walk(e.bind_head, true)?);
     }
 
-    let mut ctab: Vec<[u64; 3]> = Vec::with_capacity(s.concept_ids as usize);
+    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.concept_ids as usize);
     for id in 0..s.concept_ids {
         let Some(e) = v.concept_entry(id)? else {
-            ctab.push([
-                NONE,
-                v.entry(Role::ConceptTable, id)?.deleted_txn.max(1),
-                NONE,
-            ]);
+            ctab.push(table::Words {
+                deleted_txn: v.entry(Role::ConceptTable, id)?.deleted_txn.max(1),
+                ..table::Words::new(NONE, NONE, table::NEVER)
+            });
             continue;
         };
         let rec = v.concept_at(id, e.slot)?;
@@ -157,7 +166,11 @@ pub(crate) fn write_compacted(
         });
         slot_buf.clear();
         con_layout.push_slot(&archive, &mut slot_buf);
-        ctab.push([cons.len / con_layout.stride as u64, 0, NONE]);
+        ctab.push(table::Words::new(
+            cons.len / con_layout.stride as u64,
+            NONE,
+            table::NEVER,
+        ));
         cons.write(&slot_buf)?;
     }
 
@@ -175,7 +188,7 @@ pub(crate) fn write_compacted(
                 "binding to an unknown node",
             ));
         };
-        if con[0] == NONE {
+        if con.slot == NONE {
             return Err(Error::corrupt(
                 &bnd.path,
                 i as u64,
@@ -183,19 +196,19 @@ pub(crate) fn write_compacted(
             ));
         }
         let rec = Binding {
-            next_by_episode: ep[2],
-            next_by_concept: con[2],
+            next_by_episode: ep.bind_head,
+            next_by_concept: con.bind_head,
             ..*b
         };
-        ep[2] = i as u64;
-        con[2] = i as u64;
+        ep.bind_head = i as u64;
+        con.bind_head = i as u64;
         bnd.write(&rec.encode())?;
     }
 
     for (kind, entries) in [("etab", &etab), ("ctab", &ctab)] {
         let mut t = Sink::create(dir, number, kind)?;
         for e in entries.iter() {
-            t.write(&table::entry(e[0], e[1], e[2]))?;
+            t.write(&e.encode())?;
         }
         t.finish()?;
     }
@@ -224,7 +237,7 @@ pub(crate) fn write_compacted(
         heap_len: heap.len,
         key_cells,
         key_count: keys.len() as u64,
-        live_episodes: s.live_episodes,
+        live_episodes: etab.iter().filter(|e| e.slot != NONE).count() as u64,
         live_concepts: s.live_concepts,
         live_bindings: bindings.len() as u64,
         pages: (page_bytes.len() / crate::store::network::PAGE) as u64,
@@ -241,6 +254,7 @@ pub(crate) fn write_compacted(
             pages: number,
             networks: number,
         },
+        next_expiry,
     };
     for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]
         .into_iter()

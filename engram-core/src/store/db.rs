@@ -11,6 +11,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::concept::{Caches, Changes, Stats};
 use crate::error::{Error, Result};
+use crate::store::access::AccessLog;
+use crate::store::clock::Clock;
 use crate::store::compact;
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
@@ -45,6 +47,9 @@ pub struct Options {
     /// strength cache and fan-count index are not kept (reads of existing concepts still
     /// work, uncached). The dual-memory benchmark's baseline.
     pub episodes_only: bool,
+    /// The time episodes expire by and accesses are stamped with, in timestamp units
+    /// (Unix microseconds unless set).
+    pub clock: Clock,
 }
 
 impl Default for Options {
@@ -59,6 +64,7 @@ impl Default for Options {
             concept_cache_entries: DEFAULT_CONCEPT_CACHE_ENTRIES,
             strength_cache_entries: DEFAULT_STRENGTH_CACHE_ENTRIES,
             episodes_only: false,
+            clock: Clock::default(),
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct Engram {
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
     pub(crate) caches: Arc<Caches>,
     pub(crate) episodes_only: bool,
+    pub(crate) clock: Clock,
+    /// Accesses recorded by recalls, persisted by the next commit.
+    pub(crate) access: Arc<AccessLog>,
     _lock: Option<File>,
 }
 
@@ -292,6 +301,18 @@ fn apply(
                 Role::Bindings,
                 r * binding::SIZE + binding::DELETED_TXN,
                 txn,
+                &mut touched,
+            )?,
+            Op::EpisodeAccessedAt { id, at } => store(
+                Role::EpisodeTable,
+                id * table::ENTRY + table::LAST_ACCESS,
+                at as u64,
+                &mut touched,
+            )?,
+            Op::EpisodeAccessCount { id, count } => store(
+                Role::EpisodeTable,
+                id * table::ENTRY + table::ACCESS_COUNT,
+                count,
                 &mut touched,
             )?,
             Op::KeyInsert { hash, id } => {
@@ -709,6 +730,8 @@ impl Engram {
             read_only_handles: Mutex::new(HashMap::new()),
             caches: Arc::new(caches_for(&opts, state.txn)),
             episodes_only: opts.episodes_only,
+            clock: opts.clock.clone(),
+            access: Arc::default(),
             _lock: Some(guard),
         })
     }
@@ -737,6 +760,8 @@ impl Engram {
             read_only_handles: Mutex::new(HashMap::new()),
             caches: Arc::new(caches_for(opts, 0)),
             episodes_only: opts.episodes_only,
+            clock: opts.clock.clone(),
+            access: Arc::default(),
             _lock: None,
         };
         db.refresh()?;
@@ -796,7 +821,15 @@ impl Engram {
         Ok(ReadTxn {
             v,
             caches: self.caches.clone(),
+            now: self.clock.now(),
+            access: self.writer.as_ref().map(|_| self.access.clone()),
         })
+    }
+
+    /// Commits the accesses recalls have recorded since the last commit (any write
+    /// transaction's commit persists them too); `Error::ReadOnly` on a read-only handle.
+    pub fn persist_accesses(&self) -> Result<()> {
+        self.begin_write()?.commit()
     }
 
     /// Counters of the concept cache and the sizes of the newest version.
@@ -806,6 +839,8 @@ impl Engram {
             episodes: state.live_episodes,
             concepts: state.live_concepts,
             bindings: state.live_bindings,
+            pending_accesses: self.access.pending(),
+            dropped_accesses: self.access.dropped(),
             ..self.caches.stats()
         }
     }
@@ -847,7 +882,8 @@ impl Engram {
     fn compact_locked(&self, w: &mut Writer) -> Result<()> {
         let v = self.current.read().clone();
         let number = w.next_file_number();
-        let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1)?;
+        let now = self.clock.now();
+        let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now)?;
         let handles = open_files(&self.info, &state, true, None)?;
         file::write_durable(
             &self.info.dir.join(meta::commit_file(state.txn)),
@@ -857,6 +893,13 @@ impl Engram {
         w.handles = handles;
         w.files = state.files;
         w.dirty = [false; FILES];
+        if (state.live_episodes, state.live_bindings)
+            != (v.state.live_episodes, v.state.live_bindings)
+        {
+            // Expired episodes were dropped with their bindings: fan counts and strengths
+            // cached for the old version are stale.
+            self.caches.reset(state.txn);
+        }
         self.publish(w, state)?;
         for (n, kind) in old.all() {
             if n != 0 {
@@ -878,7 +921,7 @@ impl Engram {
             )));
         }
         let snap = self.begin_read()?;
-        let state = compact::write_compacted(&snap.v, dest, 1, snap.v.state.txn)?;
+        let state = compact::write_compacted(&snap.v, dest, 1, snap.v.state.txn, snap.now)?;
         file::sync_dir(dest)?;
         install_commit(dest, &state, &self.info.manifest)
     }

@@ -229,7 +229,7 @@ impl WriteTxn<'_> {
         let mut points = Points::over(rows.floats(), rows.dim());
         let mut ids = Vec::new();
         for slot in 0..rows.len() as u64 {
-            let Some(id) = base.live_slot(slot, filter)? else {
+            let Some(id) = base.live_slot(slot, filter, self.now())? else {
                 continue;
             };
             if self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0) {

@@ -9,7 +9,7 @@ pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -152,7 +152,7 @@ pub(crate) fn file_name(number: u64, kind: &str) -> String {
 }
 
 /// Everything a snapshot needs to know about one committed version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct VersionState {
     pub txn: u64,
     pub episode_ids: u64,
@@ -170,12 +170,39 @@ pub(crate) struct VersionState {
     pub pages: u64,
     pub catalog_len: u64,
     pub files: FileNumbers,
+    /// No live episode expires before this clock time (`i64::MAX`: none expires). A lower
+    /// bound, not exact: deleting the episode that set it leaves it in place until the next
+    /// reap or compaction recomputes it. Readers whose clock is below it skip expiry checks.
+    pub next_expiry: i64,
 }
 
-pub(crate) const STATE_LEN: usize = 24 * 8;
+impl Default for VersionState {
+    fn default() -> Self {
+        VersionState {
+            txn: 0,
+            episode_ids: 0,
+            episode_slots: 0,
+            concept_ids: 0,
+            concept_slots: 0,
+            bindings: 0,
+            heap_len: 0,
+            key_cells: 0,
+            key_count: 0,
+            live_episodes: 0,
+            live_concepts: 0,
+            live_bindings: 0,
+            pages: 0,
+            catalog_len: 0,
+            files: FileNumbers::default(),
+            next_expiry: i64::MAX,
+        }
+    }
+}
+
+pub(crate) const STATE_LEN: usize = 25 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 24] {
+    fn words(&self) -> [u64; 25] {
         let f = &self.files;
         [
             self.txn,
@@ -202,6 +229,7 @@ impl VersionState {
             self.catalog_len,
             f.pages,
             f.networks,
+            self.next_expiry as u64,
         ]
     }
 
@@ -240,6 +268,7 @@ impl VersionState {
                 pages: w(22),
                 networks: w(23),
             },
+            next_expiry: w(24) as i64,
         }
     }
 }
@@ -249,12 +278,33 @@ impl VersionState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     EpisodeDeleted(u64),
-    EpisodeBindHead { id: u64, record: u64 },
-    ConceptHead { id: u64, slot: u64 },
+    EpisodeBindHead {
+        id: u64,
+        record: u64,
+    },
+    ConceptHead {
+        id: u64,
+        slot: u64,
+    },
     ConceptDeleted(u64),
-    ConceptBindHead { id: u64, record: u64 },
+    ConceptBindHead {
+        id: u64,
+        record: u64,
+    },
     BindingDeleted(u64),
-    KeyInsert { hash: u64, id: u64 },
+    KeyInsert {
+        hash: u64,
+        id: u64,
+    },
+    /// Absolute values, so redoing them twice is harmless.
+    EpisodeAccessedAt {
+        id: u64,
+        at: i64,
+    },
+    EpisodeAccessCount {
+        id: u64,
+        count: u64,
+    },
 }
 
 const OP_LEN: usize = 24;
@@ -269,6 +319,8 @@ impl Op {
             Op::ConceptBindHead { id, record } => (5, id, record),
             Op::BindingDeleted(r) => (6, r, 0),
             Op::KeyInsert { hash, id } => (7, hash, id),
+            Op::EpisodeAccessedAt { id, at } => (8, id, at as u64),
+            Op::EpisodeAccessCount { id, count } => (9, id, count),
         };
         for w in [k, a, b] {
             out.extend_from_slice(&w.to_le_bytes());
@@ -285,6 +337,11 @@ impl Op {
             5 => Op::ConceptBindHead { id: a, record: c },
             6 => Op::BindingDeleted(a),
             7 => Op::KeyInsert { hash: a, id: c },
+            8 => Op::EpisodeAccessedAt {
+                id: a,
+                at: c as i64,
+            },
+            9 => Op::EpisodeAccessCount { id: a, count: c },
             _ => return None,
         })
     }
@@ -379,7 +436,12 @@ mod tests {
             episode_ids: 3,
             ..Default::default()
         };
-        let ops = [Op::EpisodeDeleted(2), Op::KeyInsert { hash: 5, id: 1 }];
+        let ops = [
+            Op::EpisodeDeleted(2),
+            Op::KeyInsert { hash: 5, id: 1 },
+            Op::EpisodeAccessedAt { id: 1, at: -7 },
+            Op::EpisodeAccessCount { id: 1, count: 3 },
+        ];
         let b = encode_commit(&state, &ops);
         assert_eq!(decode_commit(&b), Some((state, ops.to_vec())));
         for i in 0..b.len() {

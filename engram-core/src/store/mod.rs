@@ -3,6 +3,8 @@
 //! Data flows one way: `file` (bytes, maps) → `records` and `meta` (validated layouts) →
 //! `snapshot` (visibility rules, zero-copy views) → `write`/`db` (the engine API).
 
+mod access;
+mod clock;
 mod compact;
 mod db;
 pub mod fault;
@@ -18,6 +20,7 @@ mod snapshot;
 mod verify;
 mod write;
 
+pub use clock::Clock;
 pub use db::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_DIMENSION, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram,
     Options,
@@ -29,4 +32,4 @@ pub use recall::{Activated, Cue, Decay, Provenance, RecallParams};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};
 pub use verify::VerifyReport;
-pub use write::{ConceptInput, EpisodeInput, WriteTxn};
+pub use write::{ConceptInput, EpisodeInput, Ttl, WriteTxn};

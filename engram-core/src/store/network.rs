@@ -1,6 +1,7 @@
 //! Swarm agents' network weights: quantized tensors packed into fixed-size pages (`.pages`,
 //! read in place), and the catalog (`.nets`) from (agent, network) to byte ranges, tensor
-//! shapes and schemes, and each page's checksum. `docs/format.md` gives every byte.
+//! shapes and schemes, and each page's checksum. The catalog also logs each agent's
+//! default time to live for new episodes. `docs/format.md` gives every byte.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ pub const PAGE: usize = 4096;
 const PAGES_RECORD: u8 = 1;
 const PUT_RECORD: u8 = 2;
 const DELETE_RECORD: u8 = 3;
+const AGENT_TTL_RECORD: u8 = 4;
 
 /// One tensor of a network to store.
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +65,8 @@ pub(crate) struct NetCatalog {
     /// Catalog bytes this reflects.
     len: u64,
     networks: usize,
+    /// Agents' default time to live for new episodes, in clock units.
+    agent_ttls: HashMap<u64, i64>,
 }
 
 impl NetCatalog {
@@ -162,9 +166,24 @@ impl NetCatalog {
                 }
                 self.networks -= 1;
             }
+            AGENT_TTL_RECORD => {
+                let _txn = r.u64()?;
+                let agent = r.u64()?;
+                let ttl = r.u64()? as i64;
+                match ttl {
+                    NO_TTL => self.agent_ttls.remove(&agent),
+                    1.. => self.agent_ttls.insert(agent, ttl),
+                    _ => return None,
+                };
+            }
             _ => return None,
         }
         (r.at == r.b.len()).then_some(Ok(()))
+    }
+
+    /// `agent`'s default time to live, if set.
+    pub(crate) fn agent_ttl(&self, agent: u64) -> Option<i64> {
+        self.agent_ttls.get(&agent).copied()
     }
 
     fn get(&self, agent: u64, name: &str) -> Option<&Arc<NetEntry>> {
@@ -266,6 +285,19 @@ fn put_record(
     out
 }
 
+/// The agent-TTL record's value for "no default".
+const NO_TTL: i64 = i64::MAX;
+
+fn agent_ttl_record(txn: u64, agent: u64, ttl: Option<i64>) -> Vec<u8> {
+    let mut b = vec![AGENT_TTL_RECORD];
+    for w in [txn, agent, ttl.unwrap_or(NO_TTL) as u64] {
+        b.extend_from_slice(&w.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(b.len() + 8);
+    frame(&b, &mut out);
+    out
+}
+
 fn pages_record(first: u64, crcs: &[u32]) -> Vec<u8> {
     let mut b = vec![PAGES_RECORD];
     b.extend_from_slice(&first.to_le_bytes());
@@ -285,6 +317,8 @@ pub(crate) struct NetWrites {
     records: Vec<u8>,
     /// (agent, name) → live after this transaction's changes so far?
     changed: HashMap<(u64, Box<str>), bool>,
+    /// Agents' default TTLs set by this transaction (`None`: cleared).
+    agent_ttls: HashMap<u64, Option<i64>>,
     /// crc32c of the page being filled, and its bytes so far.
     open_crc: u32,
     open_fill: usize,
@@ -306,7 +340,18 @@ impl NetWrites {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.changed.is_empty()
+        self.changed.is_empty() && self.agent_ttls.is_empty()
+    }
+
+    /// Logs `agent`'s new default time to live.
+    pub(crate) fn set_agent_ttl(&mut self, txn: u64, agent: u64, ttl: Option<i64>) {
+        self.records.extend(agent_ttl_record(txn, agent, ttl));
+        self.agent_ttls.insert(agent, ttl);
+    }
+
+    /// `agent`'s default TTL as this transaction left it, if it set one.
+    pub(crate) fn agent_ttl(&self, agent: u64) -> Option<Option<i64>> {
+        self.agent_ttls.get(&agent).copied()
     }
 
     /// Zero bytes that complete the last page, then the catalog records to append: the new
@@ -582,5 +627,10 @@ pub(crate) fn compacted(v: &Version) -> Result<(Vec<u8>, Vec<u8>)> {
         pages_record(0, &crcs)
     };
     catalog.extend(puts);
+    let mut ttls: Vec<_> = v.nets.agent_ttls.iter().collect();
+    ttls.sort_unstable();
+    for (&agent, &ttl) in ttls {
+        catalog.extend(agent_ttl_record(v.state.txn, agent, Some(ttl)));
+    }
     Ok((pages, catalog))
 }

@@ -41,6 +41,10 @@ pub struct RecallParams {
     pub max_edges: usize,
     /// Scaling of each episode's final activation by its age (off by default).
     pub decay: Decay,
+    /// Record an access (the snapshot's clock time, one count) to every returned episode.
+    /// Recorded accesses wait in memory and are persisted by the handle's next commit
+    /// ([`crate::Engram::persist_accesses`] commits them alone); read-only handles refuse.
+    pub record_access: bool,
 }
 
 /// How an episode's activation fades with its age, `now − timestamp` in the caller's time
@@ -103,6 +107,7 @@ impl Default for RecallParams {
             threshold: 1e-3,
             max_edges: 100_000,
             decay: Decay::Off,
+            record_access: false,
         }
     }
 }
@@ -178,6 +183,11 @@ impl ReadTxn {
                 params.fan_alpha, params.threshold, params.decay
             )));
         }
+        let access_log = match (params.record_access, &self.access) {
+            (false, _) => None,
+            (true, Some(log)) => Some(log),
+            (true, None) => return Err(Error::ReadOnly),
+        };
         let mut state: HashMap<Node, State> = HashMap::new();
         let seeds = params.seed_episodes.max(params.k);
         for hit in self.search(cue.embedding, seeds, &cue.filter)? {
@@ -284,6 +294,9 @@ impl ReadTxn {
                 .then(a.episode.cmp(&b.episode))
         });
         out.truncate(params.k);
+        if let Some(log) = access_log {
+            log.record(out.iter().map(|a| a.episode), self.now);
+        }
         Ok(out)
     }
 

@@ -332,22 +332,66 @@ impl Int8Layout {
     }
 }
 
-/// Node tables (`.etab`, `.ctab`): one 24-byte entry per id ever assigned.
+/// Node tables (`.etab`, `.ctab`): one 48-byte entry per id ever assigned.
 pub(crate) mod table {
-    pub(crate) const ENTRY: u64 = 24;
+    pub(crate) const ENTRY: u64 = 48;
     /// Slot of the node's record (newest version for concepts); `NONE` once compacted away.
     pub(crate) const SLOT: u64 = 0;
     /// Txn that deleted the node, 0 while live.
     pub(crate) const DELETED_TXN: u64 = 8;
     /// Newest binding record of the node, `NONE` for none.
     pub(crate) const BIND_HEAD: u64 = 16;
+    /// Clock time from which the episode is invisible (i64; `NEVER` for none and concepts).
+    pub(crate) const EXPIRES_AT: u64 = 24;
+    /// Clock time of the newest recorded access (i64; `NEVER_ACCESSED` for none).
+    pub(crate) const LAST_ACCESS: u64 = 32;
+    /// Recorded accesses.
+    pub(crate) const ACCESS_COUNT: u64 = 40;
 
-    pub(crate) fn entry(slot: u64, deleted_txn: u64, bind_head: u64) -> [u8; ENTRY as usize] {
-        let mut e = [0u8; ENTRY as usize];
-        e[0..8].copy_from_slice(&slot.to_le_bytes());
-        e[8..16].copy_from_slice(&deleted_txn.to_le_bytes());
-        e[16..24].copy_from_slice(&bind_head.to_le_bytes());
-        e
+    /// `expires_at` of a node that never expires.
+    pub(crate) const NEVER: i64 = i64::MAX;
+    /// `last_access` of a node no recall has recorded.
+    pub(crate) const NEVER_ACCESSED: i64 = i64::MIN;
+
+    /// A table entry's words, in file order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Words {
+        pub slot: u64,
+        pub deleted_txn: u64,
+        pub bind_head: u64,
+        pub expires_at: i64,
+        pub last_access: i64,
+        pub access_count: u64,
+    }
+
+    impl Words {
+        /// A new live node's entry.
+        pub(crate) fn new(slot: u64, bind_head: u64, expires_at: i64) -> Self {
+            Words {
+                slot,
+                deleted_txn: 0,
+                bind_head,
+                expires_at,
+                last_access: NEVER_ACCESSED,
+                access_count: 0,
+            }
+        }
+
+        pub(crate) fn encode(&self) -> [u8; ENTRY as usize] {
+            let mut e = [0u8; ENTRY as usize];
+            let words = [
+                self.slot,
+                self.deleted_txn,
+                self.bind_head,
+                self.expires_at as u64,
+                self.last_access as u64,
+                self.access_count,
+            ];
+            for (chunk, w) in e.chunks_exact_mut(8).zip(words) {
+                chunk.copy_from_slice(&w.to_le_bytes());
+            }
+            e
+        }
     }
 }
 

@@ -175,7 +175,7 @@ impl Version {
 
     /// For slot `slot`: its episode id if that episode is live here, passes `filter`, and
     /// this slot is its record. Verifies the slot's checksum on its first read via this map.
-    pub(crate) fn live_slot(&self, slot: u64, filter: &Filter) -> Result<Option<u64>> {
+    pub(crate) fn live_slot(&self, slot: u64, filter: &Filter, now: i64) -> Result<Option<u64>> {
         let layout = self.info.episode_layout;
         let archive = layout.archive(&self.file(Role::Episodes)?.map, slot)?;
         let id = layout.word(archive, layout.id_off);
@@ -190,7 +190,7 @@ impl Version {
         {
             return Ok(None);
         }
-        Ok(match self.episode_entry(id)? {
+        Ok(match self.episode_entry(id, now)? {
             Some(e) if e.slot == slot => Some(id),
             _ => None,
         })
@@ -258,7 +258,7 @@ impl ReadTxn {
                 for (i, score) in scores.into_iter().enumerate() {
                     // Liveness and filters are read only for scores that could make the top k.
                     if top.admits(score)
-                        && let Some(id) = v.live_slot((start + i) as u64, filter)?
+                        && let Some(id) = v.live_slot((start + i) as u64, filter, self.now)?
                     {
                         top.push(id, score);
                     }
@@ -322,7 +322,8 @@ impl ReadTxn {
                             .time
                             .as_ref()
                             .is_none_or(|t| t.contains(&row.timestamp))
-                        && v.episode_entry(row.id)?.is_some_and(|e| e.slot == slot)
+                        && v.episode_entry(row.id, self.now)?
+                            .is_some_and(|e| e.slot == slot)
                     {
                         top.push(row.id, score);
                     }
@@ -389,7 +390,7 @@ impl ReadTxn {
                     let mut row_term = Vec::with_capacity(n);
                     for i in 0..n {
                         let slot = (b + i) as u64;
-                        live.push(v.live_slot(slot, filter)?);
+                        live.push(v.live_slot(slot, filter, self.now)?);
                         let norm = v.stored_norm(slot)?;
                         row_term.push(match metric {
                             Metric::Cosine if norm > 0.0 => 1.0 / norm,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::concept::{Caches, ConceptState, Node};
 use crate::error::{Error, Result};
+use crate::store::access::AccessLog;
 use crate::store::file::{FileHandle, Mapping};
 use crate::store::meta::{Manifest, VersionState};
 use crate::store::records::{
@@ -140,13 +141,36 @@ impl Version {
         txn != 0 && txn <= self.state.txn
     }
 
-    /// The live entry of episode `id` in this version, if any.
-    pub(crate) fn episode_entry(&self, id: u64) -> Result<Option<Entry>> {
+    /// One word of a table entry, as the newest applied commit left it.
+    pub(crate) fn table_word(&self, role: Role, id: u64, field: u64) -> Result<u64> {
+        let map = self.map(role)?;
+        Ok(map
+            .atomic_u64(id * table::ENTRY + field)?
+            .load(Ordering::Acquire))
+    }
+
+    /// The live entry of episode `id` in this version, if any, at clock time `now`: an
+    /// episode whose `expires_at` is at or before `now` is not live. [`ANY_TIME`] ignores
+    /// expiry (structure checks, and writers' bookkeeping of what is stored).
+    pub(crate) fn episode_entry(&self, id: u64, now: i64) -> Result<Option<Entry>> {
         if id >= self.state.episode_ids {
             return Ok(None);
         }
         let e = self.entry(Role::EpisodeTable, id)?;
-        Ok((!self.stamped(e.deleted_txn) && e.slot != NONE).then_some(e))
+        if self.stamped(e.deleted_txn) || e.slot == NONE {
+            return Ok(None);
+        }
+        // `next_expiry` bounds every live episode's expiry from below: until the clock
+        // reaches it, no entry's own word needs reading.
+        if now >= self.state.next_expiry && self.expires_at(id)? <= now {
+            return Ok(None);
+        }
+        Ok(Some(e))
+    }
+
+    /// When episode `id` expires (`table::NEVER` for never).
+    pub(crate) fn expires_at(&self, id: u64) -> Result<i64> {
+        Ok(self.table_word(Role::EpisodeTable, id, table::EXPIRES_AT)? as i64)
     }
 
     pub(crate) fn concept_entry(&self, id: u64) -> Result<Option<Entry>> {
@@ -254,7 +278,7 @@ impl Version {
     }
 
     /// Episode id stored under a key hash whose key bytes equal `key`, live in this version.
-    pub(crate) fn find_key(&self, key: &[u8]) -> Result<Option<u64>> {
+    pub(crate) fn find_key(&self, key: &[u8], now: i64) -> Result<Option<u64>> {
         if self.state.key_cells == 0 {
             return Ok(None);
         }
@@ -269,7 +293,7 @@ impl Version {
             }
             if h == hash {
                 let id = map.atomic_u64(cell * 16 + 8)?.load(Ordering::Acquire);
-                if let Some(e) = self.episode_entry(id)? {
+                if let Some(e) = self.episode_entry(id, now)? {
                     let rec = self.episode_at(e.slot)?;
                     if self.heap_bytes(&rec.key)? == key && rec.key.len.to_native() > 0 {
                         return Ok(Some(id));
@@ -313,12 +337,19 @@ fn next_older(prev: u64, slot: u64, map: &Mapping) -> Result<u64> {
 /// Bytes of a record prefetched ahead of a random read.
 const PREFETCH: u64 = 1024;
 
+/// A clock time before every expiry: reading at it ignores time to live.
+pub(crate) const ANY_TIME: i64 = i64::MIN;
+
 /// A stable, read-only view of the database as of one commit. Cheap to create, `Send` and
 /// `Sync`; many may live at once. Readers never block the writer nor each other.
 #[derive(Clone)]
 pub struct ReadTxn {
     pub(crate) v: Arc<Version>,
     pub(crate) caches: Arc<Caches>,
+    /// The snapshot's clock time, read when it began: episodes expired by then are invisible.
+    pub(crate) now: i64,
+    /// Where recalls record accesses for the next write transaction (`None` read-only).
+    pub(crate) access: Option<Arc<AccessLog>>,
 }
 
 /// An episode borrowed from the mapped file: nothing is copied.
@@ -372,6 +403,24 @@ impl Episode<'_> {
         }
         self.v.heap_bytes(&self.rec.key).map(Some)
     }
+    /// The clock time from which the episode is invisible, if it has a time to live.
+    pub fn expires_at(&self) -> Result<Option<i64>> {
+        let at = self.v.expires_at(self.id())?;
+        Ok((at != table::NEVER).then_some(at))
+    }
+    /// The clock time of the newest access a recall recorded and a commit persisted, if
+    /// any. Access statistics are not versioned: every snapshot reads the newest committed.
+    pub fn last_access(&self) -> Result<Option<i64>> {
+        let at = self
+            .v
+            .table_word(Role::EpisodeTable, self.id(), table::LAST_ACCESS)? as i64;
+        Ok((at != table::NEVER_ACCESSED).then_some(at))
+    }
+    /// Accesses recorded by recalls and persisted by commits (not versioned, as above).
+    pub fn access_count(&self) -> Result<u64> {
+        self.v
+            .table_word(Role::EpisodeTable, self.id(), table::ACCESS_COUNT)
+    }
 }
 
 impl Concept<'_> {
@@ -415,6 +464,17 @@ impl ReadTxn {
         self.v.state.txn
     }
 
+    /// The snapshot's clock time ([`crate::Options::clock`], read when it began): the
+    /// snapshot hides every episode whose time to live ended at or before it.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// The default time to live of `agent`'s new episodes, if one is set.
+    pub fn agent_ttl(&self, agent: u64) -> Option<i64> {
+        self.v.nets.agent_ttl(agent)
+    }
+
     /// Floats per embedding.
     pub fn dimension(&self) -> usize {
         self.v.info.manifest.dimension
@@ -436,7 +496,7 @@ impl ReadTxn {
         if id < self.v.state.episode_slots {
             eps.prefetch(id * stride, PREFETCH.min(stride));
         }
-        let Some(e) = self.v.episode_entry(id)? else {
+        let Some(e) = self.v.episode_entry(id, self.now)? else {
             return Ok(None);
         };
         if e.slot != id {
@@ -456,7 +516,7 @@ impl ReadTxn {
 
     /// The episode inserted with `key`, if live in this snapshot.
     pub fn episode_by_key(&self, key: &[u8]) -> Result<Option<Episode<'_>>> {
-        match self.v.find_key(key)? {
+        match self.v.find_key(key, self.now)? {
             Some(id) => self.episode(id),
             None => Ok(None),
         }
@@ -497,13 +557,24 @@ impl ReadTxn {
     /// bound in this snapshot. Hot pairs are answered from the handle's strength cache.
     pub fn binding_strength(&self, episode: u64, concept: u64) -> Result<Option<f32>> {
         let txn = self.v.state.txn;
+        if self.now >= self.v.state.next_expiry
+            && self.v.episode_entry(episode, self.now)?.is_none()
+        {
+            return Err(Error::NotFound {
+                kind: "episode",
+                id: episode,
+            });
+        }
         if let Some(s) = self.caches.strength((episode, concept), txn) {
             return Ok(Some(s));
         }
-        let e = self.v.episode_entry(episode)?.ok_or(Error::NotFound {
-            kind: "episode",
-            id: episode,
-        })?;
+        let e = self
+            .v
+            .episode_entry(episode, self.now)?
+            .ok_or(Error::NotFound {
+                kind: "episode",
+                id: episode,
+            })?;
         let found = self
             .v
             .walk(e.bind_head, true)?
@@ -516,26 +587,31 @@ impl ReadTxn {
         }))
     }
 
-    /// Live bindings of a concept, newest first. Unknown concept: `Error::NotFound`.
+    /// Live bindings of a concept, newest first; bindings to episodes expired at the
+    /// snapshot's clock are left out. Unknown concept: `Error::NotFound`.
     pub fn bindings_of_concept(&self, concept: u64) -> Result<Vec<BindingInfo>> {
         let e = self.v.concept_entry(concept)?.ok_or(Error::NotFound {
             kind: "concept",
             id: concept,
         })?;
-        Ok(self
-            .v
-            .walk(e.bind_head, false)?
-            .into_iter()
-            .map(info)
-            .collect())
+        let mut out = Vec::new();
+        for b in self.v.walk(e.bind_head, false)? {
+            if self.now < self.v.state.next_expiry || self.v.expires_at(b.1.episode)? > self.now {
+                out.push(info(b));
+            }
+        }
+        Ok(out)
     }
 
     /// Live bindings of an episode, newest first. Unknown episode: `Error::NotFound`.
     pub fn bindings_of_episode(&self, episode: u64) -> Result<Vec<BindingInfo>> {
-        let e = self.v.episode_entry(episode)?.ok_or(Error::NotFound {
-            kind: "episode",
-            id: episode,
-        })?;
+        let e = self
+            .v
+            .episode_entry(episode, self.now)?
+            .ok_or(Error::NotFound {
+                kind: "episode",
+                id: episode,
+            })?;
         Ok(self
             .v
             .walk(e.bind_head, true)?
@@ -545,13 +621,23 @@ impl ReadTxn {
     }
 
     /// Number of live bindings of a concept (its fan count): one probe of the fan-count
-    /// index, or a walk of its bindings the first time (or for an older snapshot).
+    /// index, or a walk of its bindings the first time (or for an older snapshot). Counts
+    /// are of committed bindings: one to an episode whose time to live has ended counts
+    /// until the next commit reaps that episode.
     pub fn concept_fan_count(&self, concept: u64) -> Result<usize> {
         self.fan_count(Node::Concept, concept)
     }
 
     /// Number of live bindings of an episode (its fan count).
     pub fn episode_fan_count(&self, episode: u64) -> Result<usize> {
+        if self.now >= self.v.state.next_expiry
+            && self.v.episode_entry(episode, self.now)?.is_none()
+        {
+            return Err(Error::NotFound {
+                kind: "episode",
+                id: episode,
+            });
+        }
         self.fan_count(Node::Episode, episode)
     }
 
@@ -560,10 +646,12 @@ impl ReadTxn {
         if let Some(n) = self.caches.fan(node, id, txn) {
             return Ok(n as usize);
         }
-        let n = match node {
-            Node::Episode => self.bindings_of_episode(id)?.len(),
-            Node::Concept => self.bindings_of_concept(id)?.len(),
+        let (entry, kind) = match node {
+            Node::Episode => (self.v.episode_entry(id, self.now)?, "episode"),
+            Node::Concept => (self.v.concept_entry(id)?, "concept"),
         };
+        let e = entry.ok_or(Error::NotFound { kind, id })?;
+        let n = self.v.walk(e.bind_head, node == Node::Episode)?.len();
         self.caches.fill_fan(node, id, n as u64, txn);
         Ok(n)
     }
@@ -587,7 +675,7 @@ impl ReadTxn {
     pub fn episode_ids(&self) -> Result<Vec<u64>> {
         let mut ids = Vec::with_capacity(self.v.state.live_episodes as usize);
         for id in 0..self.v.state.episode_ids {
-            if self.v.episode_entry(id)?.is_some() {
+            if self.v.episode_entry(id, self.now)?.is_some() {
                 ids.push(id);
             }
         }

@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::store::network::PAGE;
-use crate::store::records;
-use crate::store::snapshot::{ReadTxn, Role};
+use crate::store::records::{self, table};
+use crate::store::snapshot::{ANY_TIME, ReadTxn, Role};
 
 /// What [`ReadTxn::verify`] checked (all of it passed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,7 +30,8 @@ impl ReadTxn {
     /// structure (even if this handle checked it before), every live record's heap blobs,
     /// every binding on both of its lists, fan counts against the lists, the live counts
     /// against the commit record, every network page's crc32c and tensor layout. Returns
-    /// the first problem as an error (`Corruption` names the file and offset).
+    /// the first problem as an error (`Corruption` names the file and offset). Episodes
+    /// whose time to live has ended but that no commit has reaped yet count as stored.
     ///
     /// ```
     /// # fn main() -> engram_core::Result<()> {
@@ -41,6 +42,14 @@ impl ReadTxn {
     /// # Ok(()) }
     /// ```
     pub fn verify(&self) -> Result<VerifyReport> {
+        let all_stored = ReadTxn {
+            now: ANY_TIME,
+            ..self.clone()
+        };
+        all_stored.verify_stored()
+    }
+
+    fn verify_stored(&self) -> Result<VerifyReport> {
         let v = &self.v;
         let mut r = VerifyReport::default();
         let eps = &v.file(Role::Episodes)?.map;
@@ -69,7 +78,7 @@ impl ReadTxn {
                 v.file(role)
                     .map(|f| f.map.path().to_path_buf())
                     .unwrap_or_default(),
-                id * 24,
+                id * table::ENTRY,
                 what.to_string(),
             )
         };

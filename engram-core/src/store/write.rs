@@ -14,7 +14,7 @@ use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
-use crate::store::snapshot::{FILES, Role, Version};
+use crate::store::snapshot::{ANY_TIME, FILES, Role, Version};
 
 /// What to remember about one episode.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +29,19 @@ pub struct EpisodeInput<'a> {
     pub payload: &'a [u8],
     /// Optional unique key: inserting an existing key returns the existing episode.
     pub key: Option<&'a [u8]>,
+}
+
+/// How long a new episode stays visible, in clock units ([`crate::Options::clock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The agent's default ([`WriteTxn::set_agent_ttl`]), or forever if it has none.
+    AgentDefault,
+    /// Forever (until deleted).
+    Never,
+    /// Invisible from `now + duration` on, `now` being the transaction's clock time.
+    After(i64),
+    /// Invisible from this clock time on.
+    At(i64),
 }
 
 /// A new concept.
@@ -209,6 +222,10 @@ pub struct WriteTxn<'db> {
     concept_labels: HashMap<u64, Blob>,
     new_keys: HashMap<Vec<u8>, u64>,
     nets: NetWrites,
+    /// The clock when the transaction began: what it sees as expired.
+    now: i64,
+    /// Episodes this transaction created with a time to live: (id, expires_at).
+    new_expiring: Vec<(u64, i64)>,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -249,6 +266,8 @@ impl<'db> WriteTxn<'db> {
             concept_heads: Heads::new(s.concept_ids),
             concept_labels: HashMap::new(),
             new_keys: HashMap::new(),
+            now: db.clock.now(),
+            new_expiring: Vec::new(),
         }
     }
 
@@ -276,9 +295,34 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Stores an episode and returns its id. With a key that is already live, returns the
-    /// existing episode's id and stores nothing.
+    /// existing episode's id and stores nothing. The episode lives as long as its agent's
+    /// default time to live says ([`Ttl::AgentDefault`]).
     pub fn insert_episode(&mut self, input: &EpisodeInput<'_>) -> Result<u64> {
+        self.insert_episode_with_ttl(input, Ttl::AgentDefault)
+    }
+
+    /// [`WriteTxn::insert_episode`] with a chosen time to live. From its expiry on the
+    /// episode is invisible to every snapshot whose clock has reached it; the first commit
+    /// at or after that time deletes it with its bindings, and compaction reclaims it.
+    ///
+    /// ```
+    /// use engram_core::{Engram, EpisodeInput, Options, Ttl};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// let mut tx = db.begin_write()?;
+    /// let ep = EpisodeInput { agent: 1, timestamp: 0, embedding: &[1.0, 0.0], payload: b"", key: None };
+    /// let kept = tx.insert_episode_with_ttl(&ep, Ttl::Never)?;
+    /// let gone = tx.insert_episode_with_ttl(&ep, Ttl::At(0))?; // the clock is past 1970
+    /// tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// assert!(snap.episode(kept)?.is_some());
+    /// assert!(snap.episode(gone)?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn insert_episode_with_ttl(&mut self, input: &EpisodeInput<'_>, ttl: Ttl) -> Result<u64> {
         self.base.info.check_vector("embedding", input.embedding)?;
+        let expires_at = self.expiry(input.agent, ttl)?;
         if input.payload.len() > u32::MAX as usize {
             return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
         }
@@ -293,7 +337,7 @@ impl<'db> WriteTxn<'db> {
             if let Some(&id) = self.new_keys.get(key) {
                 return Ok(id);
             }
-            if let Some(id) = self.base.find_key(key)?
+            if let Some(id) = self.base.find_key(key, self.now)?
                 && !self.deleted_episodes.contains(&id)
             {
                 return Ok(id);
@@ -321,7 +365,11 @@ impl<'db> WriteTxn<'db> {
         self.out
             .episode_table
             .buf
-            .extend_from_slice(&table::entry(slot, 0, NONE));
+            .extend_from_slice(&table::Words::new(slot, NONE, expires_at).encode());
+        if expires_at != table::NEVER {
+            self.new_expiring.push((id, expires_at));
+            self.state.next_expiry = self.state.next_expiry.min(expires_at);
+        }
         if let Some(int8) = &mut self.out.int8 {
             self.base.info.int8_layout.push_row(
                 input.embedding,
@@ -339,6 +387,48 @@ impl<'db> WriteTxn<'db> {
         self.state.live_episodes += 1;
         self.flush_if_large()?;
         Ok(id)
+    }
+
+    /// The `expires_at` word for a new episode of `agent`.
+    fn expiry(&self, agent: u64, ttl: Ttl) -> Result<i64> {
+        let ttl = match ttl {
+            Ttl::AgentDefault => match self.nets.agent_ttl(agent) {
+                Some(set) => set.map_or(Ttl::Never, Ttl::After),
+                None => self
+                    .base
+                    .nets
+                    .agent_ttl(agent)
+                    .map_or(Ttl::Never, Ttl::After),
+            },
+            t => t,
+        };
+        // `ANY_TIME` (i64::MIN) must stay before every expiry.
+        Ok(match ttl {
+            Ttl::AgentDefault | Ttl::Never => table::NEVER,
+            Ttl::After(d) if d <= 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "time to live {d} is not positive"
+                )));
+            }
+            Ttl::After(d) => self.now.saturating_add(d).max(i64::MIN + 1),
+            Ttl::At(t) => t.max(i64::MIN + 1),
+        })
+    }
+
+    /// Sets the default time to live (clock units, positive) of `agent`'s episodes inserted
+    /// from now on with [`Ttl::AgentDefault`]; `None` clears it. Episodes already stored
+    /// keep their expiry. Persisted with the transaction.
+    pub fn set_agent_ttl(&mut self, agent: u64, ttl: Option<i64>) -> Result<()> {
+        if let Some(d) = ttl
+            && !(1..i64::MAX).contains(&d)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "time to live {d} is not positive"
+            )));
+        }
+        let txn = self.state.txn;
+        self.nets.set_agent_ttl(txn, agent, ttl);
+        Ok(())
     }
 
     /// Stores a concept and returns its id.
@@ -360,7 +450,7 @@ impl<'db> WriteTxn<'db> {
         self.out
             .concept_table
             .buf
-            .extend_from_slice(&table::entry(slot, 0, NONE));
+            .extend_from_slice(&table::Words::new(slot, NONE, table::NEVER).encode());
         self.concept_heads.set(id, slot);
         self.state.concept_ids += 1;
         self.state.live_concepts += 1;
@@ -434,6 +524,11 @@ impl<'db> WriteTxn<'db> {
         self.flush_if_large()
     }
 
+    /// The clock time the transaction began at: episodes expired by then are not live.
+    pub(crate) fn now(&self) -> i64 {
+        self.now
+    }
+
     /// The commit this transaction will be.
     pub(crate) fn txn(&self) -> u64 {
         self.state.txn
@@ -485,9 +580,13 @@ impl<'db> WriteTxn<'db> {
             return Ok(false);
         }
         if id < self.base.state.episode_ids {
-            return Ok(self.base.episode_entry(id)?.is_some());
+            return Ok(self.base.episode_entry(id, self.now)?.is_some());
         }
-        Ok(id < self.state.episode_ids)
+        Ok(id < self.state.episode_ids
+            && !self
+                .new_expiring
+                .iter()
+                .any(|&(e, at)| e == id && at <= self.now))
     }
 
     fn concept_live(&self, id: u64) -> Result<bool> {
@@ -646,7 +745,7 @@ impl<'db> WriteTxn<'db> {
         };
         let mut n = 0;
         for slot in 0..rows.len() as u64 {
-            if let Some(id) = base.live_slot(slot, &filter)?
+            if let Some(id) = base.live_slot(slot, &filter, self.now)?
                 && !self.deleted_episodes.contains(&id)
             {
                 self.delete_episode(id)?;
@@ -680,6 +779,11 @@ impl<'db> WriteTxn<'db> {
     /// Deletes an episode and its bindings.
     pub fn delete_episode(&mut self, id: u64) -> Result<()> {
         self.require_episode(id)?;
+        self.remove_episode(id)
+    }
+
+    /// Deletes a stored episode, live or expired, and its bindings.
+    fn remove_episode(&mut self, id: u64) -> Result<()> {
         let head = self.bind_head(Role::EpisodeTable, id)?;
         for (at, _) in self.live_bindings(head, true)? {
             self.delete_binding(at);
@@ -830,11 +934,69 @@ impl<'db> WriteTxn<'db> {
         result
     }
 
+    /// Deletes every stored episode whose time to live ended by `now`, and lowers
+    /// `next_expiry` to the earliest expiry left. One pass over the episode table, run only
+    /// when the clock has reached `next_expiry`.
+    fn reap_expired(&mut self, now: i64) -> Result<u64> {
+        let mut next = table::NEVER;
+        let mut expired = Vec::new();
+        for id in 0..self.base.state.episode_ids {
+            if self.deleted_episodes.contains(&id)
+                || self.base.episode_entry(id, ANY_TIME)?.is_none()
+            {
+                continue;
+            }
+            match self.base.expires_at(id)? {
+                at if at <= now => expired.push(id),
+                at => next = next.min(at),
+            }
+        }
+        for &(id, at) in &self.new_expiring {
+            if self.deleted_episodes.contains(&id) {
+                continue;
+            }
+            match at <= now {
+                true => expired.push(id),
+                false => next = next.min(at),
+            }
+        }
+        for &id in &expired {
+            self.remove_episode(id)?;
+        }
+        self.state.next_expiry = next;
+        Ok(expired.len() as u64)
+    }
+
+    /// Redo ops persisting the accesses recalls recorded since the last commit (absolute
+    /// values: the newest access time and the total count), for episodes still stored.
+    fn access_ops(&self, pending: &[(u64, (i64, u64))]) -> Result<Vec<Op>> {
+        let mut ops = Vec::with_capacity(pending.len() * 2);
+        for &(id, (at, n)) in pending {
+            if id >= self.base.state.episode_ids
+                || self.deleted_episodes.contains(&id)
+                || self.base.episode_entry(id, ANY_TIME)?.is_none()
+            {
+                continue;
+            }
+            let word = |f| self.base.table_word(Role::EpisodeTable, id, f);
+            let last = (word(table::LAST_ACCESS)? as i64).max(at);
+            let count = word(table::ACCESS_COUNT)?.saturating_add(n);
+            ops.push(Op::EpisodeAccessedAt { id, at: last });
+            ops.push(Op::EpisodeAccessCount { id, count });
+        }
+        Ok(ops)
+    }
+
     fn commit_inner(&mut self) -> Result<()> {
         // From here on no reader fills the caches from an older snapshot.
         self.db.caches.announce(self.state.txn);
+        let now = self.db.clock.now();
+        if now >= self.state.next_expiry {
+            self.reap_expired(now)?;
+        }
         self.patch_new_entries()?;
         let mut ops = self.redo_ops();
+        ops.extend(self.access_ops(&self.db.access.take())?);
         let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
         for b in &self.new_bindings {
             bindings.extend_from_slice(&b.encode());

@@ -1,0 +1,368 @@
+//! Forgetting by time and remembering use: episodes' time to live (per episode and per
+//! agent default) hides them from every read from their expiry on, across reopen and
+//! compaction; commits reap them; recalls' recorded accesses are persisted by the next
+//! commit and survive a reopen.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use engram_core::{
+    Clock, ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, Options, RecallParams, Ttl,
+};
+
+const DIM: usize = 4;
+
+struct Db {
+    time: Arc<AtomicI64>,
+    opts: Options,
+}
+
+impl Db {
+    fn new() -> Self {
+        let time = Arc::new(AtomicI64::new(1_000));
+        let clock = Clock::new({
+            let time = time.clone();
+            move || time.load(Ordering::SeqCst)
+        });
+        let opts = Options {
+            dimension: Some(DIM),
+            int8_mirror: Some(true),
+            clock,
+            ..Options::default()
+        };
+        Db { time, opts }
+    }
+
+    fn open(&self, dir: &std::path::Path) -> Engram {
+        Engram::open(dir, self.opts.clone()).unwrap()
+    }
+
+    fn set(&self, t: i64) {
+        self.time.store(t, Ordering::SeqCst);
+    }
+}
+
+fn input<'a>(agent: u64, v: &'a [f32], key: Option<&'a [u8]>) -> EpisodeInput<'a> {
+    EpisodeInput {
+        agent,
+        timestamp: 0,
+        embedding: v,
+        payload: b"p",
+        key,
+    }
+}
+
+const V: [f32; DIM] = [1.0, 0.5, 0.25, 0.0];
+
+/// Every read path's answer about `id` in one snapshot: get, by key, exact search, int8
+/// search, recall, the concept's bindings, the id listing, the binding's strength (cached
+/// after its first read) and the episode's fan count.
+fn visible_everywhere(db: &Engram, id: u64, key: &[u8], concept: u64) -> [bool; 9] {
+    let snap = db.begin_read().unwrap();
+    let cue = Cue {
+        embedding: &V,
+        filter: Filter::default(),
+    };
+    [
+        snap.episode(id).unwrap().is_some(),
+        snap.episode_by_key(key).unwrap().is_some(),
+        snap.search(&V, 10, &Filter::default())
+            .unwrap()
+            .iter()
+            .any(|h| h.id == id),
+        snap.search_int8(&V, 10, &Filter::default(), 10)
+            .unwrap()
+            .iter()
+            .any(|h| h.id == id),
+        snap.recall(&cue, &RecallParams::default())
+            .unwrap()
+            .iter()
+            .any(|a| a.episode == id),
+        snap.bindings_of_concept(concept)
+            .unwrap()
+            .iter()
+            .any(|b| b.episode == id),
+        snap.episode_ids().unwrap().contains(&id),
+        snap.binding_strength(id, concept)
+            .is_ok_and(|s| s == Some(1.0)),
+        snap.episode_fan_count(id).is_ok_and(|n| n == 1),
+    ]
+}
+
+#[test]
+fn an_expired_episode_is_invisible_to_every_read_across_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let (short, long, c);
+    {
+        let db = clock.open(dir.path());
+        let mut tx = db.begin_write().unwrap();
+        short = tx
+            .insert_episode_with_ttl(&input(1, &V, Some(b"short")), Ttl::After(500))
+            .unwrap();
+        long = tx
+            .insert_episode_with_ttl(&input(1, &V, Some(b"long")), Ttl::At(10_000))
+            .unwrap();
+        c = tx
+            .insert_concept(&ConceptInput {
+                centroid: &V,
+                label: "c",
+            })
+            .unwrap();
+        tx.bind(short, c, 1.0).unwrap();
+        tx.bind(long, c, 1.0).unwrap();
+        tx.commit().unwrap();
+
+        let before = db.begin_read().unwrap();
+        assert_eq!(
+            before
+                .episode(short)
+                .unwrap()
+                .unwrap()
+                .expires_at()
+                .unwrap(),
+            Some(1_500)
+        );
+        assert_eq!(visible_everywhere(&db, short, b"short", c), [true; 9]);
+        clock.set(1_499);
+        assert_eq!(visible_everywhere(&db, short, b"short", c), [true; 9]);
+        clock.set(1_500);
+        assert_eq!(visible_everywhere(&db, short, b"short", c), [false; 9]);
+        assert_eq!(visible_everywhere(&db, long, b"long", c), [true; 9]);
+        // A snapshot is a point in time: the one taken before the expiry still sees it.
+        assert!(before.episode(short).unwrap().is_some());
+        // Writers see what readers see: it cannot be bound or deleted any more.
+        let mut tx = db.begin_write().unwrap();
+        assert!(matches!(
+            tx.delete_episode(short),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            tx.bind(short, c, 1.0),
+            Err(Error::NotFound { .. })
+        ));
+        drop(tx);
+        // Not reaped yet: counts are the committed ones.
+        assert_eq!(db.begin_read().unwrap().episode_count(), 2);
+        assert_eq!(db.begin_read().unwrap().concept_fan_count(c).unwrap(), 2);
+    }
+    // Reopened later: still invisible.
+    {
+        let db = clock.open(dir.path());
+        assert_eq!(visible_everywhere(&db, short, b"short", c), [false; 9]);
+        assert_eq!(visible_everywhere(&db, long, b"long", c), [true; 9]);
+        // The next commit reaps it: deleted with its binding, counts and fans follow.
+        db.begin_write().unwrap().commit().unwrap();
+        let snap = db.begin_read().unwrap();
+        assert_eq!(snap.episode_count(), 1);
+        assert_eq!(snap.binding_count(), 1);
+        assert_eq!(snap.concept_fan_count(c).unwrap(), 1);
+        snap.verify().unwrap();
+        // Even a clock turned back cannot bring a reaped episode back.
+        clock.set(0);
+        assert!(db.begin_read().unwrap().episode(short).unwrap().is_none());
+        clock.set(1_500);
+        // The key is free again.
+        let mut tx = db.begin_write().unwrap();
+        let again = tx.insert_episode(&input(1, &V, Some(b"short"))).unwrap();
+        assert_ne!(again, short);
+        tx.commit().unwrap();
+        assert_eq!(
+            db.begin_read()
+                .unwrap()
+                .episode_by_key(b"short")
+                .unwrap()
+                .map(|e| e.id()),
+            Some(again)
+        );
+    }
+    // Compaction after the long one expires, with no commit in between: it is dropped
+    // there, its slot reclaimed, and it stays gone after a reopen.
+    clock.set(10_000);
+    {
+        let db = clock.open(dir.path());
+        // Slots on disk: three episodes (reaped, expired, re-keyed), each with its int8
+        // row, and the concept.
+        assert_eq!(db.begin_read().unwrap().verify().unwrap().slots, 3 + 3 + 1);
+        db.compact().unwrap();
+        let snap = db.begin_read().unwrap();
+        assert_eq!(snap.episode_count(), 1);
+        assert_eq!(snap.binding_count(), 0);
+        assert_eq!(snap.concept_fan_count(c).unwrap(), 0);
+        assert_eq!(snap.empty_concepts().unwrap(), vec![c]);
+        // Only the re-keyed episode's slot and row and the concept are left.
+        assert_eq!(snap.verify().unwrap().slots, 1 + 1 + 1);
+    }
+    clock.set(0);
+    let db = clock.open(dir.path());
+    assert_eq!(visible_everywhere(&db, long, b"long", c), [false; 9]);
+    db.begin_read().unwrap().verify().unwrap();
+}
+
+#[test]
+fn agent_default_ttl_persists_and_applies_to_new_episodes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let (before, after, other, explicit);
+    {
+        let db = clock.open(dir.path());
+        let mut tx = db.begin_write().unwrap();
+        before = tx.insert_episode(&input(7, &V, None)).unwrap();
+        tx.set_agent_ttl(7, Some(100)).unwrap();
+        assert!(matches!(
+            tx.set_agent_ttl(7, Some(0)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            tx.insert_episode_with_ttl(&input(7, &V, None), Ttl::After(-5)),
+            Err(Error::InvalidArgument(_))
+        ));
+        // Set in this transaction, used by this transaction.
+        after = tx.insert_episode(&input(7, &V, None)).unwrap();
+        other = tx.insert_episode(&input(8, &V, None)).unwrap();
+        explicit = tx
+            .insert_episode_with_ttl(&input(7, &V, None), Ttl::Never)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    // Reopen and compact: the default survives both.
+    {
+        let db = clock.open(dir.path());
+        assert_eq!(db.begin_read().unwrap().agent_ttl(7), Some(100));
+        db.compact().unwrap();
+    }
+    let db = clock.open(dir.path());
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.agent_ttl(7), Some(100));
+    assert_eq!(snap.agent_ttl(8), None);
+    let expiry = |id| snap.episode(id).unwrap().unwrap().expires_at().unwrap();
+    assert_eq!(expiry(before), None);
+    assert_eq!(expiry(after), Some(1_100));
+    assert_eq!(expiry(other), None);
+    assert_eq!(expiry(explicit), None);
+    // New episodes of agent 7 get the default from the writer's clock.
+    clock.set(5_000);
+    let mut tx = db.begin_write().unwrap();
+    let late = tx.insert_episode(&input(7, &V, None)).unwrap();
+    tx.set_agent_ttl(7, None).unwrap();
+    let cleared = tx.insert_episode(&input(7, &V, None)).unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(after).unwrap().is_none(), "expired at 1,100");
+    assert_eq!(
+        snap.episode(late).unwrap().unwrap().expires_at().unwrap(),
+        Some(5_100)
+    );
+    assert_eq!(
+        snap.episode(cleared)
+            .unwrap()
+            .unwrap()
+            .expires_at()
+            .unwrap(),
+        None
+    );
+    assert_eq!(snap.agent_ttl(7), None);
+}
+
+#[test]
+fn recalls_record_accesses_that_the_next_commit_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let (hit, miss);
+    {
+        let db = clock.open(dir.path());
+        let mut tx = db.begin_write().unwrap();
+        hit = tx.insert_episode(&input(1, &V, None)).unwrap();
+        miss = tx
+            .insert_episode(&input(1, &[0.0, 0.0, 0.0, 1.0], None))
+            .unwrap();
+        tx.commit().unwrap();
+        let params = RecallParams {
+            k: 1,
+            hops: 0,
+            record_access: true,
+            ..RecallParams::default()
+        };
+        let cue = Cue {
+            embedding: &V,
+            filter: Filter::default(),
+        };
+        clock.set(2_000);
+        let snap = db.begin_read().unwrap();
+        snap.recall(&cue, &params).unwrap();
+        clock.set(3_000);
+        let snap = db.begin_read().unwrap();
+        snap.recall(&cue, &params).unwrap();
+        // Recorded, not yet persisted: reads are read-only.
+        assert_eq!(db.stats().pending_accesses, 1);
+        let ep = snap.episode(hit).unwrap().unwrap();
+        assert_eq!(
+            (ep.last_access().unwrap(), ep.access_count().unwrap()),
+            (None, 0)
+        );
+        // Without record_access nothing is recorded.
+        snap.recall(
+            &cue,
+            &RecallParams {
+                k: 1,
+                hops: 0,
+                ..RecallParams::default()
+            },
+        )
+        .unwrap();
+        db.persist_accesses().unwrap();
+        assert_eq!(db.stats().pending_accesses, 0);
+        let snap = db.begin_read().unwrap();
+        let ep = snap.episode(hit).unwrap().unwrap();
+        assert_eq!(
+            (ep.last_access().unwrap(), ep.access_count().unwrap()),
+            (Some(3_000), 2)
+        );
+        // A later batch adds to the count; an earlier clock does not move the time back.
+        clock.set(2_500);
+        db.begin_read().unwrap().recall(&cue, &params).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.insert_episode(&input(2, &V, None)).unwrap();
+        tx.commit().unwrap();
+    }
+    let db = clock.open(dir.path());
+    let snap = db.begin_read().unwrap();
+    let ep = snap.episode(hit).unwrap().unwrap();
+    assert_eq!(
+        (ep.last_access().unwrap(), ep.access_count().unwrap()),
+        (Some(3_000), 3)
+    );
+    let never = snap.episode(miss).unwrap().unwrap();
+    assert_eq!(never.access_count().unwrap(), 0);
+    // Compaction keeps the statistics.
+    db.compact().unwrap();
+    let ep_after = db.begin_read().unwrap();
+    let ep = ep_after.episode(hit).unwrap().unwrap();
+    assert_eq!(
+        (ep.last_access().unwrap(), ep.access_count().unwrap()),
+        (Some(3_000), 3)
+    );
+    ep_after.verify().unwrap();
+    drop(db);
+    // A read-only handle cannot record.
+    let ro = Engram::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..clock.opts.clone()
+        },
+    )
+    .unwrap();
+    let cue = Cue {
+        embedding: &V,
+        filter: Filter::default(),
+    };
+    let params = RecallParams {
+        record_access: true,
+        ..RecallParams::default()
+    };
+    assert!(matches!(
+        ro.begin_read().unwrap().recall(&cue, &params),
+        Err(Error::ReadOnly)
+    ));
+}
