@@ -103,11 +103,15 @@ fn main() {
 mod cluster;
 mod concept;
 mod dual;
+mod heap;
 mod plots;
 mod quant;
 mod recall;
 mod search;
 mod soak;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 type BoxError = Box<dyn std::error::Error>;
 

@@ -49,6 +49,7 @@ pub fn soak_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Resu
         .unwrap_or(OPS);
     let sample_every = (ops / 20).max(1);
     println!("\n== resource soak: {ops} mixed operations, {DIM}-d ==");
+    super::heap::start();
     let db_dir = dir.join("soak-db");
     let _ = std::fs::remove_dir_all(&db_dir);
     let db = Engram::open(
@@ -152,21 +153,22 @@ pub fn soak_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Resu
         }
         if op / sample_every > curve.len() as u64 {
             let (anon, file) = rss();
-            curve.push(json!({ "ops": op, "rss_anon_mb": anon as f64 / 1e6, "rss_file_mb": file as f64 / 1e6, "open_fds": open_fds(), "live_episodes": live.len(), "files_mb": super::dir_bytes(&db_dir)? as f64 / 1e6 }));
+            curve.push(json!({ "ops": op, "rss_anon_mb": anon as f64 / 1e6, "heap_live_mb": super::heap::live() as f64 / 1e6, "rss_file_mb": file as f64 / 1e6, "open_fds": open_fds(), "live_episodes": live.len(), "files_mb": super::dir_bytes(&db_dir)? as f64 / 1e6 }));
         }
     }
     let secs = t.elapsed().as_secs_f64();
     println!("  {op} operations in {secs:.1} s: {commits} commits, {compactions} compactions");
     println!(
-        "  {:>9} {:>12} {:>12} {:>5} {:>9} {:>9}",
-        "ops", "RSS anon MB", "RSS file MB", "fds", "live eps", "files MB"
+        "  {:>9} {:>12} {:>12} {:>12} {:>5} {:>9} {:>9}",
+        "ops", "RSS anon MB", "heap live MB", "RSS file MB", "fds", "live eps", "files MB"
     );
     let f = |p: &Value, k: &str| p[k].as_f64().unwrap_or(0.0);
     for p in &curve {
         println!(
-            "  {:>9} {:>12.1} {:>12.1} {:>5} {:>9} {:>9.1}",
+            "  {:>9} {:>12.1} {:>12.1} {:>12.1} {:>5} {:>9} {:>9.1}",
             p["ops"],
             f(p, "rss_anon_mb"),
+            f(p, "heap_live_mb"),
             f(p, "rss_file_mb"),
             p["open_fds"],
             p["live_episodes"],

@@ -213,8 +213,22 @@ pub(crate) fn episode_view<'m>(
     off: u64,
     archive: &'m [u8],
 ) -> Result<&'m ArchivedEpisodeRecord<'static>> {
-    rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(archive)
-        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid episode archive: {e}")))
+    let rec = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(archive)
+        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid episode archive: {e}")))?;
+    let root = std::mem::size_of::<ArchivedEpisodeRecord>();
+    match vector_in_place(
+        archive,
+        rec.embedding.as_ptr().cast(),
+        rec.embedding.len(),
+        root,
+    ) {
+        true => Ok(rec),
+        false => Err(Error::corrupt(
+            map.path(),
+            off,
+            "episode embedding not in place",
+        )),
+    }
 }
 
 pub(crate) fn concept_view<'m>(
@@ -222,8 +236,30 @@ pub(crate) fn concept_view<'m>(
     off: u64,
     archive: &'m [u8],
 ) -> Result<&'m ArchivedConceptRecord<'static>> {
-    rkyv::access::<ArchivedConceptRecord, rancor::Error>(archive)
-        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid concept archive: {e}")))
+    let rec = rkyv::access::<ArchivedConceptRecord, rancor::Error>(archive)
+        .map_err(|e| Error::corrupt(map.path(), off, format!("invalid concept archive: {e}")))?;
+    let root = std::mem::size_of::<ArchivedConceptRecord>();
+    match vector_in_place(
+        archive,
+        rec.centroid.as_ptr().cast(),
+        rec.centroid.len(),
+        root,
+    ) {
+        true => Ok(rec),
+        false => Err(Error::corrupt(
+            map.path(),
+            off,
+            "concept centroid not in place",
+        )),
+    }
+}
+
+/// Whether an archive's vector is where every writer puts it and scans read it: the whole
+/// archive before the root, `dim` floats from offset 0. bytecheck only proves the pointer
+/// lands in bounds; a damaged (checksum-consistent) record could point elsewhere or be short.
+fn vector_in_place(archive: &[u8], data: *const u8, len: usize, root: usize) -> bool {
+    std::ptr::eq(data, archive.as_ptr())
+        && len.checked_mul(4).and_then(|n| n.checked_add(root)) == Some(archive.len())
 }
 
 /// Little-endian archived floats as native floats.

@@ -1,0 +1,444 @@
+//! The model check shared by the proptest (`tests/model.rs`) and the `ops` fuzz target
+//! (`fuzz/`): random sequences of insert/update/delete/bind/commit/abort/reopen/compact,
+//! episodes with a time to live and a clock that moves, checked against a plain in-memory
+//! model after every step that publishes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use engram_core::{Clock, ConceptInput, Engram, EpisodeInput, Error, Options, ReadTxn, Ttl};
+
+pub const DIM: usize = 8;
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    Insert {
+        seed: u8,
+        key: Option<u8>,
+    },
+    /// An episode that expires `ttl` clock ticks after its transaction began.
+    InsertExpiring {
+        seed: u8,
+        ttl: u8,
+    },
+    /// The clock moves on by `by` ticks (between transactions only).
+    Tick {
+        by: u8,
+    },
+    Concept {
+        seed: u8,
+    },
+    Update {
+        pick: u8,
+        seed: u8,
+        relabel: bool,
+    },
+    Bind {
+        e: u8,
+        c: u8,
+        strength: u8,
+    },
+    Unbind {
+        e: u8,
+        c: u8,
+    },
+    DeleteEpisode {
+        pick: u8,
+    },
+    DeleteConcept {
+        pick: u8,
+    },
+    Commit,
+    Abort,
+    Reopen,
+    Compact,
+}
+
+/// Steps decoded from arbitrary bytes, two per step (the fuzz target's input).
+pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
+    data.chunks_exact(3)
+        .map(|c| {
+            let (a, b) = (c[1], c[2]);
+            match c[0] % 14 {
+                0..=2 => Step::Insert {
+                    seed: a,
+                    key: (b < 12).then_some(b),
+                },
+                3 => Step::InsertExpiring {
+                    seed: a,
+                    ttl: b % 4 + 1,
+                },
+                4 => Step::Concept { seed: a },
+                5 => Step::Update {
+                    pick: a,
+                    seed: b,
+                    relabel: b % 2 == 0,
+                },
+                6 => Step::Bind {
+                    e: a,
+                    c: b,
+                    strength: a ^ b,
+                },
+                7 => Step::Unbind { e: a, c: b },
+                8 => Step::DeleteEpisode { pick: a },
+                9 => Step::DeleteConcept { pick: a },
+                10 => Step::Commit,
+                11 => match a % 3 {
+                    0 => Step::Abort,
+                    1 => Step::Reopen,
+                    _ => Step::Compact,
+                },
+                12 => Step::Tick { by: b % 3 },
+                _ => Step::Commit,
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Default, Debug)]
+struct Model {
+    /// Stored episodes, expired or not until a commit reaps them.
+    episodes: BTreeMap<u64, (u8, Option<u8>)>,
+    /// Expiry clock time of the episodes that have one.
+    expiry: BTreeMap<u64, i64>,
+    concepts: BTreeMap<u64, (u8, String)>,
+    bindings: BTreeMap<(u64, u64), f32>,
+    next_episode: u64,
+    next_concept: u64,
+}
+
+fn vector(seed: u8) -> Vec<f32> {
+    (0..DIM)
+        .map(|i| f32::from(seed) + i as f32 * 0.25)
+        .collect()
+}
+
+fn pick(map_keys: Vec<u64>, p: u8) -> Option<u64> {
+    (!map_keys.is_empty()).then(|| map_keys[p as usize % map_keys.len()])
+}
+
+impl Model {
+    fn visible(&self, id: u64, now: i64) -> bool {
+        self.episodes.contains_key(&id) && self.expiry.get(&id).is_none_or(|&t| t > now)
+    }
+
+    /// What a commit (or a compaction) at clock `now` does: delete the expired episodes.
+    fn reap(&mut self, now: i64) {
+        let gone: Vec<u64> = self
+            .expiry
+            .iter()
+            .filter(|&(_, &t)| t <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            self.delete(id);
+        }
+    }
+
+    fn delete(&mut self, id: u64) {
+        self.episodes.remove(&id);
+        self.expiry.remove(&id);
+        self.bindings.retain(|(be, _), _| *be != id);
+    }
+}
+
+fn check(db: &Engram, m: &Model) {
+    check_snapshot(&db.begin_read().unwrap(), m);
+}
+
+/// Everything a snapshot answers, through the caches and the fan-count index and around
+/// them, equals the model.
+fn check_snapshot(snap: &ReadTxn, m: &Model) {
+    let now = snap.now();
+    assert_eq!(
+        snap.episode_ids().unwrap(),
+        m.episodes
+            .keys()
+            .copied()
+            .filter(|&id| m.visible(id, now))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        snap.concept_ids().unwrap(),
+        m.concepts.keys().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(snap.episode_count(), m.episodes.len() as u64);
+    assert_eq!(snap.binding_count(), m.bindings.len() as u64);
+    for (&id, &(seed, key)) in &m.episodes {
+        if !m.visible(id, now) {
+            // Expired, not yet reaped: invisible to every read, still counted.
+            assert!(snap.episode(id).unwrap().is_none());
+            assert!(matches!(
+                snap.episode_fan_count(id),
+                Err(Error::NotFound { .. })
+            ));
+            for &c in m.concepts.keys() {
+                assert!(snap.binding_strength(id, c).is_err());
+            }
+            continue;
+        }
+        let ep = snap.episode(id).unwrap().unwrap();
+        assert_eq!(ep.expires_at().unwrap(), m.expiry.get(&id).copied());
+        assert_eq!(ep.embedding(), vector(seed).as_slice());
+        assert_eq!(ep.payload().unwrap(), &[seed]);
+        if let Some(k) = key {
+            assert_eq!(snap.episode_by_key(&[k]).unwrap().unwrap().id(), id);
+        }
+        let mut got: Vec<(u64, f32)> = snap
+            .bindings_of_episode(id)
+            .unwrap()
+            .iter()
+            .map(|b| (b.concept, b.strength))
+            .collect();
+        got.sort_by_key(|x| x.0);
+        let want: Vec<(u64, f32)> = m
+            .bindings
+            .iter()
+            .filter(|((e, _), _)| *e == id)
+            .map(|((_, c), s)| (*c, *s))
+            .collect();
+        assert_eq!(got, want, "bindings of episode {id}");
+        for _ in 0..2 {
+            // The first count may fill the index, the second reads it.
+            assert_eq!(
+                snap.episode_fan_count(id).unwrap(),
+                want.len(),
+                "fan of {id}"
+            );
+        }
+        for (c, strength) in want {
+            for _ in 0..2 {
+                assert_eq!(snap.binding_strength(id, c).unwrap(), Some(strength));
+            }
+        }
+        for &c in m.concepts.keys() {
+            if !m.bindings.contains_key(&(id, c)) {
+                assert_eq!(snap.binding_strength(id, c).unwrap(), None);
+            }
+        }
+    }
+    for (&id, (seed, label)) in &m.concepts {
+        let c = snap.concept(id).unwrap().unwrap();
+        assert_eq!(c.centroid(), vector(*seed).as_slice());
+        assert_eq!(c.label().unwrap(), label);
+        let fan = m.bindings.keys().filter(|(_, c)| *c == id).count();
+        for _ in 0..2 {
+            assert_eq!(
+                snap.concept_fan_count(id).unwrap(),
+                fan,
+                "fan of concept {id}"
+            );
+            let cached = snap.lookup_concept(id).unwrap().unwrap();
+            assert_eq!(cached.centroid(), vector(*seed).as_slice());
+            assert_eq!(cached.label(), label);
+        }
+    }
+    let next = m.next_concept;
+    assert!(snap.lookup_concept(next).unwrap().is_none());
+    assert!(snap.concept_fan_count(next).is_err());
+    for k in 0..12u8 {
+        let owner = m
+            .episodes
+            .iter()
+            .find(|&(&id, v)| v.1 == Some(k) && m.visible(id, now))
+            .map(|(id, _)| *id);
+        assert_eq!(snap.episode_by_key(&[k]).unwrap().map(|e| e.id()), owner);
+    }
+}
+
+pub fn run(steps: Vec<Step>) {
+    let dir = tempfile::tempdir().unwrap();
+    let time = Arc::new(AtomicI64::new(0));
+    let opts = Options {
+        dimension: Some(DIM),
+        concept_cache_entries: 3, // small enough to evict
+        strength_cache_entries: 5,
+        clock: Clock::new({
+            let time = time.clone();
+            move || time.load(Ordering::SeqCst)
+        }),
+        ..Options::default()
+    };
+    let now = || time.load(Ordering::SeqCst);
+    let mut db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
+    let mut committed = Model::default();
+    let mut pending = committed.clone();
+    let mut tx = None;
+    for s in steps {
+        let d = db.as_ref().unwrap();
+        let needs_tx = !matches!(
+            s,
+            Step::Commit | Step::Abort | Step::Reopen | Step::Compact | Step::Tick { .. }
+        );
+        if needs_tx && tx.is_none() {
+            tx = Some(d.begin_write().unwrap());
+        }
+        match s {
+            Step::Insert { seed, key } => {
+                let t = tx.as_mut().unwrap();
+                let k = key.map(|k| [k]);
+                let id = t
+                    .insert_episode(&EpisodeInput {
+                        agent: 1,
+                        timestamp: 0,
+                        embedding: &vector(seed),
+                        payload: &[seed],
+                        key: k.as_ref().map(|k| &k[..]),
+                    })
+                    .unwrap();
+                let existing = key.and_then(|k| {
+                    pending
+                        .episodes
+                        .iter()
+                        .find(|&(&id, v)| v.1 == Some(k) && pending.visible(id, now()))
+                });
+                match existing {
+                    Some((&eid, _)) => assert_eq!(id, eid, "idempotent key"),
+                    None => {
+                        assert_eq!(id, pending.next_episode);
+                        pending.next_episode += 1;
+                        pending.episodes.insert(id, (seed, key));
+                    }
+                }
+            }
+            Step::InsertExpiring { seed, ttl } => {
+                let t = tx.as_mut().unwrap();
+                let input = EpisodeInput {
+                    agent: 1,
+                    timestamp: 0,
+                    embedding: &vector(seed),
+                    payload: &[seed],
+                    key: None,
+                };
+                let id = t
+                    .insert_episode_with_ttl(&input, Ttl::After(i64::from(ttl)))
+                    .unwrap();
+                assert_eq!(id, pending.next_episode);
+                pending.next_episode += 1;
+                pending.episodes.insert(id, (seed, None));
+                pending.expiry.insert(id, now() + i64::from(ttl));
+            }
+            Step::Tick { by } => {
+                // The clock moves between transactions (a transaction reads it once).
+                if tx.is_none() {
+                    time.fetch_add(i64::from(by), Ordering::SeqCst);
+                    check(d, &committed);
+                }
+            }
+            Step::Concept { seed } => {
+                let label = format!("c{seed}");
+                let id = tx
+                    .as_mut()
+                    .unwrap()
+                    .insert_concept(&ConceptInput {
+                        centroid: &vector(seed),
+                        label: &label,
+                    })
+                    .unwrap();
+                assert_eq!(id, pending.next_concept);
+                pending.next_concept += 1;
+                pending.concepts.insert(id, (seed, label));
+            }
+            Step::Update {
+                pick: p,
+                seed,
+                relabel,
+            } => {
+                if let Some(c) = pick(pending.concepts.keys().copied().collect(), p) {
+                    let label = format!("u{seed}");
+                    tx.as_mut()
+                        .unwrap()
+                        .update_concept(c, &vector(seed), relabel.then_some(label.as_str()))
+                        .unwrap();
+                    let entry = pending.concepts.get_mut(&c).unwrap();
+                    entry.0 = seed;
+                    if relabel {
+                        entry.1 = label;
+                    }
+                }
+            }
+            Step::Bind { e, c, strength } => {
+                let (Some(e), Some(c)) = (
+                    pick(pending.episodes.keys().copied().collect(), e),
+                    pick(pending.concepts.keys().copied().collect(), c),
+                ) else {
+                    continue;
+                };
+                let s = f32::from(strength) / 255.0;
+                let r = tx.as_mut().unwrap().bind(e, c, s);
+                if pending.visible(e, now()) {
+                    r.unwrap();
+                    pending.bindings.insert((e, c), s);
+                } else {
+                    assert!(matches!(r, Err(Error::NotFound { .. })), "bind expired {e}");
+                }
+            }
+            Step::Unbind { e, c } => {
+                let (Some(e), Some(c)) = (
+                    pick(pending.episodes.keys().copied().collect(), e),
+                    pick(pending.concepts.keys().copied().collect(), c),
+                ) else {
+                    continue;
+                };
+                let r = tx.as_mut().unwrap().unbind(e, c);
+                let bound = pending.visible(e, now()) && pending.bindings.remove(&(e, c)).is_some();
+                assert_eq!(r.is_ok(), bound);
+            }
+            Step::DeleteEpisode { pick: p } => {
+                if let Some(e) = pick(pending.episodes.keys().copied().collect(), p) {
+                    let r = tx.as_mut().unwrap().delete_episode(e);
+                    if pending.visible(e, now()) {
+                        r.unwrap();
+                        pending.delete(e);
+                    } else {
+                        assert!(
+                            matches!(r, Err(Error::NotFound { .. })),
+                            "delete expired {e}"
+                        );
+                    }
+                }
+            }
+            Step::DeleteConcept { pick: p } => {
+                if let Some(c) = pick(pending.concepts.keys().copied().collect(), p) {
+                    tx.as_mut().unwrap().delete_concept(c).unwrap();
+                    pending.concepts.remove(&c);
+                    pending.bindings.retain(|(_, bc), _| *bc != c);
+                }
+            }
+            Step::Commit => {
+                if let Some(t) = tx.take() {
+                    // A snapshot of the previous commit, warmed before and read after this
+                    // one: what the commit changes in the caches must not leak into it.
+                    let before = d.begin_read().unwrap();
+                    check_snapshot(&before, &committed);
+                    t.commit().unwrap();
+                    pending.reap(now());
+                    check(d, &pending);
+                    check_snapshot(&before, &committed);
+                    committed = pending.clone();
+                }
+                check(d, &committed);
+            }
+            Step::Abort => {
+                tx = None;
+                pending = committed.clone();
+                check(d, &committed);
+            }
+            Step::Reopen => {
+                tx = None;
+                pending = committed.clone();
+                drop(db.take()); // release the writer lock before reopening
+                db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
+                check(db.as_ref().unwrap(), &committed);
+            }
+            Step::Compact => {
+                tx = None;
+                d.compact().unwrap();
+                committed.reap(now());
+                pending = committed.clone();
+                check(d, &committed);
+            }
+        }
+    }
+}
