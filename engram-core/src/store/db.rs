@@ -19,7 +19,7 @@ use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
 };
 use crate::store::network;
-use crate::store::records::{Int8Layout, SlotLayout, binding, table};
+use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::write::WriteTxn;
 
@@ -265,6 +265,13 @@ fn apply(
         Ok(())
     };
     let txn = state.txn;
+    if let Some(op) = ops.iter().find(|op| !op_in_range(op, state)) {
+        return Err(Error::corrupt(
+            PathBuf::from(meta::commit_file(txn)),
+            0,
+            format!("commit record names a record it does not hold: {op:?}"),
+        ));
+    }
     for op in ops {
         match *op {
             Op::EpisodeDeleted(id) => store(
@@ -342,19 +349,53 @@ fn apply(
     Ok(touched)
 }
 
-/// Bytes each file must hold for `state` to be readable.
-fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> u64 {
+/// Bytes each file must hold for `state` to be readable (`None`: past any file there can
+/// be, which only a damaged commit record can say).
+fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64> {
     match role {
-        Role::Episodes => state.episode_slots * info.episode_layout.stride as u64,
-        Role::Concepts => state.concept_slots * info.concept_layout.stride as u64,
-        Role::EpisodeTable => state.episode_ids * table::ENTRY,
-        Role::ConceptTable => state.concept_ids * table::ENTRY,
-        Role::Bindings => state.bindings * binding::SIZE,
-        Role::Heap => state.heap_len,
-        Role::Keys => state.key_cells * 16,
-        Role::Int8 => state.episode_slots * info.int8_layout.stride as u64,
-        Role::Pages => state.pages * network::PAGE as u64,
-        Role::Networks => state.catalog_len,
+        Role::Episodes => state
+            .episode_slots
+            .checked_mul(info.episode_layout.stride as u64),
+        Role::Concepts => state
+            .concept_slots
+            .checked_mul(info.concept_layout.stride as u64),
+        Role::EpisodeTable => state.episode_ids.checked_mul(table::ENTRY),
+        Role::ConceptTable => state.concept_ids.checked_mul(table::ENTRY),
+        Role::Bindings => state.bindings.checked_mul(binding::SIZE),
+        Role::Heap => Some(state.heap_len),
+        Role::Keys => state.key_cells.checked_mul(16),
+        Role::Int8 => state
+            .episode_slots
+            .checked_mul(info.int8_layout.stride as u64),
+        Role::Pages => state.pages.checked_mul(network::PAGE as u64),
+        Role::Networks => Some(state.catalog_len),
+    }
+}
+
+/// Whether the counts of a (checksummed, so written by us or forged) state agree with each
+/// other: a state that fails this is refused before any length or op is computed from it.
+fn consistent(state: &VersionState) -> bool {
+    (state.key_cells == 0 || state.key_cells.is_power_of_two())
+        && state.key_count <= state.key_cells
+        && state.live_episodes <= state.episode_ids
+        && state.episode_slots <= state.episode_ids
+        && state.live_concepts <= state.concept_ids
+        && state.live_bindings <= state.bindings
+}
+
+/// Whether op `op` of the commit of `state` names only records that state holds.
+fn op_in_range(op: &Op, s: &VersionState) -> bool {
+    let record = |r: u64| r < s.bindings || r == records::NONE;
+    match *op {
+        Op::EpisodeDeleted(id)
+        | Op::EpisodeAccessedAt { id, .. }
+        | Op::EpisodeAccessCount { id, .. } => id < s.episode_ids,
+        Op::EpisodeBindHead { id, record: r } => id < s.episode_ids && record(r),
+        Op::ConceptHead { id, slot } => id < s.concept_ids && slot < s.concept_slots,
+        Op::ConceptDeleted(id) => id < s.concept_ids,
+        Op::ConceptBindHead { id, record: r } => id < s.concept_ids && record(r),
+        Op::BindingDeleted(r) => r < s.bindings,
+        Op::KeyInsert { .. } => s.key_cells > 0,
     }
 }
 
@@ -394,7 +435,15 @@ fn open_files(
             Some(h) => h.clone(),
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
-        let needed = committed_len(info, state, role);
+        let needed = committed_len(info, state, role)
+            .filter(|_| consistent(state))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    info.dir.join(&name),
+                    0,
+                    "commit record states impossible sizes",
+                )
+            })?;
         let map = handle.covering(needed)?;
         if matches!(role, Role::EpisodeTable | Role::ConceptTable) {
             // Every lookup by id reads its node's 24-byte entry: the tables are under 1 % of
