@@ -28,12 +28,23 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs
 }
 
-fn replay(target: &str, run: impl Fn(&[u8])) {
+/// Runs every input of `target`'s corpus, on a few threads (the inputs wait on fsyncs more
+/// than they compute).
+fn replay(target: &str, run: impl Fn(&[u8]) + Sync) {
     let inputs = corpus(target);
-    for (path, bytes) in &inputs {
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(bytes)));
-        assert!(caught.is_ok(), "{} panicked", path.display());
-    }
+    let chunk = inputs.len().div_ceil(4);
+    std::thread::scope(|s| {
+        for part in inputs.chunks(chunk) {
+            let run = &run;
+            s.spawn(move || {
+                for (path, bytes) in part {
+                    let caught =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(bytes)));
+                    assert!(caught.is_ok(), "{} panicked", path.display());
+                }
+            });
+        }
+    });
     eprintln!("{target}: {} inputs replayed", inputs.len());
 }
 

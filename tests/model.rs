@@ -13,7 +13,7 @@ use proptest::prelude::*;
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (any::<u8>(), proptest::option::of(0u8..12)).prop_map(|(seed, key)| Step::Insert { seed, key }),
-        2 => (any::<u8>(), 1u8..=4).prop_map(|(seed, ttl)| Step::InsertExpiring { seed, ttl }),
+        2 => (any::<u8>(), 0u8..=4).prop_map(|(seed, ttl)| Step::InsertExpiring { seed, ttl }),
         1 => (0u8..3).prop_map(|by| Step::Tick { by }),
         2 => any::<u8>().prop_map(|seed| Step::Concept { seed }),
         1 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(pick, seed, relabel)| Step::Update { pick, seed, relabel }),

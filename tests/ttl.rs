@@ -366,3 +366,41 @@ fn recalls_record_accesses_that_the_next_commit_persists() {
         Err(Error::ReadOnly)
     ));
 }
+
+#[test]
+fn an_episode_stored_already_expired_is_never_visible_and_reaped_by_its_own_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let db = clock.open(dir.path());
+    let mut tx = db.begin_write().unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &V,
+            label: "c",
+        })
+        .unwrap();
+    let gone = tx
+        .insert_episode_with_ttl(&input(1, &V, Some(b"gone")), Ttl::At(1_000))
+        .unwrap();
+    let kept = tx
+        .insert_episode_with_ttl(&input(1, &V, None), Ttl::At(1_001))
+        .unwrap();
+    // The transaction itself no longer sees it: it cannot be bound, and its key is free.
+    assert!(matches!(tx.bind(gone, c, 1.0), Err(Error::NotFound { .. })));
+    tx.bind(kept, c, 1.0).unwrap();
+    let again = tx.insert_episode(&input(1, &V, Some(b"gone"))).unwrap();
+    assert_ne!(again, gone);
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(gone).unwrap().is_none());
+    assert_eq!(
+        snap.episode_count(),
+        2,
+        "reaped by the commit that stored it"
+    );
+    assert_eq!(
+        snap.episode_by_key(b"gone").unwrap().map(|e| e.id()),
+        Some(again)
+    );
+    snap.verify().unwrap();
+}

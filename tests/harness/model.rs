@@ -17,7 +17,8 @@ pub enum Step {
         seed: u8,
         key: Option<u8>,
     },
-    /// An episode that expires `ttl` clock ticks after its transaction began.
+    /// An episode that expires `ttl` clock ticks after its transaction began (0: stored
+    /// already expired).
     InsertExpiring {
         seed: u8,
         ttl: u8,
@@ -67,7 +68,7 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                 },
                 3 => Step::InsertExpiring {
                     seed: a,
-                    ttl: b % 4 + 1,
+                    ttl: b % 5,
                 },
                 4 => Step::Concept { seed: a },
                 5 => Step::Update {
@@ -312,7 +313,13 @@ pub fn run(steps: Vec<Step>) {
                     key: None,
                 };
                 let id = t
-                    .insert_episode_with_ttl(&input, Ttl::After(i64::from(ttl)))
+                    .insert_episode_with_ttl(
+                        &input,
+                        match ttl {
+                            0 => Ttl::At(now()),
+                            d => Ttl::After(i64::from(d)),
+                        },
+                    )
                     .unwrap();
                 assert_eq!(id, pending.next_episode);
                 pending.next_episode += 1;

@@ -226,6 +226,8 @@ pub struct WriteTxn<'db> {
     now: i64,
     /// Episodes this transaction created with a time to live: (id, expires_at).
     new_expiring: Vec<(u64, i64)>,
+    /// Of those, the ones created already expired (`Ttl::At` a past time).
+    born_expired: HashSet<u64>,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -268,6 +270,7 @@ impl<'db> WriteTxn<'db> {
             new_keys: HashMap::new(),
             now: db.clock.now(),
             new_expiring: Vec::new(),
+            born_expired: HashSet::new(),
         }
     }
 
@@ -334,7 +337,9 @@ impl<'db> WriteTxn<'db> {
                     "keys are 1 byte to 4 GiB long".into(),
                 ));
             }
-            if let Some(&id) = self.new_keys.get(key) {
+            if let Some(&id) = self.new_keys.get(key)
+                && !self.born_expired.contains(&id)
+            {
                 return Ok(id);
             }
             if let Some(id) = self.base.find_key(key, self.now)?
@@ -369,6 +374,9 @@ impl<'db> WriteTxn<'db> {
         if expires_at != table::NEVER {
             self.new_expiring.push((id, expires_at));
             self.state.next_expiry = self.state.next_expiry.min(expires_at);
+            if expires_at <= self.now {
+                self.born_expired.insert(id);
+            }
         }
         if let Some(int8) = &mut self.out.int8 {
             self.base.info.int8_layout.push_row(
@@ -582,11 +590,7 @@ impl<'db> WriteTxn<'db> {
         if id < self.base.state.episode_ids {
             return Ok(self.base.episode_entry(id, self.now)?.is_some());
         }
-        Ok(id < self.state.episode_ids
-            && !self
-                .new_expiring
-                .iter()
-                .any(|&(e, at)| e == id && at <= self.now))
+        Ok(id < self.state.episode_ids && !self.born_expired.contains(&id))
     }
 
     fn concept_live(&self, id: u64) -> Result<bool> {
