@@ -90,7 +90,7 @@ pub(crate) fn write_compacted(
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
-    let mut etab: Vec<table::Words> = Vec::with_capacity(s.episode_ids as usize);
+    let mut etab: Vec<table::Words> = Vec::with_capacity(s.episode_ids.min(1 << 20) as usize);
     let mut next_expiry = table::NEVER;
     for id in 0..s.episode_ids {
         let Some(e) = v.episode_entry(id, now)? else {
@@ -144,7 +144,7 @@ pub(crate) fn write_compacted(
         bindings.extend(v.walk(e.bind_head, true)?);
     }
 
-    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.concept_ids as usize);
+    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.concept_ids.min(1 << 20) as usize);
     for id in 0..s.concept_ids {
         let Some(e) = v.concept_entry(id)? else {
             ctab.push(table::Words {

@@ -374,8 +374,23 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
 
 /// Whether the counts of a (checksummed, so written by us or forged) state agree with each
 /// other: a state that fails this is refused before any length or op is computed from it.
-fn consistent(state: &VersionState) -> bool {
-    (state.key_cells == 0 || state.key_cells.is_power_of_two())
+fn consistent(info: &DbInfo, state: &VersionState) -> bool {
+    let f = &state.files;
+    [
+        f.episodes,
+        f.concepts,
+        f.episode_table,
+        f.concept_table,
+        f.bindings,
+        f.heap,
+        f.pages,
+        f.networks,
+    ]
+    .iter()
+    .all(|&n| n != 0)
+        && (f.int8 != 0) == info.manifest.int8_mirror
+        && (f.keys != 0) == (state.key_cells != 0)
+        && (state.key_cells == 0 || state.key_cells.is_power_of_two())
         && state.key_count <= state.key_cells
         && state.live_episodes <= state.episode_ids
         && state.episode_slots <= state.episode_ids
@@ -436,7 +451,7 @@ fn open_files(
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
         let needed = committed_len(info, state, role)
-            .filter(|_| consistent(state))
+            .filter(|_| consistent(info, state))
             .ok_or_else(|| {
                 Error::corrupt(
                     info.dir.join(&name),

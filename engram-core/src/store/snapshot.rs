@@ -673,7 +673,8 @@ impl ReadTxn {
 
     /// Ids of all live episodes, ascending (reads the episode table once).
     pub fn episode_ids(&self) -> Result<Vec<u64>> {
-        let mut ids = Vec::with_capacity(self.v.state.live_episodes as usize);
+        // The count sizes the vector only up to a bound: it comes from a file.
+        let mut ids = Vec::with_capacity(self.v.state.live_episodes.min(1 << 20) as usize);
         for id in 0..self.v.state.episode_ids {
             if self.v.episode_entry(id, self.now)?.is_some() {
                 ids.push(id);
