@@ -376,18 +376,10 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
 /// other: a state that fails this is refused before any length or op is computed from it.
 fn consistent(info: &DbInfo, state: &VersionState) -> bool {
     let f = &state.files;
-    [
-        f.episodes,
-        f.concepts,
-        f.episode_table,
-        f.concept_table,
-        f.bindings,
-        f.heap,
-        f.pages,
-        f.networks,
-    ]
-    .iter()
-    .all(|&n| n != 0)
+    // Every file but the optional two must be named.
+    f.all()
+        .iter()
+        .all(|&(n, kind)| n != 0 || kind == "keys" || kind == "i8")
         && (f.int8 != 0) == info.manifest.int8_mirror
         && (f.keys != 0) == (state.key_cells != 0)
         && (state.key_cells == 0 || state.key_cells.is_power_of_two())

@@ -557,24 +557,11 @@ impl ReadTxn {
     /// bound in this snapshot. Hot pairs are answered from the handle's strength cache.
     pub fn binding_strength(&self, episode: u64, concept: u64) -> Result<Option<f32>> {
         let txn = self.v.state.txn;
-        if self.now >= self.v.state.next_expiry
-            && self.v.episode_entry(episode, self.now)?.is_none()
-        {
-            return Err(Error::NotFound {
-                kind: "episode",
-                id: episode,
-            });
-        }
+        self.check_not_expired(episode)?;
         if let Some(s) = self.caches.strength((episode, concept), txn) {
             return Ok(Some(s));
         }
-        let e = self
-            .v
-            .episode_entry(episode, self.now)?
-            .ok_or(Error::NotFound {
-                kind: "episode",
-                id: episode,
-            })?;
+        let e = self.visible_episode(episode)?;
         let found = self
             .v
             .walk(e.bind_head, true)?
@@ -605,13 +592,7 @@ impl ReadTxn {
 
     /// Live bindings of an episode, newest first. Unknown episode: `Error::NotFound`.
     pub fn bindings_of_episode(&self, episode: u64) -> Result<Vec<BindingInfo>> {
-        let e = self
-            .v
-            .episode_entry(episode, self.now)?
-            .ok_or(Error::NotFound {
-                kind: "episode",
-                id: episode,
-            })?;
+        let e = self.visible_episode(episode)?;
         Ok(self
             .v
             .walk(e.bind_head, true)?
@@ -630,15 +611,25 @@ impl ReadTxn {
 
     /// Number of live bindings of an episode (its fan count).
     pub fn episode_fan_count(&self, episode: u64) -> Result<usize> {
-        if self.now >= self.v.state.next_expiry
-            && self.v.episode_entry(episode, self.now)?.is_none()
-        {
-            return Err(Error::NotFound {
-                kind: "episode",
-                id: episode,
-            });
-        }
+        self.check_not_expired(episode)?;
         self.fan_count(Node::Episode, episode)
+    }
+
+    /// Episode `id`'s entry if this snapshot sees it, else `NotFound`.
+    fn visible_episode(&self, id: u64) -> Result<Entry> {
+        self.v.episode_entry(id, self.now)?.ok_or(Error::NotFound {
+            kind: "episode",
+            id,
+        })
+    }
+
+    /// `NotFound` for an episode whose time to live has run out, checked before answering
+    /// from a cache that knows nothing of expiry (free until something can have expired).
+    fn check_not_expired(&self, id: u64) -> Result<()> {
+        if self.now >= self.v.state.next_expiry {
+            self.visible_episode(id)?;
+        }
+        Ok(())
     }
 
     fn fan_count(&self, node: Node, id: u64) -> Result<usize> {
