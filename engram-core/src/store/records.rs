@@ -215,20 +215,8 @@ pub(crate) fn episode_view<'m>(
 ) -> Result<&'m ArchivedEpisodeRecord<'static>> {
     let rec = rkyv::access::<ArchivedEpisodeRecord, rancor::Error>(archive)
         .map_err(|e| Error::corrupt(map.path(), off, format!("invalid episode archive: {e}")))?;
-    let root = std::mem::size_of::<ArchivedEpisodeRecord>();
-    match vector_in_place(
-        archive,
-        rec.embedding.as_ptr().cast(),
-        rec.embedding.len(),
-        root,
-    ) {
-        true => Ok(rec),
-        false => Err(Error::corrupt(
-            map.path(),
-            off,
-            "episode embedding not in place",
-        )),
-    }
+    vector_in_place::<ArchivedEpisodeRecord>(map, off, archive, &rec.embedding)?;
+    Ok(rec)
 }
 
 pub(crate) fn concept_view<'m>(
@@ -238,28 +226,30 @@ pub(crate) fn concept_view<'m>(
 ) -> Result<&'m ArchivedConceptRecord<'static>> {
     let rec = rkyv::access::<ArchivedConceptRecord, rancor::Error>(archive)
         .map_err(|e| Error::corrupt(map.path(), off, format!("invalid concept archive: {e}")))?;
-    let root = std::mem::size_of::<ArchivedConceptRecord>();
-    match vector_in_place(
-        archive,
-        rec.centroid.as_ptr().cast(),
-        rec.centroid.len(),
-        root,
-    ) {
-        true => Ok(rec),
+    vector_in_place::<ArchivedConceptRecord>(map, off, archive, &rec.centroid)?;
+    Ok(rec)
+}
+
+/// Checks that an archive's vector is where every writer puts it and scans read it: the
+/// whole archive before the root `Root`, `dim` floats from offset 0. bytecheck only proves
+/// the pointer lands in bounds; a damaged (checksum-consistent) record could point
+/// elsewhere or be short.
+fn vector_in_place<Root>(map: &Mapping, off: u64, archive: &[u8], vector: &[f32_le]) -> Result<()> {
+    let root = std::mem::size_of::<Root>();
+    let in_place = std::ptr::eq(vector.as_ptr().cast::<u8>(), archive.as_ptr())
+        && vector
+            .len()
+            .checked_mul(4)
+            .and_then(|n| n.checked_add(root))
+            == Some(archive.len());
+    match in_place {
+        true => Ok(()),
         false => Err(Error::corrupt(
             map.path(),
             off,
-            "concept centroid not in place",
+            "archived vector not in place",
         )),
     }
-}
-
-/// Whether an archive's vector is where every writer puts it and scans read it: the whole
-/// archive before the root, `dim` floats from offset 0. bytecheck only proves the pointer
-/// lands in bounds; a damaged (checksum-consistent) record could point elsewhere or be short.
-fn vector_in_place(archive: &[u8], data: *const u8, len: usize, root: usize) -> bool {
-    std::ptr::eq(data, archive.as_ptr())
-        && len.checked_mul(4).and_then(|n| n.checked_add(root)) == Some(archive.len())
 }
 
 /// Little-endian archived floats as native floats.
