@@ -428,6 +428,7 @@ fn reinforce_and_forget_where() {
     assert_eq!(snap.concept_fan_count(c).unwrap(), 7);
     snap.verify().unwrap();
     assert!(snap.empty_concepts().unwrap().is_empty());
+    assert_eq!(db.stats().empty_concepts, 0);
     // Forget every member: the concept is reported empty and can go.
     let mut tx = db.begin_write().unwrap();
     assert_eq!(
@@ -436,4 +437,10 @@ fn reinforce_and_forget_where() {
     );
     tx.commit().unwrap();
     assert_eq!(db.begin_read().unwrap().empty_concepts().unwrap(), vec![c]);
+    assert_eq!(db.stats().empty_concepts, 1);
+    let mut tx = db.begin_write().unwrap();
+    tx.delete_concept(c).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(db.stats().empty_concepts, 0);
+    db.begin_read().unwrap().verify().unwrap();
 }

@@ -190,6 +190,7 @@ fn an_expired_episode_is_invisible_to_every_read_across_reopen_and_compaction() 
         assert_eq!(snap.binding_count(), 0);
         assert_eq!(snap.concept_fan_count(c).unwrap(), 0);
         assert_eq!(snap.empty_concepts().unwrap(), vec![c]);
+        assert_eq!(db.stats().empty_concepts, 1);
         // Only the re-keyed episode's slot and row and the concept are left.
         assert_eq!(snap.verify().unwrap().slots, 1 + 1 + 1);
     }

@@ -459,12 +459,11 @@ fn stats(dir: &Path, j: bool) -> Res<()> {
         })
         .collect();
     files.sort();
-    let empty = snap.empty_concepts().map_err(err)?;
     let v = json!({
         "dir": dir, "format_version": FORMAT_VERSION, "dimension": m.dimension, "metric": format!("{:?}", m.metric),
         "model": m.model, "int8_mirror": m.int8_mirror, "last_commit": snap.txn(),
         "episodes": snap.episode_count(), "concepts": snap.concept_count(), "bindings": snap.binding_count(),
-        "networks": snap.network_count(), "network_bytes": snap.network_storage(), "empty_concepts": empty.len(),
+        "networks": snap.network_count(), "network_bytes": snap.network_storage(), "empty_concepts": snap.empty_concept_count(),
         "concept_cache_entries": DEFAULT_CONCEPT_CACHE_ENTRIES, "strength_cache_entries": DEFAULT_STRENGTH_CACHE_ENTRIES,
         "files": files.iter().map(|(n, b)| json!({ "name": n, "bytes": b })).collect::<Vec<_>>(),
     });
@@ -481,11 +480,9 @@ fn stats(dir: &Path, j: bool) -> Res<()> {
             if m.int8_mirror { ", int8 mirror" } else { "" }
         );
         say!("last commit: txn {}", snap.txn());
-        if !empty.is_empty() {
-            say!(
-                "{} concepts have no live binding left (all members forgotten)",
-                empty.len()
-            );
+        let empty = snap.empty_concept_count();
+        if empty > 0 {
+            say!("{empty} concepts have no live binding left (all members forgotten)");
         }
         say!(
             "episodes {}  concepts {}  bindings {}  networks {} ({} bytes)",

@@ -235,6 +235,14 @@ fn check_snapshot(snap: &ReadTxn, m: &Model) {
             assert_eq!(cached.label(), label);
         }
     }
+    let empty: Vec<u64> = m
+        .concepts
+        .keys()
+        .copied()
+        .filter(|&id| !m.bindings.keys().any(|&(_, c)| c == id))
+        .collect();
+    assert_eq!(snap.empty_concept_count(), empty.len() as u64);
+    assert_eq!(snap.empty_concepts().unwrap(), empty);
     let next = m.next_concept;
     assert!(snap.lookup_concept(next).unwrap().is_none());
     assert!(snap.concept_fan_count(next).is_err());

@@ -113,6 +113,10 @@ pub struct Stats {
     pub concepts: u64,
     /// Live bindings in the newest version.
     pub bindings: u64,
+    /// Live concepts with no live binding left in the newest version (all their members
+    /// forgotten or unbound): [`crate::ReadTxn::empty_concepts`] lists them for
+    /// [`crate::WriteTxn::delete_concept`]. Kept by every commit, so reading it costs nothing.
+    pub empty_concepts: u64,
     /// Episodes whose recorded accesses wait for the next commit.
     pub pending_accesses: u64,
     /// Accesses not recorded because the pending log was full.

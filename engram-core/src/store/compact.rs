@@ -239,6 +239,10 @@ pub(crate) fn write_compacted(
         key_count: keys.len() as u64,
         live_episodes: etab.iter().filter(|e| e.slot != NONE).count() as u64,
         live_concepts: s.live_concepts,
+        empty_concepts: ctab
+            .iter()
+            .filter(|e| e.slot != NONE && e.bind_head == NONE)
+            .count() as u64,
         live_bindings: bindings.len() as u64,
         pages: (page_bytes.len() / crate::store::network::PAGE) as u64,
         catalog_len: catalog.len() as u64,

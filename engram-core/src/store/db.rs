@@ -387,6 +387,7 @@ fn consistent(info: &DbInfo, state: &VersionState) -> bool {
         && state.live_episodes <= state.episode_ids
         && state.episode_slots <= state.episode_ids
         && state.live_concepts <= state.concept_ids
+        && state.empty_concepts <= state.live_concepts
         && state.live_bindings <= state.bindings
 }
 
@@ -895,6 +896,7 @@ impl Engram {
             episodes: state.live_episodes,
             concepts: state.live_concepts,
             bindings: state.live_bindings,
+            empty_concepts: state.empty_concepts,
             pending_accesses: self.access.pending(),
             dropped_accesses: self.access.dropped(),
             ..self.caches.stats()

@@ -9,7 +9,7 @@ pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -174,6 +174,9 @@ pub(crate) struct VersionState {
     /// bound, not exact: deleting the episode that set it leaves it in place until the next
     /// reap or compaction recomputes it. Readers whose clock is below it skip expiry checks.
     pub next_expiry: i64,
+    /// Live concepts with no live binding (fan count 0): kept by every commit, recounted by
+    /// compaction, so `stats()` reports them without a scan.
+    pub empty_concepts: u64,
 }
 
 impl Default for VersionState {
@@ -195,14 +198,15 @@ impl Default for VersionState {
             catalog_len: 0,
             files: FileNumbers::default(),
             next_expiry: i64::MAX,
+            empty_concepts: 0,
         }
     }
 }
 
-pub(crate) const STATE_LEN: usize = 25 * 8;
+pub(crate) const STATE_LEN: usize = 26 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 25] {
+    fn words(&self) -> [u64; 26] {
         let f = &self.files;
         [
             self.txn,
@@ -230,6 +234,7 @@ impl VersionState {
             f.pages,
             f.networks,
             self.next_expiry as u64,
+            self.empty_concepts,
         ]
     }
 
@@ -269,6 +274,7 @@ impl VersionState {
                 networks: w(23),
             },
             next_expiry: w(24) as i64,
+            empty_concepts: w(25),
         }
     }
 }

@@ -450,17 +450,50 @@ pub(crate) mod binding {
         keep: impl Fn(u64, &Binding) -> Result<bool>,
     ) -> Result<Vec<(u64, Binding)>> {
         let mut out = Vec::new();
-        let mut at = head;
-        while at != NONE {
-            let b = read(at)?;
+        follow(head, by_episode, file, read, |at, b| {
             if keep(at, &b)? {
                 out.push((at, b));
             }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Whether the list from `head` holds a record `keep` accepts; stops at the first.
+    pub(crate) fn any(
+        head: u64,
+        by_episode: bool,
+        file: &std::path::Path,
+        read: impl Fn(u64) -> Result<Binding>,
+        keep: impl Fn(u64, &Binding) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut found = false;
+        follow(head, by_episode, file, read, |at, b| {
+            found = keep(at, &b)?;
+            Ok(!found)
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `visit` on each record of the list while it returns true.
+    fn follow(
+        head: u64,
+        by_episode: bool,
+        file: &std::path::Path,
+        read: impl Fn(u64) -> Result<Binding>,
+        mut visit: impl FnMut(u64, Binding) -> Result<bool>,
+    ) -> Result<()> {
+        let mut at = head;
+        while at != NONE {
+            let b = read(at)?;
             let next = if by_episode {
                 b.next_by_episode
             } else {
                 b.next_by_concept
             };
+            if !visit(at, b)? {
+                return Ok(());
+            }
             if next != NONE && next >= at {
                 return Err(Error::corrupt(
                     file,
@@ -470,7 +503,7 @@ pub(crate) mod binding {
             }
             at = next;
         }
-        Ok(out)
+        Ok(())
     }
 
     impl Binding {

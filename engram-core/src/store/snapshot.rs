@@ -247,10 +247,28 @@ impl Version {
             by_episode,
             self.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
-            |at, b| {
-                Ok(b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?))
-            },
+            |at, b| self.binding_live(at, b),
         )
+    }
+
+    /// Whether the list from `head` holds a binding live in this version.
+    pub(crate) fn any_live(&self, head: u64, by_episode: bool) -> Result<bool> {
+        // The newest binding is usually live, and records are appended in commit order, so
+        // one stamp word answers without reading (and checksumming) the record.
+        if head < self.state.bindings && !self.stamped(self.binding_deleted_txn(head)?) {
+            return Ok(true);
+        }
+        records::binding::any(
+            head,
+            by_episode,
+            self.file(Role::Bindings)?.map.path(),
+            |at| self.binding(at),
+            |at, b| self.binding_live(at, b),
+        )
+    }
+
+    fn binding_live(&self, at: u64, b: &Binding) -> Result<bool> {
+        Ok(b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?))
     }
 
     pub(crate) fn heap_bytes(&self, blob: &records::ArchivedBlob) -> Result<&[u8]> {
@@ -660,6 +678,12 @@ impl ReadTxn {
     /// Live bindings in this snapshot.
     pub fn binding_count(&self) -> u64 {
         self.v.state.live_bindings
+    }
+
+    /// Live concepts with no live binding in this snapshot (the length of
+    /// [`Self::empty_concepts`], read from the commit record).
+    pub fn empty_concept_count(&self) -> u64 {
+        self.v.state.empty_concepts
     }
 
     /// Ids of all live episodes, ascending (reads the episode table once).

@@ -17,6 +17,8 @@ pub struct VerifyReport {
     pub live_concepts: u64,
     /// Live bindings, each found on both its episode's and its concept's list.
     pub live_bindings: u64,
+    /// Live concepts with no live binding.
+    pub empty_concepts: u64,
     /// Payload, key and label blobs whose crc32c was checked.
     pub blobs: u64,
     /// Networks whose tensors parsed.
@@ -116,6 +118,7 @@ impl ReadTxn {
             r.blobs += 1;
             r.live_concepts += 1;
             let list = self.bindings_of_concept(id)?;
+            r.empty_concepts += u64::from(list.is_empty());
             if self.concept_fan_count(id)? != list.len() {
                 return Err(table(
                     Role::ConceptTable,
@@ -143,20 +146,31 @@ impl ReadTxn {
         }
         let s = v.state;
         if by_episode != r.live_bindings
-            || (r.live_episodes, r.live_concepts, r.live_bindings)
-                != (s.live_episodes, s.live_concepts, s.live_bindings)
+            || (
+                r.live_episodes,
+                r.live_concepts,
+                r.live_bindings,
+                r.empty_concepts,
+            ) != (
+                s.live_episodes,
+                s.live_concepts,
+                s.live_bindings,
+                s.empty_concepts,
+            )
         {
             return Err(Error::corrupt(
                 v.info.dir.join(crate::store::meta::commit_file(s.txn)),
                 0,
                 format!(
-                    "live counts: found {} episodes, {} concepts, {} bindings ({} by episode); the commit says {}, {}, {}",
+                    "live counts: found {} episodes, {} concepts ({} empty), {} bindings ({} by episode); the commit says {}, {} ({}), {}",
                     r.live_episodes,
                     r.live_concepts,
+                    r.empty_concepts,
                     r.live_bindings,
                     by_episode,
                     s.live_episodes,
                     s.live_concepts,
+                    s.empty_concepts,
                     s.live_bindings
                 ),
             ));

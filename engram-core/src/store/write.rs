@@ -661,12 +661,70 @@ impl<'db> WriteTxn<'db> {
             by_episode,
             self.base.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
-            |at, _| {
-                let committed_dead =
-                    at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
-                Ok(!committed_dead && !self.deleted_bindings.contains(&at))
-            },
+            |at, _| self.binding_live(at),
         )
+    }
+
+    fn binding_live(&self, at: u64) -> Result<bool> {
+        let committed_dead =
+            at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
+        // Most transactions delete nothing: skip hashing then.
+        let deleted_here = !self.deleted_bindings.is_empty() && self.deleted_bindings.contains(&at);
+        Ok(!committed_dead && !deleted_here)
+    }
+
+    /// Live concepts without a live binding once this transaction commits. Only concepts it
+    /// created, deleted, bound or unbound can change, each decided by a look at its newest
+    /// binding (a walk only when that one is dead), so the cost follows the transaction.
+    fn empty_concepts_after(&self) -> Result<u64> {
+        let committed = self.base.state.concept_ids;
+        // (concept, its list head if this transaction moved it): committed concepts bound
+        // here, then those only unbound or deleted (rarer), then the ones created here.
+        let mut unbound = HashSet::new();
+        for &at in &self.deleted_bindings {
+            unbound.insert(self.binding(at)?.concept);
+        }
+        unbound.extend(&self.deleted_concepts);
+        let mut touched: Vec<(u64, Option<u64>)> = self
+            .concept_bind_heads
+            .committed()
+            .map(|(id, head)| (id, Some(head)))
+            .chain(
+                unbound
+                    .into_iter()
+                    .filter(|&c| c < committed && self.concept_bind_heads.get(c).is_none())
+                    .map(|c| (c, None)),
+            )
+            .collect();
+        // In id order, table entries and newest bindings are read in file order.
+        touched.sort_unstable_by_key(|&(id, _)| id);
+        touched.extend(
+            (committed..self.state.concept_ids).map(|c| (c, self.concept_bind_heads.get(c))),
+        );
+        let path = self.base.file(Role::Bindings)?.map.path();
+        let mut empty = self.base.state.empty_concepts;
+        for (c, moved) in touched {
+            let entry = self.base.concept_entry(c)?;
+            let was_empty = match entry {
+                Some(e) => !self.base.any_live(e.bind_head, false)?,
+                None => false,
+            };
+            let deleted = !self.deleted_concepts.is_empty() && self.deleted_concepts.contains(&c);
+            let live = !deleted && (entry.is_some() || c >= committed);
+            let head = moved.or(entry.map(|e| e.bind_head)).unwrap_or(NONE);
+            // As in the snapshot: the newest binding usually answers alone.
+            let is_empty = live
+                && !(head != NONE && self.binding_live(head)?)
+                && !records::binding::any(
+                    head,
+                    false,
+                    path,
+                    |at| self.binding(at),
+                    |at, _| self.binding_live(at),
+                )?;
+            empty = (empty + u64::from(is_empty)).saturating_sub(u64::from(was_empty));
+        }
+        Ok(empty)
     }
 
     fn delete_binding(&mut self, index: u64) {
@@ -998,6 +1056,7 @@ impl<'db> WriteTxn<'db> {
         if now >= self.state.next_expiry {
             self.reap_expired(now)?;
         }
+        self.state.empty_concepts = self.empty_concepts_after()?;
         self.patch_new_entries()?;
         let mut ops = self.redo_ops();
         ops.extend(self.access_ops(&self.db.access.take())?);
