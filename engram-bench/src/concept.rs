@@ -114,6 +114,20 @@ pub fn concept_job(
                     row(&name, &h, ids.len() as f64 / secs),
                 );
                 drop((snap, db));
+                if threads == 1 {
+                    for (huge, key, pages) in [
+                        (false, "cached_heap_floor_1t", "4 KiB pages"),
+                        (true, "cached_heap_floor_huge_1t", "huge pages"),
+                    ] {
+                        let (h, secs) = lookup::heap_floor(&ids, n, real, huge)?;
+                        let per_s = ids.len() as f64 / secs;
+                        let name = format!(
+                            "{}/1t/cached floor: heap array, {pages}",
+                            access_name(access)
+                        );
+                        cases.insert(key.into(), row(&name, &h, per_s));
+                    }
+                }
                 // Warm: no cache, pages resident and mapped by the untimed pass.
                 let db = lookup::open(&db_dir, 0)?;
                 let snap = db.begin_read()?;
@@ -219,6 +233,21 @@ pub fn concept_job(
                         json!({ "p50_ns": c["p50_ns"], "p99_ns": c["p99_ns"], "p999_ns": c["p999_ns"] }),
                     );
                 }
+                // What each case would cost with no engine at all, same ids, same run.
+                let mut floors = Map::new();
+                for (name, key) in [
+                    ("cached_heap", "cached_heap_floor_1t"),
+                    ("cached_heap_huge", "cached_heap_floor_huge_1t"),
+                    ("warm_map", "warm_map_floor_1t"),
+                    ("cold_pread", "cold_pread_floor_1t"),
+                ] {
+                    let c = &cases[key];
+                    floors.insert(
+                        name.into(),
+                        json!({ "p50_ns": c["p50_ns"], "p99_ns": c["p99_ns"], "p999_ns": c["p999_ns"] }),
+                    );
+                }
+                headline.insert("floors".into(), Value::Object(floors));
                 headline.insert(
                     "zipf_hit_ratio".into(),
                     cases["cache10_1t"]["hit_ratio"].clone(),

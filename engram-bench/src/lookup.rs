@@ -203,6 +203,36 @@ pub fn warm_map_floor(dir: &Path, ids: &[u64], dim: usize) -> Result<Histogram<u
     Ok(time_each(ids, read))
 }
 
+/// The floor of a cache hit: the same centroids (row `id % rows` of `real`, as
+/// [`build_concepts`] stores them) read from one flat in-memory array, no lookup at all,
+/// on 4 KiB pages or, with `huge`, transparent huge pages (`MADV_HUGEPAGE`). Returns the
+/// histogram and the seconds of the timed pass.
+pub fn heap_floor(
+    ids: &[u64],
+    n: usize,
+    real: &Matrix,
+    huge: bool,
+) -> Result<(Histogram<u64>, f64), BoxError> {
+    let dim = real.dim;
+    let mut map = memmap2::MmapMut::map_anon(n * dim * 4)?;
+    if huge {
+        map.advise(memmap2::Advice::HugePage)?;
+    }
+    for (id, row) in map.chunks_exact_mut(dim * 4).enumerate() {
+        for (b, x) in row.chunks_exact_mut(4).zip(real.row(id % real.rows)) {
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+    }
+    let read = |id: u64| {
+        let at = id as usize * dim * 4;
+        read_fully_le(&map[at..at + dim * 4])
+    };
+    std::hint::black_box(ids.iter().map(|&id| read(id)).sum::<f32>());
+    let t = Instant::now();
+    let h = time_each(ids, read);
+    Ok((h, t.elapsed().as_secs_f64()))
+}
+
 /// The floor of a cold lookup: one `pread` of each id's 4 KiB concept page straight from the
 /// `.con` file (no table, no checks), after the same page cache drop.
 pub fn cold_pread_floor(dir: &Path, ids: &[u64]) -> Result<Histogram<u64>, BoxError> {
