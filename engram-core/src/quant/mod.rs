@@ -1,6 +1,8 @@
 //! Quantized weight blocks: encoding (Q8, Q4, F16 and a per-block mixed scheme), and the
 //! kernels that read them in place — dequantization and the matrix–vector product — with a
-//! scalar reference, AVX2 (+FMA, F16C) on x86-64 and simd128 on wasm32.
+//! scalar reference, AVX2 (+FMA, F16C) on x86-64 and simd128 on wasm32. Beside the exact
+//! product, [`Blocks::matvec_int8`] multiplies Q8 blocks by activations quantized to int8
+//! ([`Int8Input`]) in integers (AVX-512 VNNI or AVX2 on x86-64), as GGUF runtimes do.
 //!
 //! A tensor of shape `[d0, …, dn]` is `rows = d0 × … × d(n-1)` rows of `cols = dn` weights;
 //! each row is cut into blocks of [`BLOCK`] weights (the last one zero-padded), so no block
@@ -429,6 +431,153 @@ impl<'a> Blocks<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Blocks<'_> {
+    /// `y ≈ W x` for Q8 blocks with `x` quantized to int8 ([`Int8Input`]): each block's
+    /// 32 products are summed exactly in integers and scaled once by the weights' and x's
+    /// scales. Differs from [`Blocks::matvec`] only by x's rounding (at most half a step of
+    /// its block per value); `InvalidArgument` for other schemes or wrong lengths.
+    pub fn matvec_int8(&self, x: &Int8Input, y: &mut [f32]) -> Result<()> {
+        self.matvec_int8_with(Int8Kernel::best(), x, y)
+    }
+
+    /// [`Blocks::matvec_int8`] with a chosen kernel (one this CPU lacks runs the scalar one).
+    pub fn matvec_int8_with(&self, kernel: Int8Kernel, x: &Int8Input, y: &mut [f32]) -> Result<()> {
+        if !matches!(self.kinds, Kinds::Uniform(BlockKind::Q8)) {
+            return Err(Error::InvalidArgument(
+                "int8 activations multiply Q8 blocks only; use matvec".into(),
+            ));
+        }
+        if x.len() != self.cols || y.len() != self.rows {
+            return Err(Error::InvalidArgument(format!(
+                "matvec of a {}x{} tensor with x of {} and y of {}",
+                self.rows,
+                self.cols,
+                x.len(),
+                y.len()
+            )));
+        }
+        let bpr = blocks_per_row(self.cols);
+        let usable = Int8Kernel::available().contains(&kernel);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni if usable => {
+                x86::matvec_int8_vnni(self.data, bpr, &x.codes, &x.scales, y)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx2 if usable => {
+                x86::matvec_int8_avx2(self.data, bpr, &x.codes, &x.scales, y)
+            }
+            _ => scalar::matvec_int8(self.data, bpr, &x.codes, &x.scales, y),
+        }
+        Ok(())
+    }
+}
+
+/// Activations quantized for [`Blocks::matvec_int8`]: per block of [`BLOCK`] values an f32
+/// scale `d = max|x| / 127` and int8 codes `round(x / d)` (Q8_0's rule, applied to x), the
+/// last block zero-padded. Each value is off by at most half its block's step. Keep one and
+/// reuse it: [`Int8Input::quantize`] allocates only when a longer input arrives.
+#[derive(Clone, Debug, Default)]
+pub struct Int8Input {
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    len: usize,
+}
+
+impl Int8Input {
+    /// An empty input.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantizes `x` (finite values; `Error::NonFinite` otherwise), replacing what this held.
+    pub fn quantize(&mut self, x: &[f32]) -> Result<()> {
+        Error::check_finite("activation", x)?;
+        let blocks = blocks_per_row(x.len());
+        self.codes.clear();
+        self.codes.resize(blocks * BLOCK, 0);
+        self.scales.clear();
+        for (xs, codes) in x.chunks(BLOCK).zip(self.codes.chunks_exact_mut(BLOCK)) {
+            let max = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = max / 127.0;
+            let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+            for (c, &v) in codes.iter_mut().zip(xs) {
+                // Round half away from zero; |v · inv| ≤ 127 by the choice of d.
+                let t = v * inv;
+                *c = (t + 0.5f32.copysign(t)) as i8;
+            }
+            self.scales.push(d);
+        }
+        self.len = x.len();
+        Ok(())
+    }
+
+    /// Values quantized (before padding).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been quantized.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The values the codes stand for (`d · code`), for tests and error reports.
+    pub fn dequantized(&self) -> Vec<f32> {
+        self.codes
+            .chunks_exact(BLOCK)
+            .zip(&self.scales)
+            .flat_map(|(c, &d)| c.iter().map(move |&q| d * f32::from(q)))
+            .take(self.len)
+            .collect()
+    }
+}
+
+/// An implementation of [`Blocks::matvec_int8`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// Plain loops, integer dot per block: the reference.
+    Scalar,
+    /// AVX2: `vpmaddubsw` on |x| and the weights with x's signs, then `vpmaddwd`.
+    Avx2,
+    /// AVX-512 VNNI (`vpdpbusd`, 256-bit), eight rows at a time.
+    Avx512Vnni,
+}
+
+impl Int8Kernel {
+    /// The fastest kernel this CPU runs, chosen once.
+    pub fn best() -> Int8Kernel {
+        static BEST: OnceLock<Int8Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if x86::has_vnni() {
+                    return Int8Kernel::Avx512Vnni;
+                }
+                if x86::available() {
+                    return Int8Kernel::Avx2;
+                }
+            }
+            Int8Kernel::Scalar
+        })
+    }
+
+    /// Kernels this CPU runs.
+    pub fn available() -> Vec<Int8Kernel> {
+        let mut v = vec![Int8Kernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if x86::available() {
+                v.push(Int8Kernel::Avx2);
+            }
+            if x86::has_vnni() {
+                v.push(Int8Kernel::Avx512Vnni);
+            }
+        }
+        v
     }
 }
 

@@ -38,3 +38,23 @@ pub(super) fn row_dot(kind: BlockKind, blocks: &[u8], x: &[f32]) -> f32 {
     }
     sum
 }
+
+/// `y[r]` = Σ over row r's Q8 blocks of d_w · d_x · (integer dot of the codes).
+pub(super) fn matvec_int8(blocks: &[u8], bpr: usize, codes: &[i8], scales: &[f32], y: &mut [f32]) {
+    let row_bytes = bpr * BlockKind::Q8.bytes();
+    for (r, out) in y.iter_mut().enumerate() {
+        let row = &blocks[r * row_bytes..(r + 1) * row_bytes];
+        *out = row
+            .chunks_exact(BlockKind::Q8.bytes())
+            .zip(codes.chunks_exact(BLOCK).zip(scales))
+            .map(|(b, (xs, &dx))| {
+                let dot: i32 = b[2..]
+                    .iter()
+                    .zip(xs)
+                    .map(|(&q, &x)| i32::from(q as i8) * i32::from(x))
+                    .sum();
+                scale(b) * dx * dot as f32
+            })
+            .sum();
+    }
+}

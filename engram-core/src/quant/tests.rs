@@ -324,3 +324,89 @@ proptest! {
         }
     }
 }
+
+/// The int8-activation product equals the exact product of the same blocks with x replaced
+/// by its quantized values (every kernel, to float rounding), and x's quantization stays
+/// within half a step of its block.
+#[test]
+fn int8_matvec_equals_the_exact_product_of_quantized_x() {
+    for (rows, cols) in [(1, 1), (7, 33), (16, 64), (48, 70), (128, 128), (9, 256)] {
+        let w = gaussian(rows * cols, rows as u64 + 1);
+        let mut x = gaussian(cols, cols as u64);
+        x[0] = 0.0;
+        if cols > 2 {
+            x[2] = -x[1] * 1e6; // a block with one huge value: the rest round to 0
+        }
+        let shape = [rows, cols];
+        let bytes = quantize(&w, &shape, QuantScheme::Q8, None).unwrap();
+        let b = Blocks::view(&bytes, &shape, QuantScheme::Q8).unwrap();
+        let mut q = Int8Input::new();
+        q.quantize(&x).unwrap();
+        let xq = q.dequantized();
+        assert_eq!(xq.len(), cols);
+        for (c, (a, v)) in xq.iter().zip(&x).enumerate() {
+            let block = &x[c / BLOCK * BLOCK..((c / BLOCK + 1) * BLOCK).min(cols)];
+            let step = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            assert!(
+                (a - v).abs() <= step * 0.5 * (1.0 + 1e-5),
+                "x[{c}] {v} → {a}"
+            );
+        }
+        let dq = dequant(&bytes, &shape, QuantScheme::Q8);
+        let want: Vec<f64> = (0..rows)
+            .map(|r| {
+                (0..cols)
+                    .map(|c| f64::from(dq[r * cols + c]) * f64::from(xq[c]))
+                    .sum()
+            })
+            .collect();
+        let bound: Vec<f64> = (0..rows)
+            .map(|r| {
+                (0..cols)
+                    .map(|c| f64::from((dq[r * cols + c] * xq[c]).abs()))
+                    .sum()
+            })
+            .collect();
+        for k in Int8Kernel::available() {
+            let mut y = vec![f32::NAN; rows];
+            b.matvec_int8_with(k, &q, &mut y).unwrap();
+            for r in 0..rows {
+                assert!(
+                    (f64::from(y[r]) - want[r]).abs() <= bound[r] * 1e-5 + 1e-6,
+                    "{k:?} {rows}x{cols} row {r}: {} vs {}",
+                    y[r],
+                    want[r]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_matvec_refuses_what_it_cannot_multiply() {
+    let w = gaussian(4 * 40, 1);
+    let mut q = Int8Input::new();
+    assert!(matches!(
+        q.quantize(&[1.0, f32::NAN]),
+        Err(Error::NonFinite { index: 1, .. })
+    ));
+    q.quantize(&gaussian(40, 2)).unwrap();
+    for scheme in [QuantScheme::Q4, QuantScheme::F16] {
+        let bytes = quantize(&w, &[4, 40], scheme, None).unwrap();
+        let b = Blocks::view(&bytes, &[4, 40], scheme).unwrap();
+        assert!(matches!(
+            b.matvec_int8(&q, &mut [0.0; 4]),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    let bytes = quantize(&w, &[4, 40], QuantScheme::Q8, None).unwrap();
+    let b = Blocks::view(&bytes, &[4, 40], QuantScheme::Q8).unwrap();
+    assert!(b.matvec_int8(&q, &mut [0.0; 3]).is_err());
+    q.quantize(&gaussian(39, 2)).unwrap();
+    assert!(b.matvec_int8(&q, &mut [0.0; 4]).is_err());
+    // Quantizing again reuses the buffers and forgets the old values.
+    q.quantize(&[0.0; 40]).unwrap();
+    let mut y = [1.0; 4];
+    b.matvec_int8(&q, &mut y).unwrap();
+    assert_eq!(y, [0.0; 4]);
+}

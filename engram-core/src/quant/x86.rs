@@ -243,3 +243,199 @@ pub(super) fn matvec(kind: BlockKind, blocks: &[u8], bpr: usize, x: &[f32], y: &
         }
     }
 }
+
+/// Whether the CPU has AVX-512 VNNI with the BW and VL extensions (and AVX2, FMA, F16C).
+pub(super) fn has_vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        available()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+/// Eight rows' accumulators → one vector of their eight sums.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduce8(a: [__m256; 8]) -> __m256 {
+    let u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    let u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    _mm256_add_ps(
+        _mm256_permute2f128_ps(u0, u1, 0x20),
+        _mm256_permute2f128_ps(u0, u1, 0x31),
+    )
+}
+
+/// Eight f16 scales (the first two bytes of each block) as f32, times `dx`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn scales8(blk: &[*const u8; 8], dx: f32) -> [f32; 8] {
+    // SAFETY: the caller guarantees two readable bytes at each pointer.
+    let b = blk.map(|p| unsafe { p.cast::<i16>().read_unaligned() });
+    let d = _mm256_cvtph_ps(_mm_set_epi16(
+        b[7], b[6], b[5], b[4], b[3], b[2], b[1], b[0],
+    ));
+    let mut out = [0f32; 8];
+    // SAFETY: `out` holds eight floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(dx))) };
+    out
+}
+
+/// The integer dot of one Q8 block's codes with x's codes, as eight i32 lanes: `xa` = |x|,
+/// the weights take x's signs (`vpsignb`), `vpmaddubsw` (no saturation: 2 · 127 · 127 <
+/// 2^15) then `vpmaddwd` by ones.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(blk: *const u8, xa: __m256i, xq: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the block's 34 bytes at blk.
+    let q = unsafe { _mm256_loadu_si256(blk.add(2).cast()) };
+    let p16 = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(q, xq));
+    _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+}
+
+/// As [`dot_avx2`] with `vpdpbusd`: the weights negated under x's sign mask.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_vnni(blk: *const u8, xa: __m256i, neg: __mmask32) -> __m256i {
+    // SAFETY: the caller guarantees the block's 34 bytes at blk.
+    let q = unsafe { _mm256_loadu_si256(blk.add(2).cast()) };
+    let zero = _mm256_setzero_si256();
+    _mm256_dpbusd_epi32(zero, xa, _mm256_mask_sub_epi8(q, neg, zero, q))
+}
+
+macro_rules! matvec_int8_body {
+    ($p:expr, $rows:expr, $bpr:expr, $codes:expr, $scales:expr, $y:expr, $prep:ident, $dot:ident) => {{
+        let row_bytes = $bpr * 34;
+        let mut r = 0;
+        while r < $rows {
+            // Eight rows at a time (the last group repeats its last row: stores are clipped).
+            let rows: [usize; 8] = std::array::from_fn(|i| (r + i).min($rows - 1));
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for b in 0..$bpr {
+                // SAFETY: block b of every row in `rows` and x's codes and scale of block b
+                // are in range (the caller's guarantee).
+                unsafe {
+                    let (xa, sign) = $prep($codes.add(b * BLOCK));
+                    let blk = rows.map(|row| $p.add(row * row_bytes + b * 34));
+                    let s = scales8(&blk, *$scales.add(b));
+                    for i in 0..8 {
+                        let dot = _mm256_cvtepi32_ps($dot(blk[i], xa, sign));
+                        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(s[i]), dot, acc[i]);
+                    }
+                }
+            }
+            let mut sums = [0f32; 8];
+            // SAFETY: `sums` holds eight floats.
+            unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), reduce8(acc)) };
+            let n = ($rows - r).min(8);
+            // SAFETY: rows r..r+n exist in y (the caller's guarantee).
+            unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr(), $y.add(r), n) };
+            r += n;
+        }
+    }};
+}
+
+/// |x| and x's codes, for [`dot_avx2`].
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn prep_avx2(codes: *const i8) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees 32 readable codes.
+    let xq = unsafe { _mm256_loadu_si256(codes.cast()) };
+    (_mm256_abs_epi8(xq), xq)
+}
+
+/// |x| and the mask of x's negative codes, for [`dot_vnni`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn prep_vnni(codes: *const i8) -> (__m256i, __mmask32) {
+    // SAFETY: the caller guarantees 32 readable codes.
+    let xq = unsafe { _mm256_loadu_si256(codes.cast()) };
+    (_mm256_abs_epi8(xq), _mm256_movepi8_mask(xq))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn matvec_int8_avx2_impl(
+    p: *const u8,
+    rows: usize,
+    bpr: usize,
+    codes: *const i8,
+    scales: *const f32,
+    y: *mut f32,
+) {
+    matvec_int8_body!(p, rows, bpr, codes, scales, y, prep_avx2, dot_avx2)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn matvec_int8_vnni_impl(
+    p: *const u8,
+    rows: usize,
+    bpr: usize,
+    codes: *const i8,
+    scales: *const f32,
+    y: *mut f32,
+) {
+    matvec_int8_body!(p, rows, bpr, codes, scales, y, prep_vnni, dot_vnni)
+}
+
+fn check_int8(blocks: &[u8], bpr: usize, codes: &[i8], scales: &[f32], y: &[f32]) {
+    assert!(
+        blocks.len() >= y.len() * bpr * BlockKind::Q8.bytes()
+            && codes.len() >= bpr * BLOCK
+            && scales.len() >= bpr
+    );
+}
+
+/// `y[r]` = Σ over row r's Q8 blocks of d_w · d_x · (integer dot), eight rows at a time.
+pub(super) fn matvec_int8_avx2(
+    blocks: &[u8],
+    bpr: usize,
+    codes: &[i8],
+    scales: &[f32],
+    y: &mut [f32],
+) {
+    if y.is_empty() {
+        return;
+    }
+    assert!(available());
+    check_int8(blocks, bpr, codes, scales, y);
+    // SAFETY: CPU features and bounds asserted: every row's bpr blocks lie in `blocks`, x has
+    // bpr blocks of codes and scales, y one float per row.
+    unsafe {
+        matvec_int8_avx2_impl(
+            blocks.as_ptr(),
+            y.len(),
+            bpr,
+            codes.as_ptr(),
+            scales.as_ptr(),
+            y.as_mut_ptr(),
+        )
+    }
+}
+
+/// [`matvec_int8_avx2`] with AVX-512 VNNI.
+pub(super) fn matvec_int8_vnni(
+    blocks: &[u8],
+    bpr: usize,
+    codes: &[i8],
+    scales: &[f32],
+    y: &mut [f32],
+) {
+    if y.is_empty() {
+        return;
+    }
+    assert!(has_vnni());
+    check_int8(blocks, bpr, codes, scales, y);
+    // SAFETY: as in matvec_int8_avx2, with AVX-512 VNNI present (asserted).
+    unsafe {
+        matvec_int8_vnni_impl(
+            blocks.as_ptr(),
+            y.len(),
+            bpr,
+            codes.as_ptr(),
+            scales.as_ptr(),
+            y.as_mut_ptr(),
+        )
+    }
+}
