@@ -1,13 +1,14 @@
 //! Swarm networks: 10,000 agents each holding a 64→128→128→16 MLP, stored as Q8 and as Q4
 //! pages; bytes against f32, fetch latency, the forward pass from Q8 pages beside the same
 //! pass in f32 (an AVX2 matvec of the same loop structure), and opening the database.
+//! The Q8 pass runs two ways: the exact product, and with activations quantized to int8.
 
 use std::path::Path;
 use std::time::Instant;
 
 use engram_bench::lookup::time_each;
-use engram_core::quant::QuantScheme;
-use engram_core::{Engram, Network, Options, ReadTxn, TensorInput};
+use engram_core::quant::{Int8Input, QuantScheme};
+use engram_core::{Engram, Network, Options, ReadTxn, Tensor, TensorInput};
 use engram_fixtures::{Access, Rng, id_stream};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -69,16 +70,43 @@ fn build(dir: &Path, scheme: QuantScheme) -> Result<f64, BoxError> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// An agent's three layers as views into its pages: weights and biases, resolved once per
+/// fetched network (what an agent runtime keeps while it acts).
+struct Layers<'a>(Vec<(Tensor<'a>, Tensor<'a>)>);
+
+impl<'a> Layers<'a> {
+    fn of(net: &Network<'a>) -> Self {
+        Layers(
+            (0..3)
+                .map(|l| {
+                    let get = |name: &str| net.tensor(name).expect("ok").expect("stored");
+                    (get(["w0", "w1", "w2"][l]), get(["b0", "b1", "b2"][l]))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The MLP from the pages: y = relu(W x + b) per layer (no relu on the last), the weights'
-/// blocks multiplied in place.
-fn forward_q8(net: &Network<'_>, x: &[f32], out: &mut [f32; 16]) -> f32 {
+/// blocks multiplied in place — exactly, or (`xq` given) with each layer's input quantized
+/// to int8 once and the Q8 blocks multiplied in integers, as GGUF runtimes do.
+fn forward_q8(
+    layers: &Layers<'_>,
+    x: &[f32],
+    mut xq: Option<&mut Int8Input>,
+    out: &mut [f32; 16],
+) -> f32 {
     let (mut input, mut y, mut bias) = ([0f32; 128], [0f32; 128], [0f32; 128]);
     input[..64].copy_from_slice(x);
-    for l in 0..3 {
+    for (l, (w, b)) in layers.0.iter().enumerate() {
         let (rows, cols) = (DIMS[l + 1], DIMS[l]);
-        let w = net.tensor(["w0", "w1", "w2"][l]).expect("ok").expect("w");
-        let b = net.tensor(["b0", "b1", "b2"][l]).expect("ok").expect("b");
-        w.matvec(&input[..cols], &mut y[..rows]).expect("shapes");
+        match xq.as_deref_mut() {
+            Some(q) => {
+                q.quantize(&input[..cols]).expect("finite");
+                w.matvec_int8(q, &mut y[..rows]).expect("shapes");
+            }
+            None => w.matvec(&input[..cols], &mut y[..rows]).expect("shapes"),
+        }
         b.dequantize_into(&mut bias[..rows]).expect("shapes");
         for (v, b) in y[..rows].iter_mut().zip(&bias) {
             *v += b;
@@ -92,8 +120,9 @@ fn forward_q8(net: &Network<'_>, x: &[f32], out: &mut [f32; 16]) -> f32 {
     out[0]
 }
 
-/// `y = W x` in f32, four rows at a time sharing each load of x (the same loop structure as
-/// the quantized kernel, so the comparison is of the weights' format, not of the loop).
+/// `y = W x` in f32, eight rows at a time sharing each load of x and summed by one
+/// transposing reduction (the loop structure of the int8 kernel, so the comparison is of
+/// the weights' format, not of the loop).
 fn matvec_f32(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && cols.is_multiple_of(8)
@@ -117,31 +146,35 @@ fn matvec_f32(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matvec_f32_avx2(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
     use std::arch::x86_64::*;
-    let hsum = |v: __m256| -> f32 {
-        let mut a = [0f32; 8];
-        // SAFETY: `a` holds eight floats.
-        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
-        a.iter().sum()
-    };
     let rows = y.len();
     let mut r = 0;
     while r < rows {
-        let g = (rows - r).min(4);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        // The last group repeats its last row; only real rows are stored.
+        let group: [usize; 8] = std::array::from_fn(|i| (r + i).min(rows - 1));
+        let mut acc = [_mm256_setzero_ps(); 8];
         for c in (0..cols).step_by(8) {
-            // SAFETY: c + 8 <= cols and rows r..r+g exist (the caller's guarantee).
+            // SAFETY: c + 8 <= cols and every row of `group` exists (the caller's guarantee).
             unsafe {
                 let xv = _mm256_loadu_ps(x.as_ptr().add(c));
-                for (i, a) in acc.iter_mut().enumerate().take(g) {
-                    let wv = _mm256_loadu_ps(w.as_ptr().add((r + i) * cols + c));
+                for (a, &row) in acc.iter_mut().zip(&group) {
+                    let wv = _mm256_loadu_ps(w.as_ptr().add(row * cols + c));
                     *a = _mm256_fmadd_ps(wv, xv, *a);
                 }
             }
         }
-        for i in 0..g {
-            y[r + i] = hsum(acc[i]);
-        }
-        r += g;
+        let h = |a: __m256, b: __m256| _mm256_hadd_ps(a, b);
+        let u0 = h(h(acc[0], acc[1]), h(acc[2], acc[3]));
+        let u1 = h(h(acc[4], acc[5]), h(acc[6], acc[7]));
+        let sums = _mm256_add_ps(
+            _mm256_permute2f128_ps(u0, u1, 0x20),
+            _mm256_permute2f128_ps(u0, u1, 0x31),
+        );
+        let mut out = [0f32; 8];
+        // SAFETY: `out` holds eight floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
+        let n = (rows - r).min(8);
+        y[r..r + n].copy_from_slice(&out[..n]);
+        r += n;
     }
 }
 
@@ -240,48 +273,78 @@ pub fn quant_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Res
     let (mut o, mut of) = ([0f32; 16], [0f32; 16]);
     let hot_agent = 4_242u64;
     let net = snap.network(hot_agent, "policy")?.expect("stored");
+    let layers = Layers::of(&net);
     let w_hot = agent_weights(hot_agent);
     // Agreement of the two passes (quantization error, not kernel error).
-    forward_q8(&net, &x, &mut o);
+    forward_q8(&layers, &x, None, &mut o);
     forward_f32(&w_hot, &x, &mut of);
     let err = o
         .iter()
         .zip(&of)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
+    let mut xq = Int8Input::new();
+    let mut oi = [0f32; 16];
+    forward_q8(&layers, &x, Some(&mut xq), &mut oi);
+    let err_int8 = oi
+        .iter()
+        .zip(&of)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let same = vec![hot_agent; CALLS / 4];
-    let q8_hot = time_each(&same, |_| forward_q8(&net, &x, &mut o));
+    let q8_hot = time_each(&same, |_| forward_q8(&layers, &x, None, &mut o));
+    let int8_hot = time_each(&same, |_| forward_q8(&layers, &x, Some(&mut xq), &mut oi));
     let f32_hot = time_each(&same, |_| forward_f32(&w_hot, &x, &mut of));
     // Across the swarm: a different agent every call (weights mostly not in cache).
     let all_f32: Vec<Vec<F32Tensor>> = (0..AGENTS).map(agent_weights).collect();
     let q8_swarm = time_each(&ids, |a| {
         let net = snap.network(a, "policy").expect("ok").expect("stored");
-        forward_q8(&net, &x, &mut o)
+        forward_q8(&Layers::of(&net), &x, None, &mut o)
+    });
+    let int8_swarm = time_each(&ids, |a| {
+        let net = snap.network(a, "policy").expect("ok").expect("stored");
+        forward_q8(&Layers::of(&net), &x, Some(&mut xq), &mut oi)
     });
     let f32_swarm = time_each(&ids, |a| forward_f32(&all_f32[a as usize], &x, &mut of));
     drop(all_f32);
-    println!("  forward pass, p50 / p99 µs:        Q8 pages       f32 (AVX2 4-row matvec)");
     println!(
-        "    one agent, hot in cache          {:>5.2} / {:>5.2}   {:>5.2} / {:>5.2}",
-        us(&q8_hot, 0.5),
-        us(&q8_hot, 0.99),
-        us(&f32_hot, 0.5),
-        us(&f32_hot, 0.99)
+        "  forward pass, p50 / p99 µs:   Q8 pages, exact   Q8 pages, int8 x    f32 (AVX2, 8-row matvec)"
+    );
+    for (name, q, i, f) in [
+        ("one agent, hot in cache", &q8_hot, &int8_hot, &f32_hot),
+        (
+            "a random agent each call",
+            &q8_swarm,
+            &int8_swarm,
+            &f32_swarm,
+        ),
+    ] {
+        println!(
+            "    {name:<28} {:>5.2} / {:>5.2}     {:>5.2} / {:>5.2}      {:>5.2} / {:>5.2}",
+            us(q, 0.5),
+            us(q, 0.99),
+            us(i, 0.5),
+            us(i, 0.99),
+            us(f, 0.5),
+            us(f, 0.99)
+        );
+    }
+    println!(
+        "    int8 kernel: {:?}",
+        engram_core::quant::Int8Kernel::best()
     );
     println!(
-        "    a random agent each call         {:>5.2} / {:>5.2}   {:>5.2} / {:>5.2}",
-        us(&q8_swarm, 0.5),
-        us(&q8_swarm, 0.99),
-        us(&f32_swarm, 0.5),
-        us(&f32_swarm, 0.99)
+        "    largest output difference vs f32: Q8 exact {err:.4}, Q8 with int8 x {err_int8:.4}"
     );
-    println!("    largest output difference Q8 vs f32: {err:.4}");
     drop(snap);
     drop(db);
     let _ = std::fs::remove_dir_all(&q8_dir);
 
     report.insert("quant.fetch_p99_us".into(), json!(us(&fetch, 0.99)));
-    report.insert("quant.forward_q8_us".into(), json!(us(&q8_hot, 0.5)));
+    // The fast path from Q8 pages (int8 activations, as the int8 anchor); the exact
+    // product beside it.
+    report.insert("quant.forward_q8_us".into(), json!(us(&int8_hot, 0.5)));
+    report.insert("quant.forward_q8_exact_us".into(), json!(us(&q8_hot, 0.5)));
     report.insert("quant.forward_f32_us".into(), json!(us(&f32_hot, 0.5)));
     report.insert(
         "quant.forward_q8_swarm_us".into(),
@@ -296,6 +359,16 @@ pub fn quant_job(dir: &Path, report: &mut serde_json::Map<String, Value>) -> Res
     out.insert("forward_q8_p99_us".into(), json!(us(&q8_hot, 0.99)));
     out.insert("forward_f32_p99_us".into(), json!(us(&f32_hot, 0.99)));
     out.insert("forward_max_abs_diff".into(), json!(err));
+    out.insert("forward_int8_max_abs_diff".into(), json!(err_int8));
+    out.insert("forward_q8_int8_p99_us".into(), json!(us(&int8_hot, 0.99)));
+    out.insert(
+        "forward_q8_int8_swarm_us".into(),
+        json!(us(&int8_swarm, 0.5)),
+    );
+    out.insert(
+        "int8_kernel".into(),
+        json!(format!("{:?}", engram_core::quant::Int8Kernel::best())),
+    );
     report.insert("quant.detail".into(), Value::Object(out));
     Ok(())
 }

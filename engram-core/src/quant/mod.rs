@@ -460,7 +460,7 @@ impl Blocks<'_> {
             )));
         }
         let bpr = blocks_per_row(self.cols);
-        let usable = Int8Kernel::available().contains(&kernel);
+        let usable = kernel == Int8Kernel::best() || kernel == Int8Kernel::Avx2 && avx2();
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::Avx512Vnni if usable => {
@@ -477,7 +477,8 @@ impl Blocks<'_> {
 }
 
 /// Activations quantized for [`Blocks::matvec_int8`]: per block of [`BLOCK`] values an f32
-/// scale `d = max|x| / 127` and int8 codes `round(x / d)` (Q8_0's rule, applied to x), the
+/// scale `d = max|x| / 127` and int8 codes `round(x / d)` (Q8_0's rule, applied to x; ties
+/// to even), the
 /// last block zero-padded. Each value is off by at most half its block's step. Keep one and
 /// reuse it: [`Int8Input::quantize`] allocates only when a longer input arrives.
 #[derive(Clone, Debug, Default)]
@@ -495,21 +496,37 @@ impl Int8Input {
 
     /// Quantizes `x` (finite values; `Error::NonFinite` otherwise), replacing what this held.
     pub fn quantize(&mut self, x: &[f32]) -> Result<()> {
-        Error::check_finite("activation", x)?;
         let blocks = blocks_per_row(x.len());
         self.codes.clear();
         self.codes.resize(blocks * BLOCK, 0);
         self.scales.clear();
-        for (xs, codes) in x.chunks(BLOCK).zip(self.codes.chunks_exact_mut(BLOCK)) {
+        self.scales.resize(blocks, 0.0);
+        self.len = 0;
+        let whole = x.len() / BLOCK * BLOCK;
+        #[cfg(target_arch = "x86_64")]
+        let done = if x86::available() {
+            if !x86::quantize_blocks(&x[..whole], &mut self.codes, &mut self.scales) {
+                Error::check_finite("activation", x)?;
+            }
+            whole
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        Error::check_finite("activation", &x[done..])?;
+        for ((xs, codes), d) in x[done..]
+            .chunks(BLOCK)
+            .zip(self.codes[done..].chunks_exact_mut(BLOCK))
+            .zip(&mut self.scales[done / BLOCK..])
+        {
             let max = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = max / 127.0;
             let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
             for (c, &v) in codes.iter_mut().zip(xs) {
-                // Round half away from zero; |v · inv| ≤ 127 by the choice of d.
-                let t = v * inv;
-                *c = (t + 0.5f32.copysign(t)) as i8;
+                // |v · inv| ≤ 127 by the choice of the scale; ties to even, as vcvtps2dq.
+                *c = (v * inv).round_ties_even() as i8;
             }
-            self.scales.push(d);
+            *d = max / 127.0;
         }
         self.len = x.len();
         Ok(())
@@ -568,17 +585,22 @@ impl Int8Kernel {
     /// Kernels this CPU runs.
     pub fn available() -> Vec<Int8Kernel> {
         let mut v = vec![Int8Kernel::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if x86::available() {
-                v.push(Int8Kernel::Avx2);
-            }
-            if x86::has_vnni() {
-                v.push(Int8Kernel::Avx512Vnni);
-            }
+        if avx2() {
+            v.push(Int8Kernel::Avx2);
+        }
+        if Int8Kernel::best() == Int8Kernel::Avx512Vnni {
+            v.push(Int8Kernel::Avx512Vnni);
         }
         v
     }
+}
+
+/// Whether the AVX2 kernels run here.
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return x86::available();
+    #[allow(unreachable_code)]
+    false
 }
 
 /// An implementation of the block kernels.

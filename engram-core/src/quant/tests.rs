@@ -344,6 +344,16 @@ fn int8_matvec_equals_the_exact_product_of_quantized_x() {
         q.quantize(&x).unwrap();
         let xq = q.dequantized();
         assert_eq!(xq.len(), cols);
+        // Whole blocks take the SIMD path where there is one, the tail the scalar loop:
+        // both give the reference codes.
+        for (i, block) in x.chunks(BLOCK).enumerate() {
+            let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+            for (j, v) in block.iter().enumerate() {
+                let want = f32::from((v * inv).round_ties_even() as i8) * (max / 127.0);
+                assert_eq!(xq[i * BLOCK + j], want, "x[{}] = {v}", i * BLOCK + j);
+            }
+        }
         for (c, (a, v)) in xq.iter().zip(&x).enumerate() {
             let block = &x[c / BLOCK * BLOCK..((c / BLOCK + 1) * BLOCK).min(cols)];
             let step = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
@@ -389,6 +399,12 @@ fn int8_matvec_refuses_what_it_cannot_multiply() {
     assert!(matches!(
         q.quantize(&[1.0, f32::NAN]),
         Err(Error::NonFinite { index: 1, .. })
+    ));
+    let mut x = gaussian(64, 3);
+    x[40] = f32::NEG_INFINITY;
+    assert!(matches!(
+        q.quantize(&x),
+        Err(Error::NonFinite { index: 40, .. })
     ));
     q.quantize(&gaussian(40, 2)).unwrap();
     for scheme in [QuantScheme::Q4, QuantScheme::F16] {

@@ -439,3 +439,56 @@ pub(super) fn matvec_int8_vnni(
         )
     }
 }
+
+/// Quantizes each block of 32 values of `x` (`x.len()` a multiple of 32) to int8 codes and
+/// a scale max|x| / 127, rounding to nearest, ties to even (`vcvtps2dq` under the default
+/// rounding mode), as [`super::Int8Input::quantize`]'s scalar loop does. Returns false,
+/// writing nothing sensible, if some value is NaN or infinite.
+pub(super) fn quantize_blocks(x: &[f32], codes: &mut [i8], scales: &mut [f32]) -> bool {
+    let blocks = x.len() / BLOCK;
+    assert!(
+        available()
+            && x.len() == blocks * BLOCK
+            && codes.len() >= x.len()
+            && scales.len() >= blocks
+    );
+    // SAFETY: AVX2 present; x holds `blocks` blocks, codes and scales room for them (asserted).
+    unsafe { quantize_avx2(x.as_ptr(), blocks, codes.as_mut_ptr(), scales.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_avx2(x: *const f32, blocks: usize, codes: *mut i8, scales: *mut f32) -> bool {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut finite = _mm256_set1_ps(0.0);
+    for b in 0..blocks {
+        // SAFETY: block b's 32 floats and 32 codes and its scale are in range (the caller's).
+        unsafe {
+            let v = load_block(x.add(b * BLOCK));
+            let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+            let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+            // NaN and ±∞ fail `< ∞`; the mask stays all ones only while every value passes.
+            let ok = a.map(|a| _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(f32::INFINITY)));
+            finite = _mm256_or_ps(
+                finite,
+                _mm256_xor_ps(
+                    _mm256_and_ps(_mm256_and_ps(ok[0], ok[1]), _mm256_and_ps(ok[2], ok[3])),
+                    _mm256_castsi256_ps(_mm256_set1_epi32(-1)),
+                ),
+            );
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let max = _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+            let inv = _mm256_set1_ps(if max > 0.0 { 127.0 / max } else { 0.0 });
+            let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+            // i32 → i16 → i8 packs interleave the 128-bit lanes; one permute restores order.
+            let p = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(codes.add(b * BLOCK).cast(), p);
+            *scales.add(b) = max / 127.0;
+        }
+    }
+    _mm256_movemask_ps(finite) == 0
+}

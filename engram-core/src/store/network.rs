@@ -538,6 +538,11 @@ impl Tensor<'_> {
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.blocks.matvec(x, y)
     }
+
+    /// `y ≈ W x` with x quantized to int8, for Q8 tensors ([`crate::quant::Blocks::matvec_int8`]).
+    pub fn matvec_int8(&self, x: &crate::quant::Int8Input, y: &mut [f32]) -> Result<()> {
+        self.blocks.matvec_int8(x, y)
+    }
 }
 
 impl Version {
