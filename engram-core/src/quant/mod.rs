@@ -463,13 +463,14 @@ impl Blocks<'_> {
         let usable = kernel == Int8Kernel::best() || kernel == Int8Kernel::Avx2 && avx2();
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni if usable => {
-                x86::matvec_int8_vnni(self.data, bpr, &x.codes, &x.scales, y)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 if usable => {
-                x86::matvec_int8_avx2(self.data, bpr, &x.codes, &x.scales, y)
-            }
+            k @ (Int8Kernel::Avx512Vnni | Int8Kernel::Avx2) if usable => x86::matvec_int8(
+                k == Int8Kernel::Avx512Vnni,
+                self.data,
+                bpr,
+                &x.codes,
+                &x.scales,
+                y,
+            ),
             _ => scalar::matvec_int8(self.data, bpr, &x.codes, &x.scales, y),
         }
         Ok(())

@@ -379,64 +379,39 @@ unsafe fn matvec_int8_vnni_impl(
     matvec_int8_body!(p, rows, bpr, codes, scales, y, prep_vnni, dot_vnni)
 }
 
-fn check_int8(blocks: &[u8], bpr: usize, codes: &[i8], scales: &[f32], y: &[f32]) {
+/// `y[r]` = Σ over row r's Q8 blocks of d_w · d_x · (integer dot), eight rows at a time,
+/// with AVX-512 VNNI or (`vnni` false) AVX2.
+pub(super) fn matvec_int8(
+    vnni: bool,
+    blocks: &[u8],
+    bpr: usize,
+    codes: &[i8],
+    scales: &[f32],
+    y: &mut [f32],
+) {
+    if y.is_empty() {
+        return;
+    }
     assert!(
-        blocks.len() >= y.len() * bpr * BlockKind::Q8.bytes()
+        (if vnni { has_vnni() } else { available() })
+            && blocks.len() >= y.len() * bpr * BlockKind::Q8.bytes()
             && codes.len() >= bpr * BLOCK
             && scales.len() >= bpr
     );
-}
-
-/// `y[r]` = Σ over row r's Q8 blocks of d_w · d_x · (integer dot), eight rows at a time.
-pub(super) fn matvec_int8_avx2(
-    blocks: &[u8],
-    bpr: usize,
-    codes: &[i8],
-    scales: &[f32],
-    y: &mut [f32],
-) {
-    if y.is_empty() {
-        return;
-    }
-    assert!(available());
-    check_int8(blocks, bpr, codes, scales, y);
+    let (p, rows, c, s, out) = (
+        blocks.as_ptr(),
+        y.len(),
+        codes.as_ptr(),
+        scales.as_ptr(),
+        y.as_mut_ptr(),
+    );
     // SAFETY: CPU features and bounds asserted: every row's bpr blocks lie in `blocks`, x has
     // bpr blocks of codes and scales, y one float per row.
     unsafe {
-        matvec_int8_avx2_impl(
-            blocks.as_ptr(),
-            y.len(),
-            bpr,
-            codes.as_ptr(),
-            scales.as_ptr(),
-            y.as_mut_ptr(),
-        )
-    }
-}
-
-/// [`matvec_int8_avx2`] with AVX-512 VNNI.
-pub(super) fn matvec_int8_vnni(
-    blocks: &[u8],
-    bpr: usize,
-    codes: &[i8],
-    scales: &[f32],
-    y: &mut [f32],
-) {
-    if y.is_empty() {
-        return;
-    }
-    assert!(has_vnni());
-    check_int8(blocks, bpr, codes, scales, y);
-    // SAFETY: as in matvec_int8_avx2, with AVX-512 VNNI present (asserted).
-    unsafe {
-        matvec_int8_vnni_impl(
-            blocks.as_ptr(),
-            y.len(),
-            bpr,
-            codes.as_ptr(),
-            scales.as_ptr(),
-            y.as_mut_ptr(),
-        )
+        match vnni {
+            true => matvec_int8_vnni_impl(p, rows, bpr, c, s, out),
+            false => matvec_int8_avx2_impl(p, rows, bpr, c, s, out),
+        }
     }
 }
 
