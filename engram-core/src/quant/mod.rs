@@ -460,10 +460,9 @@ impl Blocks<'_> {
             )));
         }
         let bpr = blocks_per_row(self.cols);
-        let usable = kernel == Int8Kernel::best() || kernel == Int8Kernel::Avx2 && avx2();
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            k @ (Int8Kernel::Avx512Vnni | Int8Kernel::Avx2) if usable => x86::matvec_int8(
+            k @ (Int8Kernel::Avx512Vnni | Int8Kernel::Avx2) if k.runs_here() => x86::matvec_int8(
                 k == Int8Kernel::Avx512Vnni,
                 self.data,
                 bpr,
@@ -479,9 +478,9 @@ impl Blocks<'_> {
 
 /// Activations quantized for [`Blocks::matvec_int8`]: per block of [`BLOCK`] values an f32
 /// scale `d = max|x| / 127` and int8 codes `round(x / d)` (Q8_0's rule, applied to x; ties
-/// to even), the
-/// last block zero-padded. Each value is off by at most half its block's step. Keep one and
-/// reuse it: [`Int8Input::quantize`] allocates only when a longer input arrives.
+/// to even), the last block zero-padded. Each value is off by at most half its block's
+/// step. Keep one and reuse it: [`Int8Input::quantize`] allocates only when a longer input
+/// arrives.
 #[derive(Clone, Debug, Default)]
 pub struct Int8Input {
     codes: Vec<i8>,
@@ -566,42 +565,34 @@ pub enum Int8Kernel {
 }
 
 impl Int8Kernel {
-    /// The fastest kernel this CPU runs, chosen once.
+    /// The fastest kernel this CPU runs.
     pub fn best() -> Int8Kernel {
-        static BEST: OnceLock<Int8Kernel> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if x86::has_vnni() {
-                    return Int8Kernel::Avx512Vnni;
-                }
-                if x86::available() {
-                    return Int8Kernel::Avx2;
-                }
-            }
-            Int8Kernel::Scalar
-        })
+        [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.runs_here())
+            .unwrap_or(Int8Kernel::Scalar)
     }
 
     /// Kernels this CPU runs.
     pub fn available() -> Vec<Int8Kernel> {
-        let mut v = vec![Int8Kernel::Scalar];
-        if avx2() {
-            v.push(Int8Kernel::Avx2);
-        }
-        if Int8Kernel::best() == Int8Kernel::Avx512Vnni {
-            v.push(Int8Kernel::Avx512Vnni);
-        }
-        v
+        [Int8Kernel::Scalar, Int8Kernel::Avx2, Int8Kernel::Avx512Vnni]
+            .into_iter()
+            .filter(|k| k.runs_here())
+            .collect()
     }
-}
 
-/// Whether the AVX2 kernels run here.
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return x86::available();
-    #[allow(unreachable_code)]
-    false
+    /// Whether this CPU runs the kernel (feature checks cached by the x86 module).
+    fn runs_here(self) -> bool {
+        match self {
+            Int8Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx2 => x86::available(),
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni => x86::has_vnni(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
 }
 
 /// An implementation of the block kernels.

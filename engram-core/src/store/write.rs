@@ -665,6 +665,22 @@ impl<'db> WriteTxn<'db> {
         )
     }
 
+    /// Whether the list from `head` holds a binding live as this transaction sees it. As in
+    /// [`Version::any_live`], the newest binding usually answers alone, without reading
+    /// (and checksumming) its record.
+    fn any_live(&self, head: u64, by_episode: bool) -> Result<bool> {
+        if head != NONE && self.binding_live(head)? {
+            return Ok(true);
+        }
+        records::binding::any(
+            head,
+            by_episode,
+            self.base.file(Role::Bindings)?.map.path(),
+            |at| self.binding(at),
+            |at, _| self.binding_live(at),
+        )
+    }
+
     fn binding_live(&self, at: u64) -> Result<bool> {
         let committed_dead =
             at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
@@ -701,7 +717,6 @@ impl<'db> WriteTxn<'db> {
         touched.extend(
             (committed..self.state.concept_ids).map(|c| (c, self.concept_bind_heads.get(c))),
         );
-        let path = self.base.file(Role::Bindings)?.map.path();
         let mut empty = self.base.state.empty_concepts;
         for (c, moved) in touched {
             let entry = self.base.concept_entry(c)?;
@@ -709,19 +724,8 @@ impl<'db> WriteTxn<'db> {
                 Some(e) => !self.base.any_live(e.bind_head, false)?,
                 None => false,
             };
-            let deleted = !self.deleted_concepts.is_empty() && self.deleted_concepts.contains(&c);
-            let live = !deleted && (entry.is_some() || c >= committed);
             let head = moved.or(entry.map(|e| e.bind_head)).unwrap_or(NONE);
-            // As in the snapshot: the newest binding usually answers alone.
-            let is_empty = live
-                && !(head != NONE && self.binding_live(head)?)
-                && !records::binding::any(
-                    head,
-                    false,
-                    path,
-                    |at| self.binding(at),
-                    |at, _| self.binding_live(at),
-                )?;
+            let is_empty = self.concept_live(c)? && !self.any_live(head, false)?;
             empty = (empty + u64::from(is_empty)).saturating_sub(u64::from(was_empty));
         }
         Ok(empty)
