@@ -130,6 +130,15 @@ fn batch_search_equals_one_query_at_a_time() {
         let snap = db.begin_read().unwrap();
         let queries: Vec<&[f32]> = (0..40).map(|i| data.row(i * 61)).collect();
         let batch = snap.search_batch(&queries, 7, &Filter::default()).unwrap();
+        let nobody = Filter {
+            agent: Some(1),
+            time: None,
+        };
+        let filtered = snap.search_batch(&queries, 7, &nobody).unwrap();
+        assert!(
+            filtered.iter().all(Vec::is_empty),
+            "every episode is agent 0's"
+        );
         for (q, got) in queries.iter().zip(&batch) {
             let one = snap.search(q, 7, &Filter::default()).unwrap();
             assert_eq!(ids(got), ids(&one), "{metric:?}");

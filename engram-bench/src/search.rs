@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use engram_core::similarity::{Kernel, Rows};
+use engram_core::similarity::{BatchKernel, Kernel, Rows};
 use engram_core::{Engram, EpisodeInput, Filter, Metric, Options};
 use engram_fixtures::{Matrix, Rng, clustered, write_npy_f32};
 use rayon::prelude::*;
@@ -123,9 +123,11 @@ pub(super) fn kernels_job(report: &mut serde_json::Map<String, Value>) -> Result
         "  dispatch picks {best_kernel:?}: {speedup:.1}x scalar (cached), {:.0} % of 1-core bandwidth (memory-bound)",
         100.0 * fraction
     );
+    let batch = batch_kernels(&one)?;
     report.insert(
         "similarity".into(),
         json!({
+            "batch": batch,
             "kernels": table,
             "bandwidth_1core_gb_s": bw1 / 1e9,
             "bandwidth_all_gb_s": bw_all / 1e9,
@@ -135,6 +137,123 @@ pub(super) fn kernels_job(report: &mut serde_json::Map<String, Value>) -> Result
         }),
     );
     Ok(())
+}
+
+/// Many queries against many rows (`BatchKernel::dots`, the core of batched search and of
+/// k-means): 1,000 queries × 1,024 rows × 768 on one thread, each kernel in GFLOP/s beside
+/// this core's FMA peak. Operands start on cache lines, as the store's slots and the packed
+/// queries of `search_batch` do.
+fn batch_kernels(one: &rayon::ThreadPool) -> Result<Value, BoxError> {
+    let (m, n) = (1_000, 1_024);
+    let q = random_rows(m + 1, 4);
+    let r = random_rows(n + 1, 5);
+    let (qa, ra) = (q.as_ptr().align_offset(64), r.as_ptr().align_offset(64));
+    let queries = Rows::dense(&q[qa..qa + m * DIM], DIM);
+    let rows = Rows::dense(&r[ra..ra + n * DIM], DIM);
+    let peak = fma_peak();
+    println!(
+        "  batch: {m} queries x {n} rows (1 thread); FMA peak of this core {:.0} GFLOP/s",
+        peak / 1e9
+    );
+    let mut out = vec![0f32; m * n];
+    let mut table = serde_json::Map::new();
+    for kernel in BatchKernel::available() {
+        // The f64 reference is ~50x slower: a tenth of the queries.
+        let m = if kernel == BatchKernel::Scalar {
+            m / 10
+        } else {
+            m
+        };
+        let queries = queries.slice(0, m);
+        let out = &mut out[..m * n];
+        let reps = if kernel == BatchKernel::Scalar { 1 } else { 7 };
+        let secs = one.install(|| time(reps, || kernel.dots(queries, rows, out)));
+        let flops = 2.0 * (m * n * DIM) as f64 / secs;
+        let ns = secs * 1e9 / (m * n) as f64;
+        println!(
+            "  batch {:<15} {ns:6.2} ns/pair {:7.1} GFLOP/s{}",
+            format!("{kernel:?}"),
+            flops / 1e9,
+            if peak > 0.0 {
+                format!(" {:4.0} % of peak", 100.0 * flops / peak)
+            } else {
+                String::new()
+            }
+        );
+        table.insert(
+            format!("{kernel:?}").to_lowercase(),
+            json!({ "ns_per_pair": ns, "gflops": flops / 1e9 }),
+        );
+    }
+    let best = BatchKernel::best();
+    let gflops = |k: BatchKernel| table[&format!("{k:?}").to_lowercase()]["gflops"].as_f64();
+    let vs_crate = gflops(best).zip(gflops(BatchKernel::MatrixMultiply));
+    if let Some((b, mm)) = vs_crate {
+        println!(
+            "  batch dispatch picks {best:?}: {:.2}x matrixmultiply",
+            b / mm
+        );
+    }
+    Ok(json!({
+        "kernels": table,
+        "best": format!("{best:?}"),
+        "fma_peak_gflops": peak / 1e9,
+        "speedup_vs_matrixmultiply": vs_crate.map(|(b, mm)| b / mm),
+    }))
+}
+
+/// FLOP/s of independent fused multiply-adds in registers on one core: the ceiling for
+/// the batch kernels (AVX-512 where present, else AVX2+FMA, else 0).
+fn fma_peak() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        const CHAINS: usize = 12;
+        let iters = 20_000_000u64;
+        if is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            fn run(iters: u64) -> f32 {
+                let mut a = [_mm512_set1_ps(1.0); CHAINS];
+                let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+                for _ in 0..iters {
+                    for x in a.iter_mut() {
+                        *x = _mm512_fmadd_ps(*x, m, c);
+                    }
+                }
+                a.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+            }
+            // SAFETY: AVX-512F is present (checked just above).
+            let secs = time(3, || {
+                std::hint::black_box(unsafe { run(iters) });
+            });
+            return (iters * CHAINS as u64 * 32) as f64 / secs;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            #[target_feature(enable = "avx2,fma")]
+            fn run(iters: u64) -> f32 {
+                let mut a = [_mm256_set1_ps(1.0); CHAINS];
+                let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+                for _ in 0..iters {
+                    for x in a.iter_mut() {
+                        *x = _mm256_fmadd_ps(*x, m, c);
+                    }
+                }
+                let mut s = [0f32; 8];
+                let sum = a
+                    .iter()
+                    .fold(_mm256_setzero_ps(), |s, v| _mm256_add_ps(s, *v));
+                // SAFETY: `s` holds the eight floats stored.
+                unsafe { _mm256_storeu_ps(s.as_mut_ptr(), sum) };
+                s.iter().sum()
+            }
+            // SAFETY: AVX2 and FMA are present (checked just above).
+            let secs = time(3, || {
+                std::hint::black_box(unsafe { run(iters) });
+            });
+            return (iters * CHAINS as u64 * 16) as f64 / secs;
+        }
+    }
+    0.0
 }
 
 fn build_db(dir: &Path, data: &Matrix) -> Result<Engram, BoxError> {

@@ -1,9 +1,10 @@
-//! The vectors a clustering runs on, read in place, and the blocked GEMM that scores a block
-//! of them against every centroid.
+//! The vectors a clustering runs on, read in place, and the batch kernel call that scores a
+//! block of them against every centroid.
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::similarity::{BatchKernel, Rows};
 
 /// Vectors of `dim` floats at given offsets in one slice (a dense matrix, or the store's
 /// mapped slots), each with the inverse of its L2 norm: clustering is on directions, so a
@@ -127,7 +128,7 @@ impl<'a> Points<'a> {
                 || (Vec::new(), Vec::new()),
                 |(gathered, scores), ((labels, sims), block)| {
                     scores.resize(block.len() * k, 0.0);
-                    self.gemm(block, centroids, gathered, scores);
+                    self.dots(block, centroids, gathered, scores);
                     for (r, row) in scores.chunks_exact(k).enumerate() {
                         let (mut best, mut at) = (row[0], 0);
                         for (j, &s) in row.iter().enumerate().skip(1) {
@@ -154,7 +155,7 @@ impl<'a> Points<'a> {
         out.par_chunks_mut(BLOCK * t)
             .zip(members.par_chunks(BLOCK))
             .for_each_init(Vec::new, |gathered, (out, block)| {
-                self.gemm(block, rows, gathered, out);
+                self.dots(block, rows, gathered, out);
                 for (r, row) in out.chunks_exact_mut(t).enumerate() {
                     let s = self.inv_norms[block[r] as usize];
                     row.iter_mut().for_each(|x| *x *= s);
@@ -163,10 +164,10 @@ impl<'a> Points<'a> {
         out
     }
 
-    /// `scores[r * k + j] = row(block[r]) · centroids[j]`, by one GEMM that reads the rows in
-    /// place when they lie at one stride (slots of the store, a dense matrix), else from a
-    /// packed copy.
-    fn gemm(&self, block: &[u32], centroids: &[f32], gathered: &mut Vec<f32>, scores: &mut [f32]) {
+    /// `scores[r * k + j] = row(block[r]) · centroids[j]`, by the batch kernel reading the
+    /// rows in place when they lie at one stride (slots of the store, a dense matrix), else
+    /// from a packed copy.
+    fn dots(&self, block: &[u32], centroids: &[f32], gathered: &mut Vec<f32>, scores: &mut [f32]) {
         let (m, d, k) = (block.len(), self.dim, centroids.len() / self.dim);
         debug_assert_eq!(scores.len(), m * k);
         let first = self.offsets[block[0] as usize];
@@ -188,32 +189,13 @@ impl<'a> Points<'a> {
             }
             (&gathered[..], d)
         };
-        // SAFETY: reads m rows of d floats of `a` at row stride `rsa`, the last ending at
-        // (m-1)*rsa + d = a.len(); k×d floats of `centroids` as the d×k matrix B (column
-        // stride d); writes m×k floats of `scores` (row stride k), a distinct &mut.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                d,
-                k,
-                1.0,
-                a.as_ptr(),
-                rsa as isize,
-                1,
-                centroids.as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                scores.as_mut_ptr(),
-                k as isize,
-                1,
-            );
-        }
+        let points = Rows::new(a, d, rsa, m).expect("m rows of d floats at stride rsa fit `a`");
+        BatchKernel::best().dots(points, Rows::dense(centroids, d), scores);
     }
 }
 
-/// Points per GEMM: the centroids are packed once per block, and 512 rows of 3 KB amortize
-/// that while leaving blocks for every core (measured alike from 256 to 4,096).
+/// Points per batch-kernel call: 512 rows of 3 KB leave blocks for every core (measured
+/// alike from 256 to 4,096 with a packing GEMM).
 const BLOCK: usize = 512;
 
 /// Dot product in f32 with eight independent sums (auto-vectorized).

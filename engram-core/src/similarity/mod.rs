@@ -9,6 +9,7 @@
 //! Conventions: cosine of a zero vector with anything is 0 (not NaN); scores rank higher-is-
 //! better, so [`Metric::L2`] scores are negated squared distances.
 
+mod batch;
 pub mod int8;
 mod scalar;
 #[cfg(target_arch = "wasm32")]
@@ -19,6 +20,7 @@ mod x86;
 use std::sync::OnceLock;
 
 pub use crate::metric::Metric;
+pub use batch::BatchKernel;
 
 /// Rows of `dim` floats, row `i` starting at `data[i * stride]`.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,7 @@
 //! Every available kernel against the scalar reference.
 
+use std::fmt::Debug;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -7,7 +9,7 @@ use super::*;
 const METRICS: [Metric; 3] = [Metric::Dot, Metric::Cosine, Metric::L2];
 
 /// Checks `got` against the f64 reference with bounds that hold under cancellation.
-fn check(metric: Metric, q: &[f32], rows: Rows<'_>, got: &[f32], want: &[f32], k: Kernel) {
+fn check(metric: Metric, q: &[f32], rows: Rows<'_>, got: &[f32], want: &[f32], k: impl Debug) {
     for i in 0..rows.len() {
         let r = rows.row(i);
         let mag: f64 = q.iter().zip(r).map(|(a, b)| f64::from(*a * *b).abs()).sum();
@@ -161,5 +163,69 @@ fn streaming_sized_row_sets_match_the_reference() {
         let data: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
         let q: Vec<f32> = (0..dim).map(|_| next()).collect();
         all_kernels_agree(&q, &data, dim, stride);
+    }
+}
+
+/// Every batch kernel against the f64 reference, pair by pair, with the dot bound of `check`.
+fn batch_kernels_agree(queries: Rows<'_>, rows: Rows<'_>) {
+    let (m, n) = (queries.len(), rows.len());
+    let mut want = vec![0f32; m * n];
+    BatchKernel::Scalar.dots(queries, rows, &mut want);
+    for k in BatchKernel::available() {
+        let mut got = vec![f32::NAN; m * n];
+        k.dots(queries, rows, &mut got);
+        for q in 0..m {
+            let at = q * n..(q + 1) * n;
+            check(
+                Metric::Dot,
+                queries.row(q),
+                rows,
+                &got[at.clone()],
+                &want[at],
+                k,
+            );
+        }
+    }
+}
+
+fn batch_input() -> impl Strategy<Value = (Vec<f32>, Vec<f32>, usize, usize, usize)> {
+    (1usize..90, 0usize..5, 0usize..11, 0usize..13).prop_flat_map(|(dim, pad, m, n)| {
+        let stride = dim + pad;
+        let len = if n == 0 { 0 } else { (n - 1) * stride + dim };
+        (
+            proptest::collection::vec(-1f32..1.0, m * dim),
+            proptest::collection::vec(-1f32..1.0, len),
+            Just(dim),
+            Just(stride),
+            Just(n),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batch_kernels_match_the_reference((q, r, dim, stride, n) in batch_input()) {
+        let queries = Rows::dense(&q, dim);
+        let rows = Rows::new(&r, dim, stride, n).unwrap();
+        batch_kernels_agree(queries, rows);
+    }
+}
+
+#[test]
+fn batch_kernels_match_the_reference_past_a_query_block() {
+    // More queries than one L2 block, rows not a multiple of the tile, 768-d and a ragged dim.
+    for (dim, stride, m, n) in [(768, 800, 131, 10), (45, 48, 70, 7)] {
+        let mut x = 0x2545_F491u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        };
+        let q: Vec<f32> = (0..m * dim).map(|_| next()).collect();
+        let r: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
+        batch_kernels_agree(Rows::dense(&q, dim), Rows::new(&r, dim, stride, n).unwrap());
     }
 }

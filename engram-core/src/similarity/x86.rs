@@ -378,3 +378,127 @@ unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
         )
     }
 }
+
+/// Queries per block kept in L2 (64 × 3 KB at 768-d) while rows pass by four at a time.
+const QUERY_BLOCK: usize = 64;
+
+/// `out[q * n + i] = queries.row(q) · rows.row(i)` by 4×4 tiles: four rows stay in L1
+/// while a block of queries streams from L2 against them. Edge tiles repeat their last query
+/// or row and drop those sums.
+pub(super) fn dots_avx512(queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) {
+    assert!(has_avx512());
+    let (m, n) = (queries.len(), rows.len());
+    assert!(m > 0 && n > 0 && out.len() == m * n && queries.dim() == rows.dim());
+    for q0 in (0..m).step_by(QUERY_BLOCK) {
+        let q_end = (q0 + QUERY_BLOCK).min(m);
+        for r0 in (0..n).step_by(4) {
+            let r = [0, 1, 2, 3].map(|j| rows.row((r0 + j).min(n - 1)));
+            for t in (q0..q_end).step_by(4) {
+                let q = [0, 1, 2, 3].map(|i| queries.row((t + i).min(m - 1)));
+                let tile = Tile {
+                    first: t * n + r0,
+                    n,
+                    queries: (m - t).min(4),
+                    rows: (n - r0).min(4),
+                };
+                // SAFETY: AVX-512F is present (asserted above); the eight slices are rows of
+                // `Rows` sets with the same `dim`; `tile` addresses sums of real queries and
+                // rows only, so out[first + i * n + j] lies below m * n = out.len().
+                unsafe { tile4x4(q, r, out, tile) };
+            }
+        }
+    }
+}
+
+/// Where a 4×4 tile's sums go: `out[first + i * n + j]` for i < queries, j < rows.
+struct Tile {
+    first: usize,
+    n: usize,
+    queries: usize,
+    rows: usize,
+}
+
+/// `q[i] · r[j]` for the tile's queries and rows into `out`, sixteen accumulator chains over
+/// the whole length.
+///
+/// # Safety
+/// The CPU must support AVX-512F; all eight slices must have the same length;
+/// `tile.first + (tile.queries - 1) * tile.n + tile.rows <= out.len()`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile4x4(q: [&[f32]; 4], r: [&[f32]; 4], out: &mut [f32], tile: Tile) {
+    let dim = q[0].len();
+    debug_assert!(q.iter().chain(&r).all(|s| s.len() == dim));
+    debug_assert!(tile.first + (tile.queries - 1) * tile.n + tile.rows <= out.len());
+    let qp = q.map(|s| s.as_ptr());
+    let rp = r.map(|s| s.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 16];
+    let mut rv = [_mm512_setzero_ps(); 4];
+    let mut k = 0;
+    // SAFETY: each masked load touches only lanes below dim - k, inside every slice; each
+    // masked store writes tile.rows floats at first + i * n, inside `out` (the contract).
+    unsafe {
+        while k < dim {
+            let mask: __mmask16 = if k + 16 <= dim {
+                0xFFFF
+            } else {
+                ((1u32 << (dim - k)) - 1) as u16
+            };
+            for j in 0..4 {
+                rv[j] = _mm512_maskz_loadu_ps(mask, rp[j].add(k));
+            }
+            for i in 0..4 {
+                let qv = _mm512_maskz_loadu_ps(mask, qp[i].add(k));
+                for j in 0..4 {
+                    acc[4 * i + j] = _mm512_fmadd_ps(qv, rv[j], acc[4 * i + j]);
+                }
+            }
+            k += 16;
+        }
+        // Lane 4i + j holds q[i] · r[j]: move lanes 4i.. to the bottom, store `rows` of them.
+        let sums = reduce16(acc);
+        let keep = ((1u32 << tile.rows) - 1) as __mmask16;
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for i in 0..tile.queries {
+            let lanes = _mm512_add_epi32(iota, _mm512_set1_epi32(4 * i as i32));
+            let row = _mm512_permutexvar_ps(lanes, sums);
+            let at = out.as_mut_ptr().add(tile.first + i * tile.n);
+            _mm512_mask_storeu_ps(at, keep, row);
+        }
+    }
+}
+
+/// Lane `i` of the result = the sum of the lanes of `v[i]`: a transposing tree (45
+/// shuffles and adds for sixteen sums instead of sixteen separate reductions).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce16(v: [__m512; 16]) -> __m512 {
+    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] for each pair (a, b).
+    let mut s = [_mm512_setzero_ps(); 8];
+    for p in 0..8 {
+        let (a, b) = (v[2 * p], v[2 * p + 1]);
+        s[p] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    // Per 128-bit lane: partial sums of four consecutive vectors, in order.
+    let mut t = [_mm512_setzero_ps(); 4];
+    for p in 0..4 {
+        let (x, y) = (_mm512_castps_pd(s[2 * p]), _mm512_castps_pd(s[2 * p + 1]));
+        t[p] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)),
+        );
+    }
+    // Fold the four 128-bit lanes: 0x88 takes lanes (0, 2) of each input, 0xDD (1, 3).
+    let w0 = fold_lanes(t[0], t[1]);
+    let w1 = fold_lanes(t[2], t[3]);
+    fold_lanes(w0, w1)
+}
+
+/// `[x0+x1, x2+x3, y0+y1, y2+y3]` over 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold_lanes(x: __m512, y: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0x88>(x, y),
+        _mm512_shuffle_f32x4::<0xDD>(x, y),
+    )
+}

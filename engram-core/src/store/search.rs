@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::metric::Metric;
-use crate::similarity::{Kernel, Rows, from_dot};
+use crate::similarity::{BatchKernel, Kernel, Rows, from_dot};
 use crate::store::snapshot::{ReadTxn, Role, Version};
 
 /// Which episodes a search considers.
@@ -47,7 +47,8 @@ pub struct Recalled {
 }
 
 /// Slots per rayon task: 1,024 × 3.2 KB = 3.2 MB of embeddings, large enough to amortize
-/// the task, small enough to balance two to sixteen cores.
+/// the task, small enough to balance two to sixteen cores. A batch search scores every
+/// query against one chunk while it sits in L3.
 const CHUNK: usize = 1_024;
 
 /// Int8 rows per rayon task: 4,096 rows of 832 B; larger than the f32 chunk because the
@@ -56,12 +57,6 @@ const INT8_CHUNK: usize = 4_096;
 
 /// How many int8 rows ahead the scan prefetches.
 const INT8_AHEAD: u64 = 2;
-
-/// Rows per GEMM when many queries share each loaded row: one chunk. The GEMM packs its
-/// operands into cache-sized panels itself; a larger block only amortizes its packing of the
-/// query matrix (at 128 rows that packing took a quarter of the time; 512 to 2,048 measured
-/// alike).
-const BLOCK: usize = 1_024;
 
 #[derive(PartialEq)]
 struct Ranked(f32, u64);
@@ -360,7 +355,8 @@ impl ReadTxn {
         let metric = v.info.manifest.metric;
         let dim = v.info.manifest.dimension;
         let rows = v.episode_rows()?;
-        let packed: Vec<f32> = queries.iter().flat_map(|q| q.iter().copied()).collect();
+        let packed = Aligned::pack(queries, dim);
+        let packed = Rows::dense(packed.floats(), dim);
         // Per query: 1/norm for cosine, the squared norm for L2.
         let q_term: Vec<f32> = queries
             .iter()
@@ -373,54 +369,59 @@ impl ReadTxn {
                 }
             })
             .collect();
-        let chunks = rows.len().div_ceil(CHUNK);
-        let tops = (0..chunks)
+        let kernel = BatchKernel::best();
+        let fresh = || -> Vec<TopK> { (0..queries.len()).map(|_| TopK::new(k)).collect() };
+        // Heaps live per rayon job across its chunks (not per chunk), so each query's floor
+        // rises once per job and few rows past the first chunk reach the heap.
+        let tops = (0..rows.len().div_ceil(CHUNK))
             .into_par_iter()
-            .map(|c| -> Result<Vec<TopK>> {
-                let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
+            .try_fold(fresh, |mut tops, c| -> Result<Vec<TopK>> {
                 let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
-                let mut products = vec![0f32; queries.len() * BLOCK];
-                for b in (start..end).step_by(BLOCK) {
-                    let block = rows.slice(b, (b + BLOCK).min(end));
-                    let n = block.len();
-                    gemm_rows(&packed, dim, block, &mut products[..queries.len() * n]);
-                    // Per row, once: liveness, and what turns a dot product into a score
-                    // (1/norm for cosine, the squared norm for L2).
-                    let mut live = Vec::with_capacity(n);
-                    let mut row_term = Vec::with_capacity(n);
-                    for i in 0..n {
-                        let slot = (b + i) as u64;
-                        live.push(v.live_slot(slot, filter, self.now)?);
-                        let norm = v.stored_norm(slot)?;
-                        row_term.push(match metric {
-                            Metric::Cosine if norm > 0.0 => 1.0 / norm,
-                            Metric::Cosine => 0.0,
-                            Metric::L2 => norm * norm,
-                            Metric::Dot => 1.0,
-                        });
-                    }
-                    for (qi, top) in tops.iter_mut().enumerate() {
-                        let dots = &products[qi * n..(qi + 1) * n];
-                        for i in 0..n {
-                            let score = match metric {
-                                Metric::Dot => dots[i],
-                                Metric::Cosine => dots[i] * q_term[qi] * row_term[i],
-                                Metric::L2 => -(q_term[qi] + row_term[i] - 2.0 * dots[i]),
-                            };
-                            if top.admits(score)
-                                && let Some(id) = live[i]
+                let block = rows.slice(start, end);
+                let n = block.len();
+                let mut products = vec![0f32; queries.len() * n];
+                kernel.dots(packed, block, &mut products);
+                // Per row, once: liveness, and what turns a dot product into a score
+                // (1/norm for cosine, the squared norm for L2).
+                let mut live = Vec::with_capacity(n);
+                let mut row_term = Vec::with_capacity(n);
+                for i in 0..n {
+                    let slot = (start + i) as u64;
+                    live.push(v.live_slot(slot, filter, self.now)?);
+                    let norm = v.stored_norm(slot)?;
+                    row_term.push(match metric {
+                        Metric::Cosine if norm > 0.0 => 1.0 / norm,
+                        Metric::Cosine => 0.0,
+                        Metric::L2 => norm * norm,
+                        Metric::Dot => 1.0,
+                    });
+                }
+                for ((top, scores), qt) in tops
+                    .iter_mut()
+                    .zip(products.chunks_exact_mut(n))
+                    .zip(&q_term)
+                {
+                    to_scores(metric, scores, *qt, &row_term);
+                    for (c, group) in scores.chunks(16).enumerate() {
+                        // Vectorized test of 16 scores; the heap sees only groups that could enter.
+                        let floor = top.floor;
+                        if group.iter().map(|s| u32::from(*s >= floor)).sum::<u32>() == 0 {
+                            continue;
+                        }
+                        for (j, score) in group.iter().enumerate() {
+                            if top.admits(*score)
+                                && let Some(id) = live[c * 16 + j]
                             {
-                                top.push(id, score);
+                                top.push(id, *score);
                             }
                         }
                     }
                 }
                 Ok(tops)
             })
-            .try_reduce(
-                || (0..queries.len()).map(|_| TopK::new(k)).collect(),
-                |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
-            )?;
+            .try_reduce(fresh, |a, b| {
+                Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect())
+            })?;
         Ok(tops.into_iter().map(TopK::into_sorted).collect())
     }
 
@@ -496,34 +497,46 @@ impl ReadTxn {
     }
 }
 
-/// `out[q * n + i] = queries[q] · rows[i]` for packed `queries` (each `dim` long) and the
-/// strided `rows` (n of them), by one GEMM with the rows read in place.
-fn gemm_rows(queries: &[f32], dim: usize, rows: Rows<'_>, out: &mut [f32]) {
-    let (m, n) = (queries.len() / dim, rows.len());
-    assert_eq!(out.len(), m * n);
-    if n == 0 || m == 0 {
-        return;
+/// Dot products of one query with a block of rows turned into its scores in place:
+/// `q_term` and `row_term` are 1/norm (cosine) or the squared norm (L2).
+fn to_scores(metric: Metric, dots: &mut [f32], q_term: f32, row_term: &[f32]) {
+    match metric {
+        Metric::Dot => {}
+        Metric::Cosine => dots
+            .iter_mut()
+            .zip(row_term)
+            .for_each(|(d, r)| *d *= q_term * r),
+        Metric::L2 => dots
+            .iter_mut()
+            .zip(row_term)
+            .for_each(|(d, r)| *d = -(q_term + r - 2.0 * *d)),
     }
-    let first = rows.row(0);
-    // SAFETY: reads m×dim query floats (row stride dim) and the dim×n rows at first[j*stride + d],
-    // inside the (n-1)*stride + dim floats `Rows` guarantees from its first row; writes m×n
-    // floats of `out` (row stride n), a distinct &mut aliasing neither input.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            dim,
-            n,
-            1.0,
-            queries.as_ptr(),
-            dim as isize,
-            1,
-            first.as_ptr(),
-            1,
-            rows.stride() as isize,
-            0.0,
-            out.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+}
+
+/// Queries packed one after another from a 64-byte boundary: with `dim` a multiple of 16
+/// every query starts on a cache line, so no SIMD load of one splits two lines (measured:
+/// 198 vs 153 GFLOP/s for the AVX-512 batch kernel at 768-d).
+struct Aligned {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn pack(queries: &[&[f32]], dim: usize) -> Aligned {
+        let len = queries.len() * dim;
+        let mut buf = vec![0f32; len + 16];
+        let start = buf.as_ptr().align_offset(64).min(16);
+        for (dst, q) in buf[start..start + len]
+            .chunks_exact_mut(dim.max(1))
+            .zip(queries)
+        {
+            dst.copy_from_slice(q);
+        }
+        Aligned { buf, start, len }
+    }
+
+    fn floats(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
     }
 }
