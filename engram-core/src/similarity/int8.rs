@@ -79,6 +79,85 @@ unsafe fn dot_avx2(a: &[i8], b: &[i8]) -> i32 {
     _mm_cvtsi128_si32(s) + dot_scalar(&a[i..], &b[i..])
 }
 
+/// A query's codes prepared once for many dot products against rows (a scan): biased to
+/// unsigned for AVX-512 VNNI where present, whose `vpdpbusd` multiplies unsigned by signed
+/// bytes. `q · r = (q + 128) · r − 128 Σr`, and Σr comes from a second `vpdpbusd` with ones:
+/// two instructions per 64 bytes where the AVX2 path needs four per 32.
+pub struct Query<'a> {
+    codes: &'a [i8],
+    /// `codes[i] + 128`, only when the VNNI kernel runs here.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    biased: Option<Vec<u8>>,
+}
+
+impl<'a> Query<'a> {
+    /// Prepares `codes` (in -127..=127, as [`quantize`] produces).
+    pub fn new(codes: &'a [i8]) -> Self {
+        let biased = has_vnni().then(|| codes.iter().map(|c| (*c as u8) ^ 0x80).collect());
+        Query { codes, biased }
+    }
+
+    /// Exact `codes · row`, equal to [`dot_scalar`] for codes in -127..=127.
+    ///
+    /// # Panics
+    /// If `row` is not as long as the query.
+    pub fn dot(&self, row: &[i8]) -> i32 {
+        assert_eq!(row.len(), self.codes.len());
+        #[cfg(target_arch = "x86_64")]
+        if let Some(biased) = &self.biased {
+            // SAFETY: `biased` exists only where AVX-512 VNNI and BW run (`has_vnni`); it
+            // has the query's length, checked equal to the row's.
+            return unsafe { dot_vnni(biased, row) };
+        }
+        dot(self.codes, row)
+    }
+}
+
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static VNNI: OnceLock<bool> = OnceLock::new();
+        *VNNI.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `Σ (biased[i] − 128) · row[i]`, exactly, in i32.
+///
+/// # Safety
+/// The CPU must support AVX-512 VNNI and BW; the slices must have equal lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_vnni(biased: &[u8], row: &[i8]) -> i32 {
+    use std::arch::x86_64::*;
+    let n = row.len();
+    let (mut prod, mut sum) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let ones = _mm512_set1_epi8(1);
+    let mut i = 0;
+    // SAFETY: each masked load touches only bytes below n, inside both slices. The i32
+    // lanes cannot overflow: each gathers at most 4 · 255 · 127 per 64 bytes of a row.
+    unsafe {
+        while i < n {
+            let mask: __mmask64 = if i + 64 <= n {
+                u64::MAX
+            } else {
+                (1u64 << (n - i)) - 1
+            };
+            let q = _mm512_maskz_loadu_epi8(mask, biased.as_ptr().add(i).cast());
+            let r = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(i).cast());
+            prod = _mm512_dpbusd_epi32(prod, q, r);
+            sum = _mm512_dpbusd_epi32(sum, ones, r);
+            i += 64;
+        }
+    }
+    _mm512_reduce_add_epi32(prod) - 128 * _mm512_reduce_add_epi32(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +169,7 @@ mod tests {
             let a: Vec<i8> = v.iter().map(|p| p.0.max(-127)).collect();
             let b: Vec<i8> = v.iter().map(|p| p.1.max(-127)).collect();
             prop_assert_eq!(dot(&a, &b), dot_scalar(&a, &b));
+            prop_assert_eq!(Query::new(&a).dot(&b), dot_scalar(&a, &b));
         }
 
         #[test]
