@@ -59,7 +59,10 @@ pub(crate) fn lloyd(
 }
 
 /// Per cluster: the sum of its members' directions (k×d) and its size. Each cluster sums its
-/// members in their order, so the floats do not depend on the thread count.
+/// members in their order, so the floats do not depend on the thread count. Tasks own
+/// contiguous ranges of clusters of about equal membership and each streams the points in
+/// member order, taking its own: one forward pass over memory per task (walking cluster by
+/// cluster instead jumped across the whole matrix once per cluster and took 3–4× longer).
 pub(crate) fn sums(
     points: &Points<'_>,
     members: &[u32],
@@ -67,26 +70,38 @@ pub(crate) fn sums(
     k: usize,
 ) -> (Vec<f32>, Vec<usize>) {
     let d = points.dim();
-    let mut start = vec![0usize; k + 1];
+    let mut sizes = vec![0usize; k];
     for &l in labels.iter().filter(|&&l| l != UNASSIGNED) {
-        start[l as usize + 1] += 1;
+        sizes[l as usize] += 1;
     }
-    for j in 0..k {
-        start[j + 1] += start[j];
-    }
-    let sizes: Vec<usize> = start.windows(2).map(|w| w[1] - w[0]).collect();
-    let mut next = start.clone();
-    let mut order = vec![0u32; start[k]];
-    for (&m, &l) in members.iter().zip(labels) {
-        if l != UNASSIGNED {
-            order[next[l as usize]] = m;
-            next[l as usize] += 1;
+    // Cut the clusters into ranges of about members/tasks points each.
+    let tasks = rayon::current_num_threads().min(k).max(1);
+    let assigned: usize = sizes.iter().sum();
+    let mut cuts = vec![0usize];
+    let mut seen = 0;
+    for (j, &size) in sizes.iter().enumerate() {
+        seen += size;
+        if seen * tasks >= assigned * cuts.len() && j + 1 < k {
+            cuts.push(j + 1);
         }
     }
+    cuts.push(k);
+    cuts.dedup();
     let mut sums = vec![0f32; k * d];
-    sums.par_chunks_mut(d).enumerate().for_each(|(j, acc)| {
-        for &m in &order[start[j]..start[j + 1]] {
-            points.add_direction(m as usize, acc);
+    let mut parts = Vec::with_capacity(cuts.len() - 1);
+    let mut rest = &mut sums[..];
+    for w in cuts.windows(2) {
+        let (part, tail) = rest.split_at_mut((w[1] - w[0]) * d);
+        parts.push((w[0]..w[1], part));
+        rest = tail;
+    }
+    parts.into_par_iter().for_each(|(clusters, acc)| {
+        for (&m, &l) in members.iter().zip(labels) {
+            let l = l as usize;
+            if clusters.contains(&l) {
+                let j = l - clusters.start;
+                points.add_direction(m as usize, &mut acc[j * d..(j + 1) * d]);
+            }
         }
     });
     (sums, sizes)

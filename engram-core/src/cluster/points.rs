@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::similarity::{BatchKernel, Rows};
+use crate::similarity::{Aligned, BatchKernel, Rows};
 
 /// Vectors of `dim` floats at given offsets in one slice (a dense matrix, or the store's
 /// mapped slots), each with the inverse of its L2 norm: clustering is on directions, so a
@@ -120,6 +120,8 @@ impl<'a> Points<'a> {
         assert!(k > 0 && k <= u32::MAX as usize);
         let mut labels = vec![0u32; members.len()];
         let mut sims = vec![0f32; members.len()];
+        let centroids = Aligned::pack(centroids.chunks_exact(self.dim), self.dim);
+        let centroids = centroids.rows();
         labels
             .par_chunks_mut(BLOCK)
             .zip(sims.par_chunks_mut(BLOCK))
@@ -152,6 +154,8 @@ impl<'a> Points<'a> {
         if t == 0 {
             return out;
         }
+        let rows = Aligned::pack(rows.chunks_exact(self.dim), self.dim);
+        let rows = rows.rows();
         out.par_chunks_mut(BLOCK * t)
             .zip(members.par_chunks(BLOCK))
             .for_each_init(Vec::new, |gathered, (out, block)| {
@@ -167,9 +171,15 @@ impl<'a> Points<'a> {
     /// `scores[r * k + j] = row(block[r]) · centroids[j]`, by the batch kernel reading the
     /// rows in place when they lie at one stride (slots of the store, a dense matrix), else
     /// from a packed copy.
-    fn dots(&self, block: &[u32], centroids: &[f32], gathered: &mut Vec<f32>, scores: &mut [f32]) {
-        let (m, d, k) = (block.len(), self.dim, centroids.len() / self.dim);
-        debug_assert_eq!(scores.len(), m * k);
+    fn dots(
+        &self,
+        block: &[u32],
+        centroids: Rows<'_>,
+        gathered: &mut Vec<f32>,
+        scores: &mut [f32],
+    ) {
+        let (m, d) = (block.len(), self.dim);
+        debug_assert_eq!(scores.len(), m * centroids.len());
         let first = self.offsets[block[0] as usize];
         let stride = match block {
             [_] => d,
@@ -190,7 +200,7 @@ impl<'a> Points<'a> {
             (&gathered[..], d)
         };
         let points = Rows::new(a, d, rsa, m).expect("m rows of d floats at stride rsa fit `a`");
-        BatchKernel::best().dots(points, Rows::dense(centroids, d), scores);
+        BatchKernel::best().dots(points, centroids, scores);
     }
 }
 

@@ -20,6 +20,7 @@ mod x86;
 use std::sync::OnceLock;
 
 pub use crate::metric::Metric;
+pub(crate) use batch::Aligned;
 pub use batch::BatchKernel;
 
 /// Rows of `dim` floats, row `i` starting at `data[i * stride]`.
