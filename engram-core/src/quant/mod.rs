@@ -502,9 +502,9 @@ impl Int8Input {
         self.scales.clear();
         self.scales.resize(blocks, 0.0);
         self.len = 0;
-        let whole = x.len() / BLOCK * BLOCK;
         #[cfg(target_arch = "x86_64")]
         let done = if x86::available() {
+            let whole = x.len() / BLOCK * BLOCK;
             if !x86::quantize_blocks(&x[..whole], &mut self.codes, &mut self.scales) {
                 Error::check_finite("activation", x)?;
             }
