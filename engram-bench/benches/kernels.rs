@@ -1,7 +1,8 @@
-//! Every similarity kernel side by side, 768-d: one pair, and one query against 1,000 rows.
+//! Every similarity kernel side by side, 768-d: one pair, one query against 1,000 rows, and
+//! (batch kernels) 64 queries against 256 rows.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engram_core::Metric;
-use engram_core::similarity::{Kernel, Rows};
+use engram_core::similarity::{BatchKernel, Kernel, Rows};
 use std::hint::black_box;
 
 fn kernels(c: &mut Criterion) {
@@ -29,6 +30,20 @@ fn kernels(c: &mut Criterion) {
         }
         batch.finish();
     }
+    // Many queries × many rows, both starting on cache lines as in `search_batch`.
+    let (m, n) = (64, 256);
+    let at = rows.as_ptr().align_offset(64);
+    let queries = Rows::dense(&rows[at..at + m * dim], dim);
+    let block = Rows::dense(&rows[at + m * dim..at + (m + n) * dim], dim);
+    let mut out = vec![0f32; m * n];
+    let mut group = c.benchmark_group("dots/64x256_768");
+    group.throughput(Throughput::Elements((2 * m * n * dim) as u64)); // FLOPs
+    for k in BatchKernel::available() {
+        group.bench_function(format!("{k:?}"), |b| {
+            b.iter(|| k.dots(black_box(queries), black_box(block), &mut out))
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, kernels);
