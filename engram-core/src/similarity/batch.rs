@@ -102,10 +102,10 @@ fn scalar(queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) {
 
 fn sgemm(queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) {
     let (m, n, dim) = (queries.len(), rows.len(), rows.dim());
-    // SAFETY: reads the m×dim matrix A at row stride `queries.stride()` and the dim×n matrix
-    // B whose column j is row j (column stride `rows.stride()`): both inside the
-    // (len-1)*stride + dim floats `Rows` guarantees; writes m×n floats of `out` (row stride
-    // n, length checked by the caller), a distinct &mut aliasing neither input.
+    // A is the queries (row stride `queries.stride()`), B's column j is row j (column stride
+    // `rows.stride()`); C is `out` with row stride n.
+    // SAFETY: A and B lie inside the (len-1)*stride + dim floats `Rows` guarantees; `out`
+    // holds m×n floats (checked by the caller) and is a distinct &mut aliasing neither.
     unsafe {
         matrixmultiply::sgemm(
             m,

@@ -148,18 +148,23 @@ fn is_x86_feature_detected_avx2() -> bool {
     false
 }
 
+/// Deterministic values in [-1, 1] (xorshift), for inputs too large for proptest.
+fn noise(seed: u64) -> impl FnMut() -> f32 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 2001) as f32 / 1000.0 - 1.0
+    }
+}
+
 #[test]
 fn streaming_sized_row_sets_match_the_reference() {
     // Over 1 MiB of rows: the x86 kernels take their one-row-at-a-time path.
     for (dim, stride) in [(771, 800), (768, 768), (37, 40)] {
         let n = (2 << 20) / (stride * 4) + 3;
-        let mut rng = 0x9E37_79B9u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % 2001) as f32 / 1000.0 - 1.0
-        };
+        let mut next = noise(0x9E37_79B9);
         let data: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
         let q: Vec<f32> = (0..dim).map(|_| next()).collect();
         all_kernels_agree(&q, &data, dim, stride);
@@ -217,13 +222,7 @@ proptest! {
 fn batch_kernels_match_the_reference_past_a_query_block() {
     // More queries than one L2 block, rows not a multiple of the tile, 768-d and a ragged dim.
     for (dim, stride, m, n) in [(768, 800, 131, 10), (45, 48, 70, 7)] {
-        let mut x = 0x2545_F491u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 2001) as f32 / 1000.0 - 1.0
-        };
+        let mut next = noise(0x2545_F491);
         let q: Vec<f32> = (0..m * dim).map(|_| next()).collect();
         let r: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
         batch_kernels_agree(Rows::dense(&q, dim), Rows::new(&r, dim, stride, n).unwrap());
