@@ -1,10 +1,17 @@
 //! Repeated single-query top-10 searches on one thread over the report's search database
 //! (run the report first): `search_profile` for the f32 scan, `search_profile int8` for the
-//! int8 mirror with 100 candidates rescored.
+//! int8 mirror with 100 candidates rescored, `search_profile avx2` (or `scalar`, `avx512`,
+//! `simsimd`) for the f32 scan with that kernel.
+use engram_core::similarity::Kernel;
 use engram_core::{Engram, Filter, Options};
 
 fn main() {
-    let int8 = std::env::args().nth(1).as_deref() == Some("int8");
+    let arg = std::env::args().nth(1).unwrap_or_default();
+    let int8 = arg == "int8";
+    let kernel = Kernel::available()
+        .into_iter()
+        .find(|k| format!("{k:?}").eq_ignore_ascii_case(&arg))
+        .unwrap_or(Kernel::best());
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/engram-bench/search-db");
     let db = Engram::open(&dir, Options::default()).unwrap();
@@ -16,7 +23,9 @@ fn main() {
         .unwrap();
     let search = || match int8 {
         true => snap.search_int8(&q, 10, &Filter::default(), 100).unwrap(),
-        false => snap.search(&q, 10, &Filter::default()).unwrap(),
+        false => snap
+            .search_with(kernel, &q, 10, &Filter::default())
+            .unwrap(),
     };
     pool.install(search);
     let t = std::time::Instant::now();
