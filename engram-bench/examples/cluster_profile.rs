@@ -1,9 +1,12 @@
-//! One spherical k-means run on one thread, as the report's "blobs k=100" case:
-//! `cluster_profile [SEED]` (the report uses seed 1234).
+//! One spherical k-means run as the report's "blobs k=100" cases:
+//! `cluster_profile [SEED [THREADS [POINTS_PER_CENTROID]]]` (the report uses seed 1234; one
+//! thread and every point by default).
 use engram_core::cluster::{self, Count, Params, Points};
 
 fn main() {
-    let seed = std::env::args().nth(1).map_or(1234, |s| s.parse().unwrap());
+    let arg = |i: usize| std::env::args().nth(i).map(|s| s.parse::<u64>().unwrap());
+    let seed = arg(1).unwrap_or(1234);
+    let threads = arg(2).unwrap_or(1) as usize;
     let (blobs, _) = engram_fixtures::clustered(100_000, 100, 768, 1.0, 7);
     let points = Points::dense(&blobs.data, 768).unwrap();
     let params = Params {
@@ -11,10 +14,10 @@ fn main() {
         min_size: 1,
         max_iterations: 20,
         seed,
-        max_points_per_cluster: None,
+        max_points_per_cluster: arg(3).map(|n| n as usize),
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .unwrap();
     let t = std::time::Instant::now();
