@@ -82,9 +82,13 @@ fn ingest(dirs: &[&Path; 2], real: &Matrix, n: usize, bind: bool) -> Result<[f64
 }
 
 /// Nanoseconds per random episode get (embedding and payload read) and milliseconds per
-/// exact top-10 search, both engines in interleaved rounds. Returns per-round figures.
-fn reads(dbs: &[Engram; 2], real: &Matrix, n: usize) -> Result<[[Vec<f64>; 2]; 2], BoxError> {
-    let snaps = [dbs[0].begin_read()?, dbs[1].begin_read()?];
+/// exact top-10 search, every engine in interleaved rounds (each goes first in turn).
+/// Returns per-round figures: `[gets, searches][engine][round]`.
+fn reads(dbs: &[Engram], real: &Matrix, n: usize) -> Result<[Vec<Vec<f64>>; 2], BoxError> {
+    let snaps = dbs
+        .iter()
+        .map(Engram::begin_read)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rng = Rng::new(9);
     let ids: Vec<u64> = (0..50_000).map(|_| rng.next_u64() % n as u64).collect();
     let get = |k: usize| -> f64 {
@@ -109,13 +113,14 @@ fn reads(dbs: &[Engram; 2], real: &Matrix, n: usize) -> Result<[[Vec<f64>; 2]; 2
         }
         Ok(t.elapsed().as_secs_f64() * 1e3 / 8.0)
     };
-    for k in 0..2 {
+    let m = dbs.len();
+    for k in 0..m {
         get(k); // warm-up: maps populated, checksums verified
         search(k, 0)?;
     }
-    let mut out = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let mut out = [vec![Vec::new(); m], vec![Vec::new(); m]];
     for round in 0..ROUNDS {
-        for k in order(round) {
+        for k in (0..m).map(|i| (i + round) % m) {
             out[0][k].push(get(k));
             out[1][k].push(search(k, round)?);
         }
@@ -177,18 +182,25 @@ pub fn dual_job(
     for _ in 0..RUNS {
         bound.push(ingest(&dirs, real, n, true)?);
     }
-    // The same page cache state for both: freshly written pages and pages read back from
+    // A control: a file-by-file copy of the episodes-only database, read in the same rounds.
+    // Its difference from the original is this machine's resolution for the read costs.
+    let copy = dir.join("dual-single-copy");
+    copy_dir(dirs[0], &copy)?;
+    let all = [dirs[0], dirs[1], copy.as_path()];
+    // The same page cache state for all: freshly written pages and pages read back from
     // the disk scan at measurably different speeds.
-    for d in dirs {
+    for d in all {
         lookup::drop_from_page_cache(d)?;
         warm(d).map_err(|e| e.to_string())?;
     }
     let dbs = [
         Engram::open(dirs[0], options(false))?,
         Engram::open(dirs[1], options(true))?,
+        Engram::open(&copy, options(false))?,
     ];
     let [gets, searches] = reads(&dbs, real, n)?;
     drop(dbs);
+    let _ = std::fs::remove_dir_all(&copy);
     let disk = [dir_bytes(dirs[0])?, dir_bytes(dirs[1])?];
     let mem = [
         resident(dirs[0], false, real)?,
@@ -200,15 +212,17 @@ pub fn dual_job(
     let rate = |runs: &Vec<[f64; 2]>, k: usize| median(runs.iter().map(|r| r[k]).collect());
     let same_reg = regress(&same);
     let ingest_reg = regress(&bound);
-    let per_round = |v: &[Vec<f64>; 2]| -> f64 {
+    // Median over rounds of engine `b`'s extra time over engine `a`'s, in percent.
+    let per_round = |v: &[Vec<f64>], a: usize, b: usize| -> f64 {
         median(
-            (0..v[0].len())
-                .map(|i| pct_slower_time(v[0][i], v[1][i]))
+            (0..v[a].len())
+                .map(|i| pct_slower_time(v[a][i], v[b][i]))
                 .collect(),
         )
     };
-    let lookup_reg = per_round(&gets);
-    let recall_reg = per_round(&searches);
+    let lookup_reg = per_round(&gets, 0, 1);
+    let recall_reg = per_round(&searches, 0, 1);
+    let (lookup_aa, recall_aa) = (per_round(&gets, 0, 2), per_round(&searches, 0, 2));
     let (g0, g1) = (median(gets[0].clone()), median(gets[1].clone()));
     let (r0, r1) = (median(searches[0].clone()), median(searches[1].clone()));
     let disk_over = pct_slower_time(disk[0] as f64, disk[1] as f64);
@@ -234,6 +248,10 @@ pub fn dual_job(
     );
     line("episode get (ns)", g0, g1, lookup_reg);
     line("top-10 search (ms/query)", r0, r1, recall_reg);
+    println!(
+        "  {:<30} {:>14} {:>14} {lookup_aa:>9.2} % get, {recall_aa:.2} % search",
+        "control: episodes-only copy", "", ""
+    );
     line(
         "disk (MB)",
         disk[0] as f64 / 1e6,
@@ -263,12 +281,27 @@ pub fn dual_job(
             "ingest_same_workload_regression_pct": same_reg,
             "lookup_regression_pct": lookup_reg,
             "recall_regression_pct": recall_reg,
+            "control_copy_lookup_pct": lookup_aa,
+            "control_copy_recall_pct": recall_aa,
             "disk_overhead_pct": disk_over,
             "resident_overhead_pct": mem_over,
         }),
     );
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(())
+}
+
+/// Copies the files of database directory `from` into a fresh `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), BoxError> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
     }
     Ok(())
 }
