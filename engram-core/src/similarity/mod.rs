@@ -4,7 +4,8 @@
 //! Every kernel has a scalar reference ([`Kernel::Scalar`], accumulating in f64), which is the
 //! oracle in tests. SIMD paths: AVX2+FMA and AVX-512 on x86-64, simd128 on wasm32, and the
 //! `simsimd` crate (pairs only) where a C compiler is available. [`Kernel::best`] picks the
-//! fastest available path once per process (measured in `docs/benchmarks.md`).
+//! fastest available path once per process (measured in `docs/benchmarks.md`). Many queries
+//! against many rows at once (batched search, k-means) go through [`BatchKernel`].
 //!
 //! Conventions: cosine of a zero vector with anything is 0 (not NaN); scores rank higher-is-
 //! better, so [`Metric::L2`] scores are negated squared distances.
