@@ -13,9 +13,21 @@ pub(crate) struct Run {
     pub iterations: usize,
 }
 
+/// How far a kept label's cosine must beat the bound on every other centroid's: covers the
+/// f32 rounding of both cosines (each within ~5e-5 at 768-d), so a kept label is exactly the
+/// one a full rescoring would pick.
+const KEEP_MARGIN: f64 = 2e-4;
+
 /// Lloyd iterations from `centroids` (k unit rows) over the points `members`, until no
 /// assignment changes or `max_iterations` updates have run. Returned labels are the nearest
 /// of the returned centroids.
+///
+/// After the first assignment, a point is rescored against every centroid only when it
+/// might change cluster (Hamerly's bound, for cosines): each point keeps an upper bound on
+/// its cosine to any centroid but its own, raised each update by the largest distance a
+/// centroid moved (a unit centroid that moves by δ changes a unit point's cosine by at most
+/// δ). A point whose exact cosine to its own centroid beats that bound by `KEEP_MARGIN`
+/// keeps its label; the labels are the ones full rescoring gives.
 pub(crate) fn lloyd(
     points: &Points<'_>,
     members: &[u32],
@@ -25,8 +37,9 @@ pub(crate) fn lloyd(
 ) -> Result<Run> {
     let (d, k) = (points.dim(), centroids.len() / points.dim());
     let mut previous: Option<Vec<u32>> = None;
+    let (mut labels, mut sims, second) = points.nearest2(members, &centroids);
+    let mut others: Vec<f64> = second.iter().map(|&s| f64::from(s)).collect();
     for iteration in 0.. {
-        let (labels, sims) = points.nearest(members, &centroids);
         if iteration == max_iterations || previous.as_ref() == Some(&labels) {
             return Ok(Run {
                 centroids,
@@ -35,6 +48,7 @@ pub(crate) fn lloyd(
             });
         }
         let (sums, sizes) = sums(points, members, &labels, k);
+        let before = centroids.clone();
         for (j, (c, s)) in centroids
             .chunks_exact_mut(d)
             .zip(sums.chunks_exact(d))
@@ -53,7 +67,34 @@ pub(crate) fn lloyd(
             clusters: k,
             objective,
         })?;
-        previous = Some(labels);
+        let drift = before
+            .chunks_exact(d)
+            .zip(centroids.chunks_exact(d))
+            .map(|(a, b)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .fold(0f64, f64::max);
+        let own = points.own_cosines(members, &labels, &centroids);
+        let mut unsure = Vec::new();
+        for (i, (o, bound)) in own.iter().zip(others.iter_mut()).enumerate() {
+            *bound += drift;
+            if f64::from(*o) <= *bound + KEEP_MARGIN {
+                unsure.push(i);
+            }
+        }
+        previous = Some(labels.clone());
+        sims = own;
+        if !unsure.is_empty() {
+            let rescored: Vec<u32> = unsure.iter().map(|&i| members[i]).collect();
+            let (l, s, second) = points.nearest2(&rescored, &centroids);
+            for (n, &i) in unsure.iter().enumerate() {
+                (labels[i], sims[i], others[i]) = (l[n], s[n], f64::from(second[n]));
+            }
+        }
     }
     unreachable!("the loop returns")
 }

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::similarity::{Aligned, BatchKernel, Rows};
+use crate::similarity::{Aligned, BatchKernel, Kernel, Metric, Rows};
 
 /// Vectors of `dim` floats at given offsets in one slice (a dense matrix, or the store's
 /// mapped slots), each with the inverse of its L2 norm: clustering is on directions, so a
@@ -116,34 +116,74 @@ impl<'a> Points<'a> {
     /// `centroids` (unit vectors, `dim` floats each; the first on ties). Blocks of points are
     /// fixed, not per thread, so the answer does not depend on the number of threads.
     pub(crate) fn nearest(&self, members: &[u32], centroids: &[f32]) -> (Vec<u32>, Vec<f32>) {
+        let (labels, sims, _) = self.nearest2(members, centroids);
+        (labels, sims)
+    }
+
+    /// [`Points::nearest`], plus each point's cosine to its second most similar centroid
+    /// (−∞ with one centroid).
+    pub(crate) fn nearest2(
+        &self,
+        members: &[u32],
+        centroids: &[f32],
+    ) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
         let k = centroids.len() / self.dim;
         assert!(k > 0 && k <= u32::MAX as usize);
         let mut labels = vec![0u32; members.len()];
         let mut sims = vec![0f32; members.len()];
+        let mut seconds = vec![0f32; members.len()];
         let centroids = Aligned::pack(centroids.chunks_exact(self.dim), self.dim);
         let centroids = centroids.rows();
         labels
             .par_chunks_mut(BLOCK)
             .zip(sims.par_chunks_mut(BLOCK))
+            .zip(seconds.par_chunks_mut(BLOCK))
             .zip(members.par_chunks(BLOCK))
             .for_each_init(
                 || (Vec::new(), Vec::new()),
-                |(gathered, scores), ((labels, sims), block)| {
+                |(gathered, scores), (((labels, sims), seconds), block)| {
                     scores.resize(block.len() * k, 0.0);
                     self.dots(block, centroids, gathered, scores);
                     for (r, row) in scores.chunks_exact(k).enumerate() {
-                        let (mut best, mut at) = (row[0], 0);
+                        let (mut best, mut at, mut second) = (row[0], 0, f32::NEG_INFINITY);
                         for (j, &s) in row.iter().enumerate().skip(1) {
                             if s > best {
-                                (best, at) = (s, j);
+                                (second, best, at) = (best, s, j);
+                            } else if s > second {
+                                second = s;
                             }
                         }
+                        let inv = self.inv_norms[block[r] as usize];
                         labels[r] = at as u32;
-                        sims[r] = best * self.inv_norms[block[r] as usize];
+                        sims[r] = best * inv;
+                        seconds[r] = second * inv;
                     }
                 },
             );
-        (labels, sims)
+        (labels, sims, seconds)
+    }
+
+    /// Cosine of each point of `members` to its own centroid `labels[i]` of `centroids`
+    /// (unit rows), in fixed blocks.
+    pub(crate) fn own_cosines(
+        &self,
+        members: &[u32],
+        labels: &[u32],
+        centroids: &[f32],
+    ) -> Vec<f32> {
+        let d = self.dim;
+        let kernel = Kernel::best();
+        let mut out = vec![0f32; members.len()];
+        out.par_chunks_mut(BLOCK)
+            .zip(members.par_chunks(BLOCK).zip(labels.par_chunks(BLOCK)))
+            .for_each(|(out, (block, labels))| {
+                for ((o, &m), &l) in out.iter_mut().zip(block).zip(labels) {
+                    let c = &centroids[l as usize * d..(l as usize + 1) * d];
+                    let dot = kernel.score(Metric::Dot, self.row(m as usize), c);
+                    *o = dot * self.inv_norms[m as usize];
+                }
+            });
+        out
     }
 
     /// Cosines of every point of `members` to every unit row of `rows`: `members.len() × t`,

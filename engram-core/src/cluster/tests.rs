@@ -261,3 +261,52 @@ fn members_that_cancel_out_form_no_cluster() {
         assert!(c.coherence[j] > 0.0);
     }
 }
+
+/// Lloyd with every point rescored against every centroid each iteration: the reference
+/// for the bounded version in `kmeans::lloyd`.
+fn lloyd_rescoring_all(
+    points: &Points<'_>,
+    members: &[u32],
+    mut centroids: Vec<f32>,
+) -> (Vec<u32>, Vec<f32>, usize) {
+    let (d, k) = (points.dim(), centroids.len() / points.dim());
+    let mut previous: Option<Vec<u32>> = None;
+    for iteration in 0..50 {
+        let (labels, _) = points.nearest(members, &centroids);
+        if previous.as_ref() == Some(&labels) {
+            return (labels, centroids, iteration);
+        }
+        let (sums, sizes) = kmeans::sums(points, members, &labels, k);
+        assert!(
+            sizes.iter().all(|&s| s > 0),
+            "the reference does not reseed"
+        );
+        for (c, s) in centroids.chunks_exact_mut(d).zip(sums.chunks_exact(d)) {
+            kmeans::normalize_into(s, c);
+        }
+        previous = Some(labels);
+    }
+    panic!("the reference did not converge in 50 iterations");
+}
+
+#[test]
+fn bounded_lloyd_gives_the_labels_of_full_rescoring() {
+    // Overlapping clusters (spread 2.0) so that many points sit near a boundary and the
+    // bound must send them back to full rescoring; 768-d like real embeddings.
+    for (dim, spread, seed) in [(768, 2.0, 3u64), (64, 1.5, 8)] {
+        let (m, _) = clustered(3_000, 15, dim, spread, seed);
+        let points = Points::dense(&m.data, dim).unwrap();
+        let all: Vec<u32> = (0..3_000).collect();
+        let seeds = seed::kmeans_parallel(&points, &all, 15, seed, &Ctl(None)).unwrap();
+        let run = kmeans::lloyd(&points, &all, seeds.clone(), 50, &Ctl(None)).unwrap();
+        let (labels, centroids, iterations) = lloyd_rescoring_all(&points, &all, seeds);
+        assert!(
+            iterations > 2,
+            "the bound is exercised only after the first iterations"
+        );
+        assert_eq!(run.iterations, iterations, "{dim}-d");
+        assert_eq!(run.labels, labels, "{dim}-d");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&run.centroids), bits(&centroids), "{dim}-d");
+    }
+}
