@@ -13,21 +13,23 @@ pub(crate) struct Run {
     pub iterations: usize,
 }
 
-/// How far a kept label's cosine must beat the bound on every other centroid's: covers the
-/// f32 rounding of both cosines (each within ~5e-5 at 768-d), so a kept label is exactly the
-/// one a full rescoring would pick.
+/// How far apart a point's bounds must stay for it to keep its label: covers the f32
+/// rounding of the cosines they start from (each within ~5e-5 at 768-d), so a kept label is
+/// exactly the one full rescoring would pick.
 const KEEP_MARGIN: f64 = 2e-4;
 
 /// Lloyd iterations from `centroids` (k unit rows) over the points `members`, until no
 /// assignment changes or `max_iterations` updates have run. Returned labels are the nearest
 /// of the returned centroids.
 ///
-/// After the first assignment, a point is rescored against every centroid only when it
-/// might change cluster (Hamerly's bound, for cosines): each point keeps an upper bound on
-/// its cosine to any centroid but its own, raised each update by the largest distance a
-/// centroid moved (a unit centroid that moves by δ changes a unit point's cosine by at most
-/// δ). A point whose exact cosine to its own centroid beats that bound by `KEEP_MARGIN`
-/// keeps its label; the labels are the ones full rescoring gives.
+/// After the first assignment a point is rescored against every centroid only when it
+/// might change cluster (Hamerly's bounds, for cosines). Each point keeps a lower bound on
+/// its cosine to its own centroid and an upper bound on its cosine to any other; a unit
+/// centroid that moves by δ changes a unit point's cosine by at most δ, so each update lowers
+/// the first by its own centroid's move and raises the second by the largest other move. A
+/// point whose bounds stay `KEEP_MARGIN` apart keeps its label without any work; one whose
+/// bounds cross is checked against its exact own cosine, then rescored if still in doubt. The
+/// labels are the ones full rescoring gives (tested against it).
 pub(crate) fn lloyd(
     points: &Points<'_>,
     members: &[u32],
@@ -35,10 +37,11 @@ pub(crate) fn lloyd(
     max_iterations: usize,
     ctl: &Ctl<'_>,
 ) -> Result<Run> {
-    let (d, k) = (points.dim(), centroids.len() / points.dim());
+    let (d, k, n) = (points.dim(), centroids.len() / points.dim(), members.len());
     let mut previous: Option<Vec<u32>> = None;
-    let (mut labels, mut sims, second) = points.nearest2(members, &centroids);
-    let mut others: Vec<f64> = second.iter().map(|&s| f64::from(s)).collect();
+    let (mut labels, own, second) = points.nearest2(members, &centroids);
+    let mut lower: Vec<f64> = own.iter().map(|&s| f64::from(s)).collect();
+    let mut upper: Vec<f64> = second.iter().map(|&s| f64::from(s)).collect();
     for iteration in 0.. {
         if iteration == max_iterations || previous.as_ref() == Some(&labels) {
             return Ok(Run {
@@ -48,6 +51,19 @@ pub(crate) fn lloyd(
             });
         }
         let (sums, sizes) = sums(points, members, &labels, k);
+        // The mean cosine of the points to their centroids: Σ_j (Σ of cluster j's
+        // directions) · centroid j, over n.
+        let objective = sums
+            .chunks_exact(d)
+            .zip(centroids.chunks_exact(d))
+            .map(|(s, c)| {
+                s.iter()
+                    .zip(c)
+                    .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64;
         let before = centroids.clone();
         for (j, (c, s)) in centroids
             .chunks_exact_mut(d)
@@ -58,8 +74,10 @@ pub(crate) fn lloyd(
                 normalize_into(s, c);
             }
         }
-        reseed_empty(points, members, &labels, &sims, &sizes, &mut centroids);
-        let objective = sims.iter().map(|&s| f64::from(s)).sum::<f64>() / members.len() as f64;
+        if sizes.contains(&0) {
+            let sims = points.own_cosines(members, &labels, &before);
+            reseed_empty(points, members, &labels, &sims, &sizes, &mut centroids);
+        }
         ctl.report(Progress {
             phase: Phase::Iterating,
             step: iteration + 1,
@@ -67,7 +85,7 @@ pub(crate) fn lloyd(
             clusters: k,
             objective,
         })?;
-        let drift = before
+        let moved: Vec<f64> = before
             .chunks_exact(d)
             .zip(centroids.chunks_exact(d))
             .map(|(a, b)| {
@@ -77,22 +95,47 @@ pub(crate) fn lloyd(
                     .sum::<f64>()
                     .sqrt()
             })
+            .collect();
+        // The largest move, and the largest of the others for the points of that centroid.
+        let farthest = (0..k)
+            .max_by(|&a, &b| moved[a].total_cmp(&moved[b]))
+            .unwrap_or(0);
+        let most = moved[farthest];
+        let next = (0..k)
+            .filter(|&j| j != farthest)
+            .map(|j| moved[j])
             .fold(0f64, f64::max);
-        let own = points.own_cosines(members, &labels, &centroids);
-        let mut unsure = Vec::new();
-        for (i, (o, bound)) in own.iter().zip(others.iter_mut()).enumerate() {
-            *bound += drift;
-            if f64::from(*o) <= *bound + KEEP_MARGIN {
-                unsure.push(i);
+        let mut doubtful = Vec::new();
+        for (i, &l) in labels.iter().enumerate() {
+            let l = l as usize;
+            lower[i] -= moved[l];
+            upper[i] += if l == farthest { next } else { most };
+            if lower[i] <= upper[i] + KEEP_MARGIN {
+                doubtful.push(i);
             }
         }
         previous = Some(labels.clone());
-        sims = own;
-        if !unsure.is_empty() {
-            let rescored: Vec<u32> = unsure.iter().map(|&i| members[i]).collect();
-            let (l, s, second) = points.nearest2(&rescored, &centroids);
-            for (n, &i) in unsure.iter().enumerate() {
-                (labels[i], sims[i], others[i]) = (l[n], s[n], f64::from(second[n]));
+        // Few in doubt (late iterations): their exact own cosine clears most of them. Many
+        // (early iterations, overlapping data): rescoring them all costs less than both.
+        if doubtful.len() * 2 < n {
+            let who: Vec<u32> = doubtful.iter().map(|&i| members[i]).collect();
+            let their: Vec<u32> = doubtful.iter().map(|&i| labels[i]).collect();
+            let own = points.own_cosines(&who, &their, &centroids);
+            doubtful = doubtful
+                .into_iter()
+                .zip(own)
+                .filter_map(|(i, o)| {
+                    lower[i] = f64::from(o);
+                    (lower[i] <= upper[i] + KEEP_MARGIN).then_some(i)
+                })
+                .collect();
+        }
+        if !doubtful.is_empty() {
+            let who: Vec<u32> = doubtful.iter().map(|&i| members[i]).collect();
+            let (l, own, second) = points.nearest2(&who, &centroids);
+            for (m, &i) in doubtful.iter().enumerate() {
+                labels[i] = l[m];
+                (lower[i], upper[i]) = (f64::from(own[m]), f64::from(second[m]));
             }
         }
     }
