@@ -11,6 +11,84 @@ pub(crate) struct Run {
     pub centroids: Vec<f32>,
     pub labels: Vec<u32>,
     pub iterations: usize,
+    /// Where Lloyd's bounds ended: a new run from centroids that differ in a few rows
+    /// starts from them (`Start::after_moving`).
+    pub start: Start,
+}
+
+/// Each member's label and Hamerly bounds for given centroids: a lower bound on its cosine
+/// to its own centroid, an upper bound on its cosine to any other.
+#[derive(Clone)]
+pub(crate) struct Start {
+    labels: Vec<u32>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+}
+
+impl Start {
+    /// Every member scored against every centroid.
+    pub(crate) fn full(points: &Points<'_>, members: &[u32], centroids: &[f32]) -> Self {
+        let (labels, own, second) = points.nearest2(members, centroids);
+        Start {
+            labels,
+            lower: own.iter().map(|&s| f64::from(s)).collect(),
+            upper: second.iter().map(|&s| f64::from(s)).collect(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// This assignment carried to `centroids`, which differ from the ones it was made for
+    /// only in the rows `changed`: every member is scored against those rows alone, and only
+    /// the members of a changed centroid, or whose bounds now cross, against all of them.
+    pub(crate) fn after_moving(
+        mut self,
+        points: &Points<'_>,
+        members: &[u32],
+        centroids: &[f32],
+        changed: &[usize],
+    ) -> Self {
+        let d = points.dim();
+        let rows: Vec<f32> = changed
+            .iter()
+            .flat_map(|&j| centroids[j * d..(j + 1) * d].iter().copied())
+            .collect();
+        let moved = points.cosines(members, &rows);
+        let mut doubtful = Vec::new();
+        for (i, cos) in moved.chunks_exact(changed.len()).enumerate() {
+            let nearest_moved = cos.iter().fold(f32::NEG_INFINITY, |m, &c| m.max(c));
+            self.upper[i] = self.upper[i].max(f64::from(nearest_moved));
+            if changed.contains(&(self.labels[i] as usize))
+                || self.lower[i] <= self.upper[i] + KEEP_MARGIN
+            {
+                doubtful.push(i);
+            }
+        }
+        self.rescore(points, members, centroids, &doubtful);
+        self
+    }
+
+    /// Members `which` (indices into `members`) scored against every centroid.
+    fn rescore(
+        &mut self,
+        points: &Points<'_>,
+        members: &[u32],
+        centroids: &[f32],
+        which: &[usize],
+    ) {
+        if which.is_empty() {
+            return;
+        }
+        let who: Vec<u32> = which.iter().map(|&i| members[i]).collect();
+        let (labels, own, second) = points.nearest2(&who, centroids);
+        for (m, &i) in which.iter().enumerate() {
+            self.labels[i] = labels[m];
+            (self.lower[i], self.upper[i]) = (f64::from(own[m]), f64::from(second[m]));
+        }
+    }
 }
 
 /// How far apart a point's bounds must stay for it to keep its label: covers the f32
@@ -33,24 +111,37 @@ const KEEP_MARGIN: f64 = 2e-4;
 pub(crate) fn lloyd(
     points: &Points<'_>,
     members: &[u32],
+    centroids: Vec<f32>,
+    max_iterations: usize,
+    ctl: &Ctl<'_>,
+) -> Result<Run> {
+    let start = Start::full(points, members, &centroids);
+    lloyd_from(points, members, centroids, start, max_iterations, ctl)
+}
+
+/// [`lloyd`] from an assignment already made for `centroids`.
+pub(crate) fn lloyd_from(
+    points: &Points<'_>,
+    members: &[u32],
     mut centroids: Vec<f32>,
+    start: Start,
     max_iterations: usize,
     ctl: &Ctl<'_>,
 ) -> Result<Run> {
     let (d, k, n) = (points.dim(), centroids.len() / points.dim(), members.len());
     let mut previous: Option<Vec<u32>> = None;
-    let (mut labels, own, second) = points.nearest2(members, &centroids);
-    let mut lower: Vec<f64> = own.iter().map(|&s| f64::from(s)).collect();
-    let mut upper: Vec<f64> = second.iter().map(|&s| f64::from(s)).collect();
+    let mut state = start;
     for iteration in 0.. {
-        if iteration == max_iterations || previous.as_ref() == Some(&labels) {
+        if iteration == max_iterations || previous.as_ref() == Some(&state.labels) {
             return Ok(Run {
                 centroids,
-                labels,
+                labels: state.labels.clone(),
                 iterations: iteration,
+                start: state,
             });
         }
-        let (sums, sizes) = sums(points, members, &labels, k);
+        let labels = &state.labels;
+        let (sums, sizes) = sums(points, members, labels, k);
         // The mean cosine of the points to their centroids: Σ_j (Σ of cluster j's
         // directions) · centroid j, over n.
         let objective = sums
@@ -75,8 +166,8 @@ pub(crate) fn lloyd(
             }
         }
         if sizes.contains(&0) {
-            let sims = points.own_cosines(members, &labels, &before);
-            reseed_empty(points, members, &labels, &sims, &sizes, &mut centroids);
+            let sims = points.own_cosines(members, labels, &before);
+            reseed_empty(points, members, labels, &sims, &sizes, &mut centroids);
         }
         ctl.report(Progress {
             phase: Phase::Iterating,
@@ -105,6 +196,11 @@ pub(crate) fn lloyd(
             .filter(|&j| j != farthest)
             .map(|j| moved[j])
             .fold(0f64, f64::max);
+        let Start {
+            labels,
+            lower,
+            upper,
+        } = &mut state;
         let mut doubtful = Vec::new();
         for (i, &l) in labels.iter().enumerate() {
             let l = l as usize;
@@ -130,14 +226,7 @@ pub(crate) fn lloyd(
                 })
                 .collect();
         }
-        if !doubtful.is_empty() {
-            let who: Vec<u32> = doubtful.iter().map(|&i| members[i]).collect();
-            let (l, own, second) = points.nearest2(&who, &centroids);
-            for (m, &i) in doubtful.iter().enumerate() {
-                labels[i] = l[m];
-                (lower[i], upper[i]) = (f64::from(own[m]), f64::from(second[m]));
-            }
-        }
+        state.rescore(points, members, &centroids, &doubtful);
     }
     unreachable!("the loop returns")
 }

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::kmeans::{Run, lloyd, normalize_into, sums};
+use super::kmeans::{Run, lloyd, lloyd_from, normalize_into, sums};
 use super::points::Points;
 use super::{Ctl, Params, Phase, Progress, seed};
 use crate::error::Result;
@@ -276,7 +276,19 @@ pub(crate) fn swap(
         normalize_into(&merged, &mut centroids[a * d..(a + 1) * d]);
         centroids[b * d..(b + 1) * d].copy_from_slice(&halves.centroids[..d]);
         centroids[w * d..(w + 1) * d].copy_from_slice(&halves.centroids[d..]);
-        let trial = lloyd(points, members, centroids, params.max_iterations, ctl)?;
+        // Only a, b and w moved: the last assignment carries over for everyone else.
+        let start = run
+            .start
+            .clone()
+            .after_moving(points, members, &centroids, &[a, b, w]);
+        let trial = lloyd_from(
+            points,
+            members,
+            centroids,
+            start,
+            params.max_iterations,
+            ctl,
+        )?;
         let (t, ts, tsizes) = objective(&trial.labels);
         if t <= total {
             break;

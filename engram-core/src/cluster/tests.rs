@@ -311,3 +311,34 @@ fn bounded_lloyd_gives_the_labels_of_full_rescoring() {
         assert_eq!(bits(&run.centroids), bits(&centroids), "{dim}-d");
     }
 }
+
+#[test]
+fn an_assignment_carried_past_a_few_moved_centroids_equals_a_fresh_one() {
+    let (m, _) = clustered(3_000, 12, 64, 1.5, 13);
+    let points = Points::dense(&m.data, 64).unwrap();
+    let all: Vec<u32> = (0..3_000).collect();
+    let seeds = seed::kmeans_parallel(&points, &all, 12, 13, &Ctl(None)).unwrap();
+    let run = kmeans::lloyd(&points, &all, seeds, 40, &Ctl(None)).unwrap();
+    // Move three centroids onto the directions of three points, as a swap does.
+    let mut centroids = run.centroids.clone();
+    let moved = [1usize, 5, 9];
+    for (j, p) in moved.iter().zip([17usize, 1_234, 2_900]) {
+        kmeans::normalize_into(points.row(p), &mut centroids[j * 64..(j + 1) * 64]);
+    }
+    let carried = run
+        .start
+        .clone()
+        .after_moving(&points, &all, &centroids, &moved);
+    let fresh = kmeans::Start::full(&points, &all, &centroids);
+    assert_eq!(carried.labels(), fresh.labels());
+    let changed = carried
+        .labels()
+        .iter()
+        .zip(&run.labels)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        changed > 0,
+        "the moves must take points from their old clusters"
+    );
+}
