@@ -6,39 +6,33 @@ use super::points::Points;
 use super::{Clustering, Ctl, Phase, Progress, UNASSIGNED};
 use crate::error::Result;
 
-/// The state after Lloyd iterations: centroids, and each member's nearest one.
+/// The state after Lloyd iterations: centroids, and each member's nearest one with the
+/// bounds a run from centroids that differ in a few rows starts from
+/// (`Assignment::after_moving`).
 pub(crate) struct Run {
     pub centroids: Vec<f32>,
-    pub labels: Vec<u32>,
+    pub assignment: Assignment,
     pub iterations: usize,
-    /// Where Lloyd's bounds ended: a new run from centroids that differ in a few rows
-    /// starts from them (`Start::after_moving`).
-    pub start: Start,
 }
 
 /// Each member's label and Hamerly bounds for given centroids: a lower bound on its cosine
 /// to its own centroid, an upper bound on its cosine to any other.
 #[derive(Clone)]
-pub(crate) struct Start {
-    labels: Vec<u32>,
+pub(crate) struct Assignment {
+    pub labels: Vec<u32>,
     lower: Vec<f64>,
     upper: Vec<f64>,
 }
 
-impl Start {
+impl Assignment {
     /// Every member scored against every centroid.
     pub(crate) fn full(points: &Points<'_>, members: &[u32], centroids: &[f32]) -> Self {
         let (labels, own, second) = points.nearest2(members, centroids);
-        Start {
+        Assignment {
             labels,
             lower: own.iter().map(|&s| f64::from(s)).collect(),
             upper: second.iter().map(|&s| f64::from(s)).collect(),
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn labels(&self) -> &[u32] {
-        &self.labels
     }
 
     /// This assignment carried to `centroids`, which differ from the ones it was made for
@@ -115,7 +109,7 @@ pub(crate) fn lloyd(
     max_iterations: usize,
     ctl: &Ctl<'_>,
 ) -> Result<Run> {
-    let start = Start::full(points, members, &centroids);
+    let start = Assignment::full(points, members, &centroids);
     lloyd_from(points, members, centroids, start, max_iterations, ctl)
 }
 
@@ -124,23 +118,21 @@ pub(crate) fn lloyd_from(
     points: &Points<'_>,
     members: &[u32],
     mut centroids: Vec<f32>,
-    start: Start,
+    mut assignment: Assignment,
     max_iterations: usize,
     ctl: &Ctl<'_>,
 ) -> Result<Run> {
     let (d, k, n) = (points.dim(), centroids.len() / points.dim(), members.len());
     let mut previous: Option<Vec<u32>> = None;
-    let mut state = start;
     for iteration in 0.. {
-        if iteration == max_iterations || previous.as_ref() == Some(&state.labels) {
+        if iteration == max_iterations || previous.as_ref() == Some(&assignment.labels) {
             return Ok(Run {
                 centroids,
-                labels: state.labels.clone(),
+                assignment,
                 iterations: iteration,
-                start: state,
             });
         }
-        let labels = &state.labels;
+        let labels = &assignment.labels;
         let (sums, sizes) = sums(points, members, labels, k);
         // The mean cosine of the points to their centroids: Σ_j (Σ of cluster j's
         // directions) · centroid j, over n.
@@ -196,11 +188,11 @@ pub(crate) fn lloyd_from(
             .filter(|&j| j != farthest)
             .map(|j| moved[j])
             .fold(0f64, f64::max);
-        let Start {
+        let Assignment {
             labels,
             lower,
             upper,
-        } = &mut state;
+        } = &mut assignment;
         let mut doubtful = Vec::new();
         for (i, &l) in labels.iter().enumerate() {
             let l = l as usize;
@@ -226,7 +218,7 @@ pub(crate) fn lloyd_from(
                 })
                 .collect();
         }
-        state.rescore(points, members, &centroids, &doubtful);
+        assignment.rescore(points, members, &centroids, &doubtful);
     }
     unreachable!("the loop returns")
 }

@@ -212,7 +212,7 @@ pub fn cluster(
             let run = kmeans::lloyd(points, &train, seeds, params.max_iterations, &ctl)?;
             let run = split::swap(points, &train, run, params, &ctl)?;
             let labels = if train.len() == n {
-                run.labels
+                run.assignment.labels
             } else {
                 points.nearest(&all, &run.centroids).0
             };

@@ -81,7 +81,7 @@ pub(crate) fn by_threshold(
         iterations += run.iterations;
         let (left, right): (Vec<u32>, Vec<u32>) = {
             let mut sides = (Vec::new(), Vec::new());
-            for (&m, &l) in p.members.iter().zip(&run.labels) {
+            for (&m, &l) in p.members.iter().zip(&run.assignment.labels) {
                 if l == 0 {
                     sides.0.push(m)
                 } else {
@@ -114,11 +114,11 @@ pub(crate) fn by_threshold(
         iterations += run.iterations;
         let k = run.centroids.len() / d;
         if round == MERGE_ROUNDS {
-            return Ok((run.labels, k, iterations));
+            return Ok((run.assignment.labels, k, iterations));
         }
-        let (s, sizes) = sums(points, all, &run.labels, k);
+        let (s, sizes) = sums(points, all, &run.assignment.labels, k);
         let Some(merged) = merge(&s, &sizes, &run.centroids, d, min_coherence) else {
-            return Ok((run.labels, k, iterations));
+            return Ok((run.assignment.labels, k, iterations));
         };
         ctl.report(Progress {
             phase: Phase::Merging,
@@ -237,7 +237,7 @@ pub(crate) fn swap(
         let (s, sizes) = sums(points, members, labels, k);
         ((0..k).map(|j| row_norm(&s, d, j)).sum::<f64>(), s, sizes)
     };
-    let (mut total, mut s, mut sizes) = objective(&run.labels);
+    let (mut total, mut s, mut sizes) = objective(&run.assignment.labels);
     for round in 0..SWAP_ROUNDS {
         let norms: Vec<f64> = (0..k).map(|j| row_norm(&s, d, j)).collect();
         let Some((loss, a, b)) = neighbour_pairs(&run.centroids, &sizes, d)
@@ -255,7 +255,7 @@ pub(crate) fn swap(
         };
         let inside: Vec<u32> = members
             .iter()
-            .zip(&run.labels)
+            .zip(&run.assignment.labels)
             .filter(|&(_, &l)| l as usize == w)
             .map(|(&m, _)| m)
             .collect();
@@ -267,7 +267,7 @@ pub(crate) fn swap(
             &Ctl(None),
         )?;
         let halves = lloyd(points, &inside, seeds, SPLIT_ITERATIONS, &Ctl(None))?;
-        let (hs, hsizes) = sums(points, &inside, &halves.labels, 2);
+        let (hs, hsizes) = sums(points, &inside, &halves.assignment.labels, 2);
         if hsizes.contains(&0) || row_norm(&hs, d, 0) + row_norm(&hs, d, 1) - norms[w] <= loss {
             break;
         }
@@ -278,7 +278,7 @@ pub(crate) fn swap(
         centroids[w * d..(w + 1) * d].copy_from_slice(&halves.centroids[d..]);
         // Only a, b and w moved: the last assignment carries over for everyone else.
         let start = run
-            .start
+            .assignment
             .clone()
             .after_moving(points, members, &centroids, &[a, b, w]);
         let trial = lloyd_from(
@@ -289,7 +289,7 @@ pub(crate) fn swap(
             params.max_iterations,
             ctl,
         )?;
-        let (t, ts, tsizes) = objective(&trial.labels);
+        let (t, ts, tsizes) = objective(&trial.assignment.labels);
         if t <= total {
             break;
         }

@@ -306,7 +306,7 @@ fn bounded_lloyd_gives_the_labels_of_full_rescoring() {
             "the bound is exercised only after the first iterations"
         );
         assert_eq!(run.iterations, iterations, "{dim}-d");
-        assert_eq!(run.labels, labels, "{dim}-d");
+        assert_eq!(run.assignment.labels, labels, "{dim}-d");
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&run.centroids), bits(&centroids), "{dim}-d");
     }
@@ -326,15 +326,15 @@ fn an_assignment_carried_past_a_few_moved_centroids_equals_a_fresh_one() {
         kmeans::normalize_into(points.row(p), &mut centroids[j * 64..(j + 1) * 64]);
     }
     let carried = run
-        .start
+        .assignment
         .clone()
         .after_moving(&points, &all, &centroids, &moved);
-    let fresh = kmeans::Start::full(&points, &all, &centroids);
-    assert_eq!(carried.labels(), fresh.labels());
+    let fresh = kmeans::Assignment::full(&points, &all, &centroids);
+    assert_eq!(carried.labels, fresh.labels);
     let changed = carried
-        .labels()
+        .labels
         .iter()
-        .zip(&run.labels)
+        .zip(&run.assignment.labels)
         .filter(|(a, b)| a != b)
         .count();
     assert!(
