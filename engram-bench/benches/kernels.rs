@@ -40,7 +40,10 @@ fn kernels(c: &mut Criterion) {
     group.throughput(Throughput::Elements((2 * m * n * dim) as u64)); // FLOPs
     for k in BatchKernel::available() {
         group.bench_function(format!("{k:?}"), |b| {
-            b.iter(|| k.dots(black_box(queries), black_box(block), &mut out))
+            b.iter(|| {
+                k.dots(black_box(queries), black_box(block), &mut out)
+                    .unwrap()
+            })
         });
     }
     group.finish();

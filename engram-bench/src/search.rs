@@ -167,7 +167,11 @@ fn batch_kernels(one: &rayon::ThreadPool) -> Result<Value, BoxError> {
         let queries = queries.slice(0, m);
         let out = &mut out[..m * n];
         let reps = if kernel == BatchKernel::Scalar { 1 } else { 7 };
-        let secs = one.install(|| time(reps, || kernel.dots(queries, rows, out)));
+        let secs = one.install(|| {
+            time(reps, || {
+                kernel.dots(queries, rows, out).expect("shapes built above");
+            })
+        });
         let flops = 2.0 * (m * n * DIM) as f64 / secs;
         let ns = secs * 1e9 / (m * n) as f64;
         println!(

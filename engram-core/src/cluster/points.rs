@@ -240,7 +240,7 @@ impl<'a> Points<'a> {
             (&gathered[..], d)
         };
         let points = Rows::new(a, d, rsa, m).expect("m rows of d floats at stride rsa fit `a`");
-        BatchKernel::best().dots(points, centroids, scores);
+        BatchKernel::best().dots_checked(points, centroids, scores);
     }
 }
 

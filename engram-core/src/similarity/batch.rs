@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 use super::Rows;
+use crate::error::{Error, Result};
 
 /// An implementation of [`BatchKernel::dots`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,12 +61,31 @@ impl BatchKernel {
     /// `out[q * rows.len() + i] = queries.row(q) · rows.row(i)`. A kernel this CPU cannot
     /// run falls back to the scalar reference.
     ///
-    /// # Panics
-    /// If the two row sets differ in `dim` or `out.len() != queries.len() * rows.len()`;
-    /// callers validate dimensions first.
-    pub fn dots(self, queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) {
-        assert_eq!(queries.dim(), rows.dim(), "query dimension");
-        assert_eq!(out.len(), queries.len() * rows.len(), "one dot per pair");
+    /// Errors: `DimensionMismatch` if the two row sets differ in `dim`, `InvalidArgument`
+    /// if `out.len() != queries.len() * rows.len()`.
+    pub fn dots(self, queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) -> Result<()> {
+        if queries.dim() != rows.dim() {
+            return Err(Error::DimensionMismatch {
+                expected: rows.dim(),
+                found: queries.dim(),
+            });
+        }
+        let pairs = queries.len().checked_mul(rows.len());
+        if pairs != Some(out.len()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} outputs for {} queries × {} rows",
+                out.len(),
+                queries.len(),
+                rows.len()
+            )));
+        }
+        self.dots_checked(queries, rows, out);
+        Ok(())
+    }
+
+    /// [`BatchKernel::dots`] for callers that built the shapes themselves.
+    pub(crate) fn dots_checked(self, queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) {
+        debug_assert!(queries.dim() == rows.dim() && out.len() == queries.len() * rows.len());
         if out.is_empty() {
             return;
         }

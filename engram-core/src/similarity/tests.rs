@@ -175,10 +175,10 @@ fn streaming_sized_row_sets_match_the_reference() {
 fn batch_kernels_agree(queries: Rows<'_>, rows: Rows<'_>) {
     let (m, n) = (queries.len(), rows.len());
     let mut want = vec![0f32; m * n];
-    BatchKernel::Scalar.dots(queries, rows, &mut want);
+    BatchKernel::Scalar.dots(queries, rows, &mut want).unwrap();
     for k in BatchKernel::available() {
         let mut got = vec![f32::NAN; m * n];
-        k.dots(queries, rows, &mut got);
+        k.dots(queries, rows, &mut got).unwrap();
         for q in 0..m {
             let at = q * n..(q + 1) * n;
             check(
@@ -226,5 +226,29 @@ fn batch_kernels_match_the_reference_past_a_query_block() {
         let q: Vec<f32> = (0..m * dim).map(|_| next()).collect();
         let r: Vec<f32> = (0..(n - 1) * stride + dim).map(|_| next()).collect();
         batch_kernels_agree(Rows::dense(&q, dim), Rows::new(&r, dim, stride, n).unwrap());
+    }
+}
+
+#[test]
+fn batch_kernels_refuse_mismatched_shapes() {
+    let a = [1f32; 12];
+    let (q3, r4) = (Rows::dense(&a[..6], 3), Rows::dense(&a[..8], 4));
+    let mut out = vec![0f32; 4];
+    for k in BatchKernel::available() {
+        assert!(matches!(
+            k.dots(q3, r4, &mut out),
+            Err(crate::Error::DimensionMismatch {
+                expected: 4,
+                found: 3
+            })
+        ));
+        let r3 = Rows::dense(&a[..9], 3);
+        assert!(matches!(
+            k.dots(q3, r3, &mut out),
+            Err(crate::Error::InvalidArgument(_))
+        ));
+        let mut six = vec![0f32; 6];
+        k.dots(q3, r3, &mut six).unwrap();
+        assert!(six.iter().all(|&x| x == 3.0), "{k:?}: {six:?}");
     }
 }

@@ -388,7 +388,7 @@ impl ReadTxn {
                 let block = rows.slice(start, end);
                 let n = block.len();
                 let mut products = vec![0f32; queries.len() * n];
-                kernel.dots(packed, block, &mut products);
+                kernel.dots_checked(packed, block, &mut products);
                 // Per row, once: liveness, and what turns a dot product into a score
                 // (1/norm for cosine, the squared norm for L2).
                 let mut live = Vec::with_capacity(n);
