@@ -34,7 +34,9 @@ fn brute(
         })
         .map(|(id, v, _, _)| {
             let mut s = [0f32];
-            Kernel::Scalar.scores(metric, q, Rows::dense(v, DIM), &mut s);
+            Kernel::Scalar
+                .scores(metric, q, Rows::dense(v, DIM), &mut s)
+                .unwrap();
             (s[0], *id)
         })
         .collect();
@@ -278,7 +280,7 @@ fn int8_mirror_recalls_at_least_99_percent_of_exact_top_10_on_real_embeddings() 
         total += exact.len();
         // Rescored hits carry exact f32 scores.
         let ep = snap.episode(approx[0].id).unwrap().unwrap();
-        let want = engram_core::similarity::cosine(q, ep.embedding());
+        let want = engram_core::similarity::cosine(q, ep.embedding()).unwrap();
         assert!((approx[0].score - want).abs() < 1e-6);
     }
     let recall = found as f64 / total as f64;

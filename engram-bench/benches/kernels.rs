@@ -16,7 +16,10 @@ fn kernels(c: &mut Criterion) {
         let mut pair = c.benchmark_group(format!("{metric:?}/pair_768"));
         for k in Kernel::available() {
             pair.bench_function(format!("{k:?}"), |b| {
-                b.iter(|| k.score(metric, black_box(&q), black_box(&rows[..dim])))
+                b.iter(|| {
+                    k.score(metric, black_box(&q), black_box(&rows[..dim]))
+                        .unwrap()
+                })
             });
         }
         pair.finish();
@@ -25,7 +28,10 @@ fn kernels(c: &mut Criterion) {
         let mut out = vec![0f32; 1_000];
         for k in Kernel::available() {
             batch.bench_function(format!("{k:?}"), |b| {
-                b.iter(|| k.scores(metric, black_box(&q), Rows::dense(&rows, dim), &mut out))
+                b.iter(|| {
+                    k.scores(metric, black_box(&q), Rows::dense(&rows, dim), &mut out)
+                        .unwrap()
+                })
             });
         }
         batch.finish();

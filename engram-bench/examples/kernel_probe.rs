@@ -16,10 +16,10 @@ fn main() {
                 let rows = Rows::dense(&big[..n * dim], dim);
                 let mut out = vec![0f32; n];
                 let reps = (2_000_000 / n).max(3);
-                k.scores(metric, &q, rows, &mut out);
+                k.scores(metric, &q, rows, &mut out).unwrap();
                 let t = std::time::Instant::now();
                 for _ in 0..reps {
-                    k.scores(metric, &q, rows, &mut out);
+                    k.scores(metric, &q, rows, &mut out).unwrap();
                 }
                 let ns = t.elapsed().as_nanos() as f64 / (reps * n) as f64;
                 println!("{metric:?} {k:?} {n}: {ns:.1} ns/pair");

@@ -22,7 +22,8 @@ fn main() {
                 std::hint::black_box(&x),
                 rows,
                 &mut y,
-            );
+            )
+            .unwrap();
         }
         let ns = t.elapsed().as_nanos() as f64 / n as f64;
         println!(

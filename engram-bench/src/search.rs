@@ -85,8 +85,13 @@ pub(super) fn kernels_job(report: &mut serde_json::Map<String, Value>) -> Result
                 let rows = Rows::dense(data, DIM);
                 let mut out = vec![0f32; n];
                 let reps = if kernel == Kernel::Scalar { 3 } else { 9 };
-                let secs =
-                    one.install(|| time(reps, || kernel.scores(metric, &query, rows, &mut out)));
+                let secs = one.install(|| {
+                    time(reps, || {
+                        kernel
+                            .scores(metric, &query, rows, &mut out)
+                            .expect("shapes built above");
+                    })
+                });
                 let ns = secs * 1e9 / n as f64;
                 let gbs = n as f64 * DIM as f64 * 4.0 / secs / 1e9;
                 row.insert(format!("{name}_ns_per_pair"), json!(ns));

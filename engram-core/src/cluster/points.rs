@@ -179,7 +179,7 @@ impl<'a> Points<'a> {
             .for_each(|(out, (block, labels))| {
                 for ((o, &m), &l) in out.iter_mut().zip(block).zip(labels) {
                     let c = &centroids[l as usize * d..(l as usize + 1) * d];
-                    let dot = kernel.score(Metric::Dot, self.row(m as usize), c);
+                    let dot = kernel.score_checked(Metric::Dot, self.row(m as usize), c);
                     *o = dot * self.inv_norms[m as usize];
                 }
             });

@@ -2,10 +2,28 @@
 //! One scale per vector keeps the error near 0.8 % RMSE at 768-d, where one global scale
 //! loses about 12 %. Dot products accumulate exactly in i32, so every kernel agrees exactly.
 
-/// Quantizes `v` into `codes` (same length); returns the scale: `v[i] ≈ codes[i] * scale`.
-/// Codes lie in -127..=127 (never -128), which the SIMD kernels rely on.
-pub fn quantize(v: &[f32], codes: &mut [i8]) -> f32 {
-    assert_eq!(v.len(), codes.len());
+use crate::error::{Error, Result};
+
+/// `DimensionMismatch` unless the two lengths agree.
+fn same_length(expected: usize, found: usize) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(Error::DimensionMismatch { expected, found })
+    }
+}
+
+/// Quantizes `v` into `codes`; returns the scale: `v[i] ≈ codes[i] * scale`. Codes lie in
+/// -127..=127 (never -128), which the SIMD kernels rely on. `DimensionMismatch` if the
+/// lengths differ.
+pub fn quantize(v: &[f32], codes: &mut [i8]) -> Result<f32> {
+    same_length(v.len(), codes.len())?;
+    Ok(quantize_checked(v, codes))
+}
+
+/// [`quantize`] for callers whose lengths agree by construction.
+pub(crate) fn quantize_checked(v: &[f32], codes: &mut [i8]) -> f32 {
+    debug_assert_eq!(v.len(), codes.len());
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     if max == 0.0 || !max.is_finite() {
         codes.fill(0);
@@ -28,9 +46,14 @@ pub fn dot_scalar(a: &[i8], b: &[i8]) -> i32 {
 }
 
 /// Integer dot product with the fastest kernel here (exactly equal to [`dot_scalar`] for codes
-/// in -127..=127).
-pub fn dot(a: &[i8], b: &[i8]) -> i32 {
-    assert_eq!(a.len(), b.len());
+/// in -127..=127). `DimensionMismatch` if the lengths differ.
+pub fn dot(a: &[i8], b: &[i8]) -> Result<i32> {
+    same_length(a.len(), b.len())?;
+    Ok(dot_checked(a, b))
+}
+
+fn dot_checked(a: &[i8], b: &[i8]) -> i32 {
+    debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked); both slices have the same length.
@@ -98,18 +121,16 @@ impl<'a> Query<'a> {
     }
 
     /// Exact `codes · row`, equal to [`dot_scalar`] for codes in -127..=127.
-    ///
-    /// # Panics
-    /// If `row` is not as long as the query.
-    pub fn dot(&self, row: &[i8]) -> i32 {
-        assert_eq!(row.len(), self.codes.len());
+    /// `DimensionMismatch` if `row` is not as long as the query.
+    pub fn dot(&self, row: &[i8]) -> Result<i32> {
+        same_length(self.codes.len(), row.len())?;
         #[cfg(target_arch = "x86_64")]
         if let Some(biased) = &self.biased {
             // SAFETY: `biased` exists only where AVX-512 VNNI and BW run (`has_vnni`); it
             // has the query's length, checked equal to the row's.
-            return unsafe { dot_vnni(biased, row) };
+            return Ok(unsafe { dot_vnni(biased, row) });
         }
-        dot(self.codes, row)
+        Ok(dot_checked(self.codes, row))
     }
 }
 
@@ -168,14 +189,14 @@ mod tests {
         fn simd_dot_equals_the_reference_exactly(v in proptest::collection::vec((any::<i8>(), any::<i8>()), 0..900)) {
             let a: Vec<i8> = v.iter().map(|p| p.0.max(-127)).collect();
             let b: Vec<i8> = v.iter().map(|p| p.1.max(-127)).collect();
-            prop_assert_eq!(dot(&a, &b), dot_scalar(&a, &b));
-            prop_assert_eq!(Query::new(&a).dot(&b), dot_scalar(&a, &b));
+            prop_assert_eq!(dot(&a, &b).unwrap(), dot_scalar(&a, &b));
+            prop_assert_eq!(Query::new(&a).dot(&b).unwrap(), dot_scalar(&a, &b));
         }
 
         #[test]
         fn every_weight_is_within_half_a_step(v in proptest::collection::vec(-10f32..10.0, 1..800)) {
             let mut codes = vec![0i8; v.len()];
-            let scale = quantize(&v, &mut codes);
+            let scale = quantize(&v, &mut codes).unwrap();
             for (x, c) in v.iter().zip(&codes) {
                 prop_assert!((x - f32::from(*c) * scale).abs() <= scale * 0.5 + 1e-6);
             }
@@ -198,7 +219,7 @@ mod tests {
             })
             .collect();
         let mut codes = vec![0i8; 768];
-        let scale = quantize(&v, &mut codes);
+        let scale = quantize(&v, &mut codes).unwrap();
         let err: f32 = v
             .iter()
             .zip(&codes)
@@ -210,6 +231,9 @@ mod tests {
             "relative RMSE {}",
             (err / energy).sqrt()
         );
-        assert_eq!(quantize(&[0.0; 4], &mut [1i8; 4]), 0.0);
+        assert_eq!(quantize(&[0.0; 4], &mut [1i8; 4]).unwrap(), 0.0);
+        assert!(quantize(&[0.0; 4], &mut [0i8; 3]).is_err());
+        assert!(dot(&[1, 2], &[3]).is_err());
+        assert!(Query::new(&[1, 2]).dot(&[3]).is_err());
     }
 }

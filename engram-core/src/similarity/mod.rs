@@ -20,6 +20,7 @@ mod x86;
 
 use std::sync::OnceLock;
 
+use crate::error::{Error, Result};
 pub use crate::metric::Metric;
 pub(crate) use batch::Aligned;
 pub use batch::BatchKernel;
@@ -184,14 +185,38 @@ impl Kernel {
         }
     }
 
-    /// Scores of `query` against every row, written to `out` (`out.len() == rows.len()`).
+    /// Scores of `query` against every row, written to `out`.
     ///
-    /// # Panics
-    /// If `query.len() != rows.dim()` or `out.len() != rows.len()`; callers validate input
-    /// lengths (the store checks dimensions before scanning).
-    pub fn scores(self, metric: Metric, query: &[f32], rows: Rows<'_>, out: &mut [f32]) {
-        assert_eq!(query.len(), rows.dim(), "query dimension");
-        assert_eq!(out.len(), rows.len(), "one score per row");
+    /// Errors: `DimensionMismatch` if `query.len() != rows.dim()`, `InvalidArgument` if
+    /// `out.len() != rows.len()`.
+    pub fn scores(
+        self,
+        metric: Metric,
+        query: &[f32],
+        rows: Rows<'_>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        same_length(rows.dim(), query.len())?;
+        if out.len() != rows.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} outputs for {} rows",
+                out.len(),
+                rows.len()
+            )));
+        }
+        self.scores_checked(metric, query, rows, out);
+        Ok(())
+    }
+
+    /// [`Kernel::scores`] for callers whose lengths agree by construction.
+    pub(crate) fn scores_checked(
+        self,
+        metric: Metric,
+        query: &[f32],
+        rows: Rows<'_>,
+        out: &mut [f32],
+    ) {
+        debug_assert!(query.len() == rows.dim() && out.len() == rows.len());
         match self.usable() {
             Kernel::Scalar => scalar::scores(metric, query, rows, out),
             #[cfg(target_arch = "x86_64")]
@@ -211,12 +236,15 @@ impl Kernel {
         }
     }
 
-    /// Score of one pair.
-    ///
-    /// # Panics
-    /// If the lengths differ.
-    pub fn score(self, metric: Metric, a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len(), "vector lengths");
+    /// Score of one pair. Errors: `DimensionMismatch` if the lengths differ.
+    pub fn score(self, metric: Metric, a: &[f32], b: &[f32]) -> Result<f32> {
+        same_length(a.len(), b.len())?;
+        Ok(self.score_checked(metric, a, b))
+    }
+
+    /// [`Kernel::score`] for callers whose lengths agree by construction.
+    pub(crate) fn score_checked(self, metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
         #[cfg(not(target_arch = "wasm32"))]
         if self == Kernel::SimSimd {
             return simsimd_score(metric, a, b);
@@ -225,8 +253,17 @@ impl Kernel {
             return 0.0;
         }
         let mut out = [0f32];
-        self.scores(metric, a, Rows::dense(b, b.len()), &mut out);
+        self.scores_checked(metric, a, Rows::dense(b, b.len()), &mut out);
         out[0]
+    }
+}
+
+/// `DimensionMismatch` unless the two lengths agree.
+fn same_length(expected: usize, found: usize) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(Error::DimensionMismatch { expected, found })
     }
 }
 
@@ -248,19 +285,21 @@ fn simsimd_score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Dot product with the fastest pair kernel.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Dot product with the fastest pair kernel (`DimensionMismatch` if the lengths differ).
+pub fn dot(a: &[f32], b: &[f32]) -> Result<f32> {
     Kernel::best_pair().score(Metric::Dot, a, b)
 }
 
-/// Cosine similarity with the fastest pair kernel (0 if either vector is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+/// Cosine similarity with the fastest pair kernel (0 if either vector is zero;
+/// `DimensionMismatch` if the lengths differ).
+pub fn cosine(a: &[f32], b: &[f32]) -> Result<f32> {
     Kernel::best_pair().score(Metric::Cosine, a, b)
 }
 
-/// Squared Euclidean distance with the fastest pair kernel.
-pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-    -Kernel::best_pair().score(Metric::L2, a, b)
+/// Squared Euclidean distance with the fastest pair kernel (`DimensionMismatch` if the
+/// lengths differ).
+pub fn l2sq(a: &[f32], b: &[f32]) -> Result<f32> {
+    Ok(-Kernel::best_pair().score(Metric::L2, a, b)?)
 }
 
 /// The score from the sums a kernel gathered: `sum` is the dot product (dot, cosine) or the

@@ -35,13 +35,13 @@ fn all_kernels_agree(q: &[f32], data: &[f32], dim: usize, stride: usize) {
     let rows = Rows::new(data, dim, stride, n).unwrap();
     for metric in METRICS {
         let mut want = vec![0f32; n];
-        Kernel::Scalar.scores(metric, q, rows, &mut want);
+        Kernel::Scalar.scores(metric, q, rows, &mut want).unwrap();
         for k in Kernel::available() {
             let mut got = vec![f32::NAN; n];
-            k.scores(metric, q, rows, &mut got);
+            k.scores(metric, q, rows, &mut got).unwrap();
             check(metric, q, rows, &got, &want, k);
             for i in 0..n {
-                let pair = k.score(metric, q, rows.row(i));
+                let pair = k.score(metric, q, rows.row(i)).unwrap();
                 check(metric, q, rows.slice(i, i + 1), &[pair], &want[i..=i], k);
             }
         }
@@ -92,10 +92,22 @@ fn cosine_with_a_zero_vector_is_zero_for_every_kernel() {
         let zero = vec![0f32; dim];
         let one: Vec<f32> = (0..dim).map(|i| i as f32 + 1.0).collect();
         for k in Kernel::available() {
-            assert_eq!(k.score(Metric::Cosine, &zero, &one), 0.0, "{k:?} {dim}");
-            assert_eq!(k.score(Metric::Cosine, &one, &zero), 0.0, "{k:?} {dim}");
-            assert_eq!(k.score(Metric::Cosine, &zero, &zero), 0.0, "{k:?} {dim}");
-            let self_cos = k.score(Metric::Cosine, &one, &one);
+            assert_eq!(
+                k.score(Metric::Cosine, &zero, &one).unwrap(),
+                0.0,
+                "{k:?} {dim}"
+            );
+            assert_eq!(
+                k.score(Metric::Cosine, &one, &zero).unwrap(),
+                0.0,
+                "{k:?} {dim}"
+            );
+            assert_eq!(
+                k.score(Metric::Cosine, &zero, &zero).unwrap(),
+                0.0,
+                "{k:?} {dim}"
+            );
+            let self_cos = k.score(Metric::Cosine, &one, &one).unwrap();
             assert!((self_cos - 1.0).abs() < 1e-6, "{k:?} {dim}: {self_cos}");
         }
     }
@@ -251,4 +263,28 @@ fn batch_kernels_refuse_mismatched_shapes() {
         k.dots(q3, r3, &mut six).unwrap();
         assert!(six.iter().all(|&x| x == 3.0), "{k:?}: {six:?}");
     }
+}
+
+#[test]
+fn kernels_refuse_mismatched_lengths() {
+    let (a, b) = ([1f32; 4], [1f32; 3]);
+    for k in Kernel::available() {
+        for metric in METRICS {
+            assert!(matches!(
+                k.score(metric, &a, &b),
+                Err(crate::Error::DimensionMismatch {
+                    expected: 4,
+                    found: 3
+                })
+            ));
+            let mut one = [0f32];
+            assert!(k.scores(metric, &b, Rows::dense(&a, 4), &mut one).is_err());
+            assert!(
+                k.scores(metric, &a, Rows::dense(&a, 4), &mut [0f32; 2])
+                    .is_err()
+            );
+        }
+    }
+    assert!(dot(&a, &b).is_err() && cosine(&a, &b).is_err() && l2sq(&a, &b).is_err());
+    assert_eq!(dot(&a, &a).unwrap(), 4.0);
 }

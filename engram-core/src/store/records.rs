@@ -303,7 +303,7 @@ impl Int8Layout {
         let start = out.len();
         out.resize(start + self.dim, 0);
         let codes: &mut [i8] = bytemuck::cast_slice_mut(&mut out[start..]);
-        let scale = crate::similarity::int8::quantize(v, codes);
+        let scale = crate::similarity::int8::quantize_checked(v, codes);
         out.extend_from_slice(&scale.to_le_bytes());
         out.extend_from_slice(&norm(v).to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());

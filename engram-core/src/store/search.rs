@@ -247,12 +247,17 @@ impl ReadTxn {
                     v.verify_slots(start as u64..end as u64)?;
                     if metric == Metric::Cosine {
                         // Stored norms: the scan needs only dot products.
-                        kernel.scores(Metric::Dot, query, rows.slice(start, end), &mut scores);
+                        kernel.scores_checked(
+                            Metric::Dot,
+                            query,
+                            rows.slice(start, end),
+                            &mut scores,
+                        );
                         for (i, d) in scores.iter_mut().enumerate() {
                             *d = from_dot(metric, *d, q_norm, v.stored_norm((start + i) as u64)?);
                         }
                     } else {
-                        kernel.scores(metric, query, rows.slice(start, end), &mut scores);
+                        kernel.scores_checked(metric, query, rows.slice(start, end), &mut scores);
                     }
                     for (i, score) in scores.into_iter().enumerate() {
                         // Liveness and filters are read only for scores that could make the top k.
@@ -293,7 +298,7 @@ impl ReadTxn {
         let layout = v.info.int8_layout;
         let map = &v.file(Role::Int8)?.map;
         let mut q8 = vec![0i8; query.len()];
-        let q_scale = crate::similarity::int8::quantize(query, &mut q8);
+        let q_scale = crate::similarity::int8::quantize_checked(query, &mut q8);
         let q_norm = crate::store::records::norm(query);
         let n = v.state.episode_slots as usize;
         let pool = candidates.max(k);
@@ -315,7 +320,7 @@ impl ReadTxn {
                             );
                         }
                         let row = layout.row(map, slot)?;
-                        let dot = q8.dot(row.codes) as f32 * q_scale * row.scale;
+                        let dot = q8.dot(row.codes)? as f32 * q_scale * row.scale;
                         let score = from_dot(metric, dot, q_norm, row.norm);
                         // Filter and liveness from the row itself: the f32 slots stay untouched.
                         if top.admits(score)
@@ -338,7 +343,7 @@ impl ReadTxn {
         let mut top = TopK::new(k);
         for hit in shortlist.into_sorted() {
             if let Some(ep) = self.episode(hit.id)? {
-                top.push(hit.id, kernel.score(metric, query, ep.embedding()));
+                top.push(hit.id, kernel.score(metric, query, ep.embedding())?);
             }
         }
         Ok(top.into_sorted())
@@ -451,7 +456,7 @@ impl ReadTxn {
                     if let Some(e) = v.concept_entry(id)? {
                         let rec = v.concept_at(id, e.slot)?;
                         let centroid = crate::store::records::native_f32(&rec.centroid);
-                        top.push(id, kernel.score(metric, query, centroid));
+                        top.push(id, kernel.score(metric, query, centroid)?);
                     }
                 }
                 Ok(top)
@@ -484,7 +489,7 @@ impl ReadTxn {
                 let Some(ep) = self.episode(b.episode)? else {
                     continue;
                 };
-                let similarity = kernel.score(metric, query, ep.embedding());
+                let similarity = kernel.score(metric, query, ep.embedding())?;
                 let r = Recalled {
                     episode: b.episode,
                     concept: hit.id,
