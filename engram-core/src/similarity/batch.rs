@@ -64,12 +64,7 @@ impl BatchKernel {
     /// Errors: `DimensionMismatch` if the two row sets differ in `dim`, `InvalidArgument`
     /// if `out.len() != queries.len() * rows.len()`.
     pub fn dots(self, queries: Rows<'_>, rows: Rows<'_>, out: &mut [f32]) -> Result<()> {
-        if queries.dim() != rows.dim() {
-            return Err(Error::DimensionMismatch {
-                expected: rows.dim(),
-                found: queries.dim(),
-            });
-        }
+        super::same_length(rows.dim(), queries.dim())?;
         let pairs = queries.len().checked_mul(rows.len());
         if pairs != Some(out.len()) {
             return Err(Error::InvalidArgument(format!(

@@ -259,7 +259,7 @@ impl Kernel {
 }
 
 /// `DimensionMismatch` unless the two lengths agree.
-fn same_length(expected: usize, found: usize) -> Result<()> {
+pub(super) fn same_length(expected: usize, found: usize) -> Result<()> {
     if expected == found {
         Ok(())
     } else {
