@@ -701,23 +701,33 @@ impl<'db> WriteTxn<'db> {
             unbound.insert(self.binding(at)?.concept);
         }
         unbound.extend(&self.deleted_concepts);
-        let mut touched: Vec<(u64, Option<u64>)> = self
-            .concept_bind_heads
-            .committed()
-            .map(|(id, head)| (id, Some(head)))
-            .chain(
-                unbound
-                    .into_iter()
-                    .filter(|&c| c < committed && self.concept_bind_heads.get(c).is_none())
-                    .map(|c| (c, None)),
-            )
-            .collect();
+        let mut empty = self.base.state.empty_concepts;
+        // A committed concept bound here was live when bound (`bind` checks), so it stays
+        // counted as it was unless it was empty before (none was, the usual case: concepts
+        // are formed with their bindings) or this transaction deleted it or its new binding.
+        let none_empty = empty == 0;
+        let unchanged = |c: u64, head: u64| -> Result<bool> {
+            Ok(none_empty
+                && (self.deleted_concepts.is_empty() || !self.deleted_concepts.contains(&c))
+                && self.binding_live(head)?)
+        };
+        let mut touched = Vec::new();
+        for (id, head) in self.concept_bind_heads.committed() {
+            if !unchanged(id, head)? {
+                touched.push((id, Some(head)));
+            }
+        }
+        touched.extend(
+            unbound
+                .into_iter()
+                .filter(|&c| c < committed && self.concept_bind_heads.get(c).is_none())
+                .map(|c| (c, None)),
+        );
         // In id order, table entries and newest bindings are read in file order.
         touched.sort_unstable_by_key(|&(id, _)| id);
         touched.extend(
             (committed..self.state.concept_ids).map(|c| (c, self.concept_bind_heads.get(c))),
         );
-        let mut empty = self.base.state.empty_concepts;
         for (c, moved) in touched {
             let entry = self.base.concept_entry(c)?;
             let was_empty = match entry {
