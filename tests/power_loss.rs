@@ -12,12 +12,15 @@ use std::sync::{Arc, Mutex};
 
 mod workload;
 
-use engram_core::Engram;
 use engram_core::fault::{self, Fault, IoOp};
+use engram_core::{ConceptInput, Engram, EpisodeInput};
 use engram_fixtures::Rng;
-use workload::{batch, complete_batches, opts};
+use workload::{DIM, batch, complete_batches, opts};
 
 const PAGE: usize = 4096;
+
+/// The sync observer and fault plan are process-wide: one test at a time uses them.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The directory as a power cut could leave it: per file, each page that differs from its
 /// last durable image is kept, dropped (the image's bytes, zeros past its end) or torn.
@@ -63,6 +66,7 @@ fn crash_image(dir: &Path, to: &Path, images: &HashMap<PathBuf, Vec<u8>>, rng: &
 
 #[test]
 fn recovery_survives_dropped_and_torn_unsynced_pages() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let images: Arc<Mutex<HashMap<PathBuf, Vec<u8>>>> = Arc::default();
     let sink = images.clone();
     fault::on_sync(Some(Box::new(move |p: &Path| {
@@ -113,4 +117,76 @@ fn recovery_survives_dropped_and_torn_unsynced_pages() {
     eprintln!(
         "{trials} power cuts ({mid_commit} in the middle of a commit's writes): every acknowledged commit recovered; {extra} times the commit in flight was durable too"
     );
+}
+
+/// Head stamps of committed nodes are synced only at checkpoints (every ~16k bindings), so
+/// cuts after many binding commits must find every head either on disk (stamped before the
+/// last checkpoint) or re-derived from the binding records after it.
+#[test]
+fn list_heads_survive_power_loss_across_checkpoints() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const PER_COMMIT: u64 = 5_000;
+    let images: Arc<Mutex<HashMap<PathBuf, Vec<u8>>>> = Arc::default();
+    let sink = images.clone();
+    fault::on_sync(Some(Box::new(move |p: &Path| {
+        if let Ok(bytes) = std::fs::read(p) {
+            sink.lock().unwrap().insert(p.to_path_buf(), bytes);
+        }
+    })));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(11);
+    for trial in 0..6u64 {
+        let dir = tmp.path().join(format!("db-{trial}"));
+        images.lock().unwrap().clear();
+        let db = Engram::open(&dir, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let concepts: Vec<u64> = (0..3)
+            .map(|c| {
+                tx.insert_concept(&ConceptInput {
+                    centroid: &[c as f32 + 1.0; DIM],
+                    label: "c",
+                })
+                .unwrap()
+            })
+            .collect();
+        tx.commit().unwrap();
+        // 4–7 commits: past the checkpoint after ~16k bindings, then a few after it.
+        let commits = 4 + trial % 4;
+        for b in 0..commits {
+            let mut tx = db.begin_write().unwrap();
+            for i in 0..PER_COMMIT {
+                let v: Vec<f32> = (0..DIM).map(|d| (b + i + d as u64) as f32).collect();
+                let e = tx
+                    .insert_episode(&EpisodeInput {
+                        agent: 1,
+                        timestamp: (b * PER_COMMIT + i) as i64,
+                        embedding: &v,
+                        payload: b"",
+                        key: None,
+                    })
+                    .unwrap();
+                // Each concept is bound in every third commit only, so some heads last
+                // moved before the checkpoint and some after it.
+                tx.bind(e, concepts[(b % 3) as usize], 0.5).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let image = images.lock().unwrap().clone();
+        std::mem::forget(db);
+        let crashed = tmp.path().join(format!("crashed-{trial}"));
+        crash_image(&dir, &crashed, &image, &mut rng);
+        let db = Engram::open(&crashed, opts()).unwrap();
+        let snap = db.begin_read().unwrap();
+        snap.verify().expect("the database verifies");
+        let bound = commits * PER_COMMIT;
+        assert_eq!(db.stats().bindings, bound, "trial {trial}");
+        for (k, &c) in concepts.iter().enumerate() {
+            let commits_binding = (0..commits).filter(|b| b % 3 == k as u64).count();
+            let fan = snap.concept_fan_count(c).unwrap();
+            assert_eq!(fan, commits_binding * PER_COMMIT as usize, "trial {trial}");
+        }
+        drop(db);
+        std::fs::remove_dir_all(&crashed).unwrap();
+    }
+    fault::on_sync(None);
 }

@@ -20,7 +20,8 @@ pub fn key(batch: u64, i: u64) -> String {
     format!("b{batch}-{i}")
 }
 
-/// One transaction: episodes with keys, a concept bound to all of them, a network version
+/// One transaction: episodes with keys, a concept bound to all of them (and the previous
+/// batch's concept too, with one of its episodes bound to the new one), a network version
 /// (all weights = the batch number), and the delete of an episode two batches back; a
 /// compaction after every third.
 pub fn batch(db: &Engram, b: u64) -> engram_core::Result<()> {
@@ -40,6 +41,18 @@ pub fn batch(db: &Engram, b: u64) -> engram_core::Result<()> {
             key: Some(k.as_bytes()),
         })?;
         tx.bind(e, c, 0.5)?;
+        if c > 0 {
+            // Committed nodes' list heads move too (stamps re-derived by recovery).
+            tx.bind(e, c - 1, 0.25)?;
+        }
+    }
+    if b >= 1
+        && let Some(id) = db
+            .begin_read()?
+            .episode_by_key(key(b - 1, 1).as_bytes())?
+            .map(|e| e.id())
+    {
+        tx.bind(id, c, 0.75)?;
     }
     let w = [b as f32; 64];
     let tensor = TensorInput {

@@ -244,6 +244,8 @@ pub(crate) fn write_compacted(
             .filter(|e| e.slot != NONE && e.bind_head == NONE)
             .count() as u64,
         live_bindings: bindings.len() as u64,
+        // Every head is written into the fresh tables, which are synced before the commit.
+        heads_from: bindings.len() as u64,
         pages: (page_bytes.len() / crate::store::network::PAGE) as u64,
         catalog_len: catalog.len() as u64,
         files: FileNumbers {

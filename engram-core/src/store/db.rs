@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -19,7 +19,7 @@ use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
 };
 use crate::store::network;
-use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
+use crate::store::records::{Int8Layout, SlotLayout, binding, table};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::write::WriteTxn;
 
@@ -99,6 +99,11 @@ pub(crate) struct Writer {
     files: FileNumbers,
     /// Files with writes not yet synced (in-place stamps of the last commit).
     dirty: [bool; FILES],
+    /// Files holding list-head stamps not yet synced: the last commit's `heads_from` lets
+    /// recovery re-derive them, so they wait for the next checkpoint (or close).
+    lazy: [bool; FILES],
+    /// `heads_from` of the last commit: head stamps of older binding records are durable.
+    heads_from: u64,
     pub(crate) poisoned: bool,
     syncers: Syncers,
 }
@@ -129,25 +134,40 @@ impl Writer {
         &mut self,
         db: &Engram,
         state: &VersionState,
-        ops: &[Op],
+        redo: Redo<'_>,
         written: [bool; FILES],
         retired_keys: Option<u64>,
         changes: &Changes,
     ) -> Result<()> {
         // 1. New records and the previous commit's stamps reach the disk first (the files
-        //    are synced concurrently: the device queues them together)...
+        //    are synced concurrently: the device queues them together), and the head
+        //    stamps made since the last checkpoint if this commit advances `heads_from`...
+        let checkpoint = state.heads_from > self.heads_from;
         let mut to_sync = Vec::new();
         for role in ROLES {
-            if written[role as usize] || self.dirty[role as usize] {
+            let i = role as usize;
+            if written[i] || self.dirty[i] || (checkpoint && self.lazy[i]) {
                 to_sync.push(self.handle(role)?.clone());
             }
         }
         self.syncers.sync_all(&to_sync)?;
+        if checkpoint {
+            self.lazy = [false; FILES];
+            self.heads_from = state.heads_from;
+        }
         // 2. ...then the commit record: the commit point.
-        let record = meta::encode_commit(state, ops);
+        let record = meta::encode_commit(state, redo.ops);
         file::write_durable(&self.dir.join(meta::commit_file(state.txn)), &record)?;
-        // 3. Stamp in place and publish; synced by the next commit or on close.
-        self.dirty = apply(&self.handles, state, ops)?;
+        // 3. Stamp in place and publish; ops are synced by the next commit or on close,
+        //    head moves by the next checkpoint or on close.
+        self.dirty = apply(&self.handles, state, redo.ops)?;
+        let mut stamps = Stamps::new(&self.handles);
+        for h in redo.heads {
+            stamps.store(h.role, h.id * table::ENTRY + table::BIND_HEAD, h.record)?;
+        }
+        for (lazy, touched) in self.lazy.iter_mut().zip(stamps.touched) {
+            *lazy |= touched;
+        }
         self.files = state.files;
         db.caches.apply(state.txn, changes);
         db.publish(self, *state)?;
@@ -160,13 +180,31 @@ impl Writer {
 
     fn sync_dirty(&mut self) -> Result<()> {
         for role in ROLES {
-            if self.dirty[role as usize] {
+            let i = role as usize;
+            if self.dirty[i] || self.lazy[i] {
                 self.handle(role)?.sync()?;
-                self.dirty[role as usize] = false;
+                self.dirty[i] = false;
+                self.lazy[i] = false;
             }
         }
         Ok(())
     }
+}
+
+/// What a commit changes in place after its commit point.
+pub(crate) struct Redo<'a> {
+    /// Logged in the commit record and redone by recovery.
+    pub ops: &'a [Op],
+    /// Not logged: recovery re-derives them from the binding records past `heads_from`.
+    pub heads: &'a [HeadMove],
+}
+
+/// A node's binding list now starts at `record`.
+pub(crate) struct HeadMove {
+    /// `EpisodeTable` or `ConceptTable`.
+    pub role: Role,
+    pub id: u64,
+    pub record: u64,
 }
 
 /// A file to `fdatasync` and where to report the result.
@@ -242,28 +280,57 @@ impl Drop for Syncers {
     }
 }
 
+/// 8-byte stores into the data files through the writer's shared maps, and which files
+/// they touched.
+struct Stamps<'a> {
+    handles: &'a [Option<Arc<FileHandle>>; FILES],
+    /// The map each role was last stamped through: one lookup per file, not per store.
+    maps: [Option<Arc<file::Mapping>>; FILES],
+    touched: [bool; FILES],
+}
+
+impl<'a> Stamps<'a> {
+    fn new(handles: &'a [Option<Arc<FileHandle>>; FILES]) -> Self {
+        Stamps {
+            handles,
+            maps: Default::default(),
+            touched: [false; FILES],
+        }
+    }
+
+    fn word(&mut self, role: Role, off: u64) -> Result<&AtomicU64> {
+        let h = self.handles[role as usize]
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
+        let cached = &mut self.maps[role as usize];
+        if cached.as_ref().is_none_or(|m| m.len() < off + 8) {
+            *cached = Some(h.covering(off + 8)?);
+        }
+        cached.as_ref().expect("set above").atomic_u64(off)
+    }
+
+    fn store(&mut self, role: Role, off: u64, value: u64) -> Result<()> {
+        self.word(role, off)?.store(value, Ordering::Release);
+        self.touched[role as usize] = true;
+        Ok(())
+    }
+
+    /// Stores only a changed value, so a page already right is not dirtied.
+    fn store_if_changed(&mut self, role: Role, off: u64, value: u64) -> Result<()> {
+        if self.word(role, off)?.load(Ordering::Acquire) != value {
+            self.store(role, off, value)?;
+        }
+        Ok(())
+    }
+}
+
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
 fn apply(
     handles: &[Option<Arc<FileHandle>>; FILES],
     state: &VersionState,
     ops: &[Op],
 ) -> Result<[bool; FILES]> {
-    let mut touched = [false; FILES];
-    // The map each role was last stamped through: one lookup per file, not per op.
-    let mut maps: [Option<Arc<file::Mapping>>; FILES] = Default::default();
-    let mut store = |role: Role, off: u64, value: u64, touched: &mut [bool; FILES]| -> Result<()> {
-        let h = handles[role as usize]
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
-        let cached = &mut maps[role as usize];
-        if cached.as_ref().is_none_or(|m| m.len() < off + 8) {
-            *cached = Some(h.covering(off + 8)?);
-        }
-        let map = cached.as_ref().expect("set above");
-        map.atomic_u64(off)?.store(value, Ordering::Release);
-        touched[role as usize] = true;
-        Ok(())
-    };
+    let mut stamps = Stamps::new(handles);
     let txn = state.txn;
     if let Some(op) = ops.iter().find(|op| !op_in_range(op, state)) {
         return Err(Error::corrupt(
@@ -273,55 +340,35 @@ fn apply(
         ));
     }
     for op in ops {
-        match *op {
-            Op::EpisodeDeleted(id) => store(
+        let (role, off, value) = match *op {
+            Op::EpisodeDeleted(id) => (
                 Role::EpisodeTable,
                 id * table::ENTRY + table::DELETED_TXN,
                 txn,
-                &mut touched,
-            )?,
-            Op::EpisodeBindHead { id, record } => store(
-                Role::EpisodeTable,
-                id * table::ENTRY + table::BIND_HEAD,
-                record,
-                &mut touched,
-            )?,
-            Op::ConceptHead { id, slot } => store(
-                Role::ConceptTable,
-                id * table::ENTRY + table::SLOT,
-                slot,
-                &mut touched,
-            )?,
-            Op::ConceptDeleted(id) => store(
+            ),
+            Op::ConceptHead { id, slot } => {
+                (Role::ConceptTable, id * table::ENTRY + table::SLOT, slot)
+            }
+            Op::ConceptDeleted(id) => (
                 Role::ConceptTable,
                 id * table::ENTRY + table::DELETED_TXN,
                 txn,
-                &mut touched,
-            )?,
-            Op::ConceptBindHead { id, record } => store(
-                Role::ConceptTable,
-                id * table::ENTRY + table::BIND_HEAD,
-                record,
-                &mut touched,
-            )?,
-            Op::BindingDeleted(r) => store(
+            ),
+            Op::BindingDeleted(r) => (
                 Role::Bindings,
                 r * binding::SIZE + binding::DELETED_TXN,
                 txn,
-                &mut touched,
-            )?,
-            Op::EpisodeAccessedAt { id, at } => store(
+            ),
+            Op::EpisodeAccessedAt { id, at } => (
                 Role::EpisodeTable,
                 id * table::ENTRY + table::LAST_ACCESS,
                 at as u64,
-                &mut touched,
-            )?,
-            Op::EpisodeAccessCount { id, count } => store(
+            ),
+            Op::EpisodeAccessCount { id, count } => (
                 Role::EpisodeTable,
                 id * table::ENTRY + table::ACCESS_COUNT,
                 count,
-                &mut touched,
-            )?,
+            ),
             Op::KeyInsert { hash, id } => {
                 let h = handles[Role::Keys as usize]
                     .as_ref()
@@ -342,11 +389,46 @@ fn apply(
                     }
                     cell = (cell + 1) & (cells - 1);
                 }
-                touched[Role::Keys as usize] = true;
+                stamps.touched[Role::Keys as usize] = true;
+                continue;
             }
+        };
+        stamps.store(role, off, value)?;
+    }
+    Ok(stamps.touched)
+}
+
+/// Re-stamps the list heads moved by binding records `heads_from..bindings` of `state`:
+/// the records are durable (synced with their commits), their head stamps perhaps not.
+/// Each node's head is its newest record. Returns the files changed.
+fn derive_heads(
+    handles: &[Option<Arc<FileHandle>>; FILES],
+    state: &VersionState,
+) -> Result<[bool; FILES]> {
+    let mut newest = foldhash::HashMap::default();
+    if state.heads_from < state.bindings {
+        let bnd = handles[Role::Bindings as usize]
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no bindings file"))?
+            .covering(state.bindings * binding::SIZE)?;
+        for at in state.heads_from..state.bindings {
+            let b = binding::Binding::read(&bnd, at)?;
+            if b.episode >= state.episode_ids || b.concept >= state.concept_ids {
+                return Err(Error::corrupt(
+                    bnd.path(),
+                    at * binding::SIZE,
+                    "binding names a node past the committed tables",
+                ));
+            }
+            newest.insert((Role::EpisodeTable, b.episode), at);
+            newest.insert((Role::ConceptTable, b.concept), at);
         }
     }
-    Ok(touched)
+    let mut stamps = Stamps::new(handles);
+    for ((role, id), at) in newest {
+        stamps.store_if_changed(role, id * table::ENTRY + table::BIND_HEAD, at)?;
+    }
+    Ok(stamps.touched)
 }
 
 /// Bytes each file must hold for `state` to be readable (`None`: past any file there can
@@ -389,19 +471,17 @@ fn consistent(info: &DbInfo, state: &VersionState) -> bool {
         && state.live_concepts <= state.concept_ids
         && state.empty_concepts <= state.live_concepts
         && state.live_bindings <= state.bindings
+        && state.heads_from <= state.bindings
 }
 
 /// Whether op `op` of the commit of `state` names only records that state holds.
 fn op_in_range(op: &Op, s: &VersionState) -> bool {
-    let record = |r: u64| r < s.bindings || r == records::NONE;
     match *op {
         Op::EpisodeDeleted(id)
         | Op::EpisodeAccessedAt { id, .. }
         | Op::EpisodeAccessCount { id, .. } => id < s.episode_ids,
-        Op::EpisodeBindHead { id, record: r } => id < s.episode_ids && record(r),
         Op::ConceptHead { id, slot } => id < s.concept_ids && slot < s.concept_slots,
         Op::ConceptDeleted(id) => id < s.concept_ids,
-        Op::ConceptBindHead { id, record: r } => id < s.concept_ids && record(r),
         Op::BindingDeleted(r) => r < s.bindings,
         Op::KeyInsert { .. } => s.key_cells > 0,
     }
@@ -539,8 +619,10 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         e => e,
     })?;
     // Redone stamps are synced like any commit's: by the next commit, on close, or (for a
-    // read-only opener that recovered) before it lets go of the lock.
+    // read-only opener that recovered) before it lets go of the lock. Re-derived heads wait
+    // for the next checkpoint like any head stamp.
     let dirty = apply(&handles, &state, &ops)?;
+    let lazy = derive_heads(&handles, &state)?;
     let live: Vec<String> = state
         .files
         .all()
@@ -569,6 +651,8 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         handles,
         files: state.files,
         dirty,
+        lazy,
+        heads_from: state.heads_from,
         poisoned: false,
         syncers: Syncers::new(),
     };
@@ -951,6 +1035,8 @@ impl Engram {
         w.handles = handles;
         w.files = state.files;
         w.dirty = [false; FILES];
+        w.lazy = [false; FILES];
+        w.heads_from = state.heads_from;
         if (state.live_episodes, state.live_bindings)
             != (v.state.live_episodes, v.state.live_bindings)
         {

@@ -9,7 +9,7 @@ pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -177,6 +177,10 @@ pub(crate) struct VersionState {
     /// Live concepts with no live binding (fan count 0): kept by every commit, recounted by
     /// compaction, so `stats()` reports them without a scan.
     pub empty_concepts: u64,
+    /// Binding records from this index on may have moved list heads (table `bind_head`
+    /// words) whose stamps are not on disk yet: recovery re-derives those heads from the
+    /// records. Heads moved by older records are durable.
+    pub heads_from: u64,
 }
 
 impl Default for VersionState {
@@ -199,14 +203,15 @@ impl Default for VersionState {
             files: FileNumbers::default(),
             next_expiry: i64::MAX,
             empty_concepts: 0,
+            heads_from: 0,
         }
     }
 }
 
-pub(crate) const STATE_LEN: usize = 26 * 8;
+pub(crate) const STATE_LEN: usize = 27 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 26] {
+    fn words(&self) -> [u64; 27] {
         let f = &self.files;
         [
             self.txn,
@@ -235,6 +240,7 @@ impl VersionState {
             f.networks,
             self.next_expiry as u64,
             self.empty_concepts,
+            self.heads_from,
         ]
     }
 
@@ -275,6 +281,7 @@ impl VersionState {
             },
             next_expiry: w(24) as i64,
             empty_concepts: w(25),
+            heads_from: w(26),
         }
     }
 }
@@ -284,19 +291,11 @@ impl VersionState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     EpisodeDeleted(u64),
-    EpisodeBindHead {
-        id: u64,
-        record: u64,
-    },
     ConceptHead {
         id: u64,
         slot: u64,
     },
     ConceptDeleted(u64),
-    ConceptBindHead {
-        id: u64,
-        record: u64,
-    },
     BindingDeleted(u64),
     KeyInsert {
         hash: u64,
@@ -319,10 +318,8 @@ impl Op {
     fn encode(&self, out: &mut Vec<u8>) {
         let (k, a, b) = match *self {
             Op::EpisodeDeleted(id) => (1, id, 0),
-            Op::EpisodeBindHead { id, record } => (2, id, record),
             Op::ConceptHead { id, slot } => (3, id, slot),
             Op::ConceptDeleted(id) => (4, id, 0),
-            Op::ConceptBindHead { id, record } => (5, id, record),
             Op::BindingDeleted(r) => (6, r, 0),
             Op::KeyInsert { hash, id } => (7, hash, id),
             Op::EpisodeAccessedAt { id, at } => (8, id, at as u64),
@@ -337,10 +334,8 @@ impl Op {
         let (k, a, c) = (u64_at(b, 0), u64_at(b, 8), u64_at(b, 16));
         Some(match k {
             1 => Op::EpisodeDeleted(a),
-            2 => Op::EpisodeBindHead { id: a, record: c },
             3 => Op::ConceptHead { id: a, slot: c },
             4 => Op::ConceptDeleted(a),
-            5 => Op::ConceptBindHead { id: a, record: c },
             6 => Op::BindingDeleted(a),
             7 => Op::KeyInsert { hash: a, id: c },
             8 => Op::EpisodeAccessedAt {

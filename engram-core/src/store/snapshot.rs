@@ -16,7 +16,7 @@ use crate::store::records::{
 };
 
 /// The data files of one version, in [`Role`] order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Role {
     Episodes = 0,
     Concepts = 1,

@@ -8,13 +8,19 @@ use parking_lot::MutexGuard;
 
 use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
-use crate::store::db::{Engram, Writer};
+use crate::store::db::{Engram, HeadMove, Redo, Writer};
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
 use crate::store::snapshot::{ANY_TIME, FILES, Role, Version};
+
+/// Binding records past `heads_from` before a commit advances it. Head stamps of the
+/// records past it are synced only then (and on close), so most commits that bind committed
+/// nodes sync no table they only stamped; recovery reads at most about this many records
+/// (64 B each, 1 MiB) to re-derive their heads.
+const HEADS_LAG: u64 = 16_384;
 
 /// What to remember about one episode.
 #[derive(Clone, Copy, Debug)]
@@ -966,6 +972,25 @@ impl<'db> WriteTxn<'db> {
         Ok(())
     }
 
+    /// List heads this transaction moved for nodes committed before it, stamped after the
+    /// commit point. Not logged: recovery re-derives them from the binding records.
+    fn moved_heads(&self) -> Vec<HeadMove> {
+        let episodes = self.episode_heads.committed().map(|(id, record)| HeadMove {
+            role: Role::EpisodeTable,
+            id,
+            record,
+        });
+        let concepts = self
+            .concept_bind_heads
+            .committed()
+            .map(|(id, record)| HeadMove {
+                role: Role::ConceptTable,
+                id,
+                record,
+            });
+        episodes.chain(concepts).collect()
+    }
+
     fn redo_ops(&self) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
         ops.extend(
@@ -979,16 +1004,6 @@ impl<'db> WriteTxn<'db> {
                 .map(|&id| Op::ConceptDeleted(id)),
         );
         ops.extend(self.deleted_bindings.iter().map(|&r| Op::BindingDeleted(r)));
-        ops.extend(
-            self.episode_heads
-                .committed()
-                .map(|(id, record)| Op::EpisodeBindHead { id, record }),
-        );
-        ops.extend(
-            self.concept_bind_heads
-                .committed()
-                .map(|(id, record)| Op::ConceptBindHead { id, record }),
-        );
         ops.extend(
             self.concept_heads
                 .committed()
@@ -1118,9 +1133,18 @@ impl<'db> WriteTxn<'db> {
                 self.state.key_count = needed;
             }
         }
+        if self.state.bindings - self.state.heads_from > HEADS_LAG {
+            // A checkpoint: the head stamps of every older binding are synced before this
+            // commit's record, so recovery need not re-derive them.
+            self.state.heads_from = self.base.state.bindings;
+        }
         let changes = self.changes()?;
+        let redo = Redo {
+            ops: &ops,
+            heads: &self.moved_heads(),
+        };
         self.w
-            .commit(self.db, &self.state, &ops, written, retired, &changes)
+            .commit(self.db, &self.state, redo, written, retired, &changes)
     }
 
     /// Writes a fresh, larger key index holding every live key plus the new ones.
