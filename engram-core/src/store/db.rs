@@ -19,7 +19,7 @@ use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
 };
 use crate::store::network;
-use crate::store::records::{Int8Layout, SlotLayout, binding, table};
+use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::write::WriteTxn;
 
@@ -314,14 +314,6 @@ impl<'a> Stamps<'a> {
         self.touched[role as usize] = true;
         Ok(())
     }
-
-    /// Stores only a changed value, so a page already right is not dirtied.
-    fn store_if_changed(&mut self, role: Role, off: u64, value: u64) -> Result<()> {
-        if self.word(role, off)?.load(Ordering::Acquire) != value {
-            self.store(role, off, value)?;
-        }
-        Ok(())
-    }
 }
 
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
@@ -400,33 +392,41 @@ fn apply(
 
 /// Re-stamps the list heads moved by binding records `heads_from..bindings` of `state`:
 /// the records are durable (synced with their commits), their head stamps perhaps not.
-/// Each node's head is its newest record. Returns the files changed.
+/// A head only ever moves to a newer record, so whatever the disk kept (old or new word;
+/// a torn page keeps whole sectors) is at most the true head, which is the newest record
+/// of the node: raising each word to every record that names it (newest first, so older
+/// ones find it raised) restores it without a map of the nodes. Returns the files changed.
 fn derive_heads(
     handles: &[Option<Arc<FileHandle>>; FILES],
     state: &VersionState,
 ) -> Result<[bool; FILES]> {
-    let mut newest = foldhash::HashMap::default();
-    if state.heads_from < state.bindings {
-        let bnd = handles[Role::Bindings as usize]
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no bindings file"))?
-            .covering(state.bindings * binding::SIZE)?;
-        for at in state.heads_from..state.bindings {
-            let b = binding::Binding::read(&bnd, at)?;
-            if b.episode >= state.episode_ids || b.concept >= state.concept_ids {
-                return Err(Error::corrupt(
-                    bnd.path(),
-                    at * binding::SIZE,
-                    "binding names a node past the committed tables",
-                ));
-            }
-            newest.insert((Role::EpisodeTable, b.episode), at);
-            newest.insert((Role::ConceptTable, b.concept), at);
-        }
-    }
     let mut stamps = Stamps::new(handles);
-    for ((role, id), at) in newest {
-        stamps.store_if_changed(role, id * table::ENTRY + table::BIND_HEAD, at)?;
+    if state.heads_from == state.bindings {
+        return Ok(stamps.touched);
+    }
+    let bnd = handles[Role::Bindings as usize]
+        .as_ref()
+        .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no bindings file"))?
+        .covering(state.bindings * binding::SIZE)?;
+    for at in (state.heads_from..state.bindings).rev() {
+        let b = binding::Binding::read(&bnd, at)?;
+        if b.episode >= state.episode_ids || b.concept >= state.concept_ids {
+            return Err(Error::corrupt(
+                bnd.path(),
+                at * binding::SIZE,
+                "binding names a node past the committed tables",
+            ));
+        }
+        for (role, id) in [
+            (Role::EpisodeTable, b.episode),
+            (Role::ConceptTable, b.concept),
+        ] {
+            let off = id * table::ENTRY + table::BIND_HEAD;
+            let head = stamps.word(role, off)?.load(Ordering::Acquire);
+            if head == records::NONE || head < at {
+                stamps.store(role, off, at)?;
+            }
+        }
     }
     Ok(stamps.touched)
 }
