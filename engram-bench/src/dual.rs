@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use engram_bench::lookup::{self, BoxError, read_fully};
-use engram_core::{ConceptInput, Engram, Filter, Options};
+use engram_core::{ConceptInput, Engram, EpisodeInput, Filter, Options};
 use engram_fixtures::{Matrix, Rng};
 use serde_json::{Map, Value, json};
 
-use super::{COMMIT, dir_bytes, insert_record, median, settle, warm};
+use super::{COMMIT, PAYLOAD, dir_bytes, insert_record, median, record, settle, warm};
 
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
@@ -31,24 +31,44 @@ fn options(dual: bool) -> Options {
     }
 }
 
+/// What the second engine ingests beside the episodes-only one.
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    /// The dual engine, exactly the same episodes.
+    Same,
+    /// The dual engine, binding every episode to one of `n / 100` concepts it stores first.
+    Bind,
+    /// Another episodes-only engine, each payload 64 bytes longer: a binding record's bytes
+    /// through the same write path, the floor of what binding can cost.
+    Padded,
+}
+
+/// Bytes of one binding record.
+const BINDING_BYTES: usize = 64;
+
 /// Which engine goes first in step `i`.
 fn order(i: usize) -> [usize; 2] {
     if i.is_multiple_of(2) { [0, 1] } else { [1, 0] }
 }
 
-/// Ingests the same `n` episodes into the episodes-only engine (`dirs[0]`) and the dual one
-/// (`dirs[1]`), commit by commit in turn. With `bind`, the dual engine first stores `n / 100`
-/// concepts and binds every episode to one of them, as an agent recording events against
-/// what it already knows would; without, it ingests exactly what the other does. Returns
-/// each engine's episodes per second over its own commits.
-fn ingest(dirs: &[&Path; 2], real: &Matrix, n: usize, bind: bool) -> Result<[f64; 2], BoxError> {
+/// Ingests the same `n` episodes into the episodes-only engine (`dirs[0]`) and a second one
+/// (`dirs[1]`, see [`Workload`]), commit by commit in turn. Binding every episode is what an
+/// agent recording events against what it already knows does. Returns each engine's
+/// episodes per second over its own commits.
+fn ingest(
+    dirs: &[&Path; 2],
+    real: &Matrix,
+    n: usize,
+    workload: Workload,
+) -> Result<[f64; 2], BoxError> {
+    let bind = workload == Workload::Bind;
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
     settle();
     let dbs = [
         Engram::open(dirs[0], options(false))?,
-        Engram::open(dirs[1], options(true))?,
+        Engram::open(dirs[1], options(workload != Workload::Padded))?,
     ];
     let concepts = (n / PER_CONCEPT).max(1);
     let mut spent = [Duration::ZERO; 2];
@@ -69,6 +89,19 @@ fn ingest(dirs: &[&Path; 2], real: &Matrix, n: usize, bind: bool) -> Result<[f64
             let t = Instant::now();
             let mut tx = dbs[k].begin_write()?;
             for id in start..(start + COMMIT).min(n) {
+                if workload == Workload::Padded && k == 1 {
+                    let (v, p) = record(real, id);
+                    let mut payload = [0u8; PAYLOAD + BINDING_BYTES];
+                    payload[..PAYLOAD].copy_from_slice(&p);
+                    tx.insert_episode(&EpisodeInput {
+                        agent: 7,
+                        timestamp: id as i64,
+                        embedding: &v,
+                        payload: &payload,
+                        key: None,
+                    })?;
+                    continue;
+                }
                 let e = insert_record(&mut tx, real, id)?;
                 if bind && k == 1 {
                     tx.bind(e, (id % concepts) as u64, 0.8)?;
@@ -173,14 +206,17 @@ pub fn dual_job(
     );
     let (d0, d1) = (dir.join("dual-single"), dir.join("dual-dual"));
     let dirs = [d0.as_path(), d1.as_path()];
-    // Per run: [single, dual] episodes/s, for the same workload and with bindings.
-    let mut same = Vec::new();
-    let mut bound = Vec::new();
+    // Per run: [episodes-only, other] episodes/s, per workload.
+    let (mut same, mut bound, mut padded) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        same.push(ingest(&dirs, real, n, false)?);
+        same.push(ingest(&dirs, real, n, Workload::Same)?);
     }
     for _ in 0..RUNS {
-        bound.push(ingest(&dirs, real, n, true)?);
+        padded.push(ingest(&dirs, real, n, Workload::Padded)?);
+    }
+    // Last: the directories the reads below compare are these two.
+    for _ in 0..RUNS {
+        bound.push(ingest(&dirs, real, n, Workload::Bind)?);
     }
     // A control: a file-by-file copy of the episodes-only database, read in the same rounds.
     // Its difference from the original is this machine's resolution for the read costs.
@@ -212,6 +248,7 @@ pub fn dual_job(
     let rate = |runs: &Vec<[f64; 2]>, k: usize| median(runs.iter().map(|r| r[k]).collect());
     let same_reg = regress(&same);
     let ingest_reg = regress(&bound);
+    let bytes_floor = regress(&padded);
     // Median over rounds of engine `b`'s extra time over engine `a`'s, in percent.
     let per_round = |v: &[Vec<f64>], a: usize, b: usize| -> f64 {
         median(
@@ -246,6 +283,12 @@ pub fn dual_job(
         rate(&bound, 1),
         ingest_reg,
     );
+    line(
+        "  floor: +64 B payload (ep/s)",
+        rate(&padded, 0),
+        rate(&padded, 1),
+        bytes_floor,
+    );
     line("episode get (ns)", g0, g1, lookup_reg);
     line("top-10 search (ms/query)", r0, r1, recall_reg);
     println!(
@@ -272,13 +315,14 @@ pub fn dual_job(
         json!({
             "episodes": n,
             "concepts": n / PER_CONCEPT,
-            "ingest_runs": { "same_workload": same, "with_bindings": bound },
+            "ingest_runs": { "same_workload": same, "with_bindings": bound, "padded_payload": padded },
             "lookup_ns_rounds": gets,
             "recall_ms_rounds": searches,
             "disk_bytes": { "single": disk[0], "dual": disk[1] },
             "resident_bytes": { "single": mem[0], "dual": mem[1] },
             "ingest_regression_pct": ingest_reg,
             "ingest_same_workload_regression_pct": same_reg,
+            "ingest_binding_bytes_floor_pct": bytes_floor,
             "lookup_regression_pct": lookup_reg,
             "recall_regression_pct": recall_reg,
             "control_copy_lookup_pct": lookup_aa,
