@@ -189,7 +189,15 @@ pub(crate) struct VersionedLru<K, V> {
     misses: Striped,
 }
 
-impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
+/// A cached value. A hit calls `prefetch` on the entry before cloning it out, so the
+/// memory a caller reads next is on its way while the hit completes.
+pub(crate) trait Cached: Clone {
+    fn prefetch(&self) {}
+}
+
+impl Cached for f32 {}
+
+impl<K: ShardKey, V: Cached> VersionedLru<K, V> {
     /// A cache of at most `capacity` entries (0: disabled), split in shards so concurrent
     /// lookups rarely meet on one lock.
     pub(crate) fn new(capacity: usize) -> Self {
@@ -245,6 +253,7 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
                 Some(e) if e.valid_from <= snapshot => {
                     // Entries younger than a quarter of the shard's capacity stay in place.
                     let old = s.clock - e.touched > s.lru.cap().get() as u64 / 4;
+                    e.value.prefetch();
                     (e.value.clone(), old)
                 }
                 _ => {
@@ -357,6 +366,9 @@ impl<K: ShardKey, V: Clone> VersionedLru<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Cached for u32 {}
+    impl Cached for u64 {}
 
     #[test]
     fn answers_only_snapshots_the_entry_is_valid_for() {
