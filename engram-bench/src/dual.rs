@@ -54,13 +54,14 @@ fn order(i: usize) -> [usize; 2] {
 /// Ingests the same `n` episodes into the episodes-only engine (`dirs[0]`) and a second one
 /// (`dirs[1]`, see [`Workload`]), commit by commit in turn. Binding every episode is what an
 /// agent recording events against what it already knows does. Returns each engine's
-/// episodes per second over its own commits.
+/// episodes per second over its own commits, and the share of the second engine's time
+/// spent storing the concepts (with [`Workload::Bind`]).
 fn ingest(
     dirs: &[&Path; 2],
     real: &Matrix,
     n: usize,
     workload: Workload,
-) -> Result<[f64; 2], BoxError> {
+) -> Result<([f64; 2], f64), BoxError> {
     let bind = workload == Workload::Bind;
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
@@ -84,6 +85,7 @@ fn ingest(
         tx.commit()?;
         spent[1] += t.elapsed();
     }
+    let storing_concepts = spent[1];
     for (i, start) in (0..n).step_by(COMMIT).enumerate() {
         for k in order(i) {
             let t = Instant::now();
@@ -111,7 +113,8 @@ fn ingest(
             spent[k] += t.elapsed();
         }
     }
-    Ok(spent.map(|d| n as f64 / d.as_secs_f64()))
+    let share = storing_concepts.as_secs_f64() / spent[1].as_secs_f64();
+    Ok((spent.map(|d| n as f64 / d.as_secs_f64()), share))
 }
 
 /// Nanoseconds per random episode get (embedding and payload read) and milliseconds per
@@ -208,16 +211,20 @@ pub fn dual_job(
     let dirs = [d0.as_path(), d1.as_path()];
     // Per run: [episodes-only, other] episodes/s, per workload.
     let (mut same, mut bound, mut padded) = (Vec::new(), Vec::new(), Vec::new());
+    let mut concept_shares = Vec::new();
     for _ in 0..RUNS {
-        same.push(ingest(&dirs, real, n, Workload::Same)?);
+        same.push(ingest(&dirs, real, n, Workload::Same)?.0);
     }
     for _ in 0..RUNS {
-        padded.push(ingest(&dirs, real, n, Workload::Padded)?);
+        padded.push(ingest(&dirs, real, n, Workload::Padded)?.0);
     }
     // Last: the directories the reads below compare are these two.
     for _ in 0..RUNS {
-        bound.push(ingest(&dirs, real, n, Workload::Bind)?);
+        let (rates, share) = ingest(&dirs, real, n, Workload::Bind)?;
+        bound.push(rates);
+        concept_shares.push(share * 100.0);
     }
+    let concepts_share = median(concept_shares);
     // A control: a file-by-file copy of the episodes-only database, read in the same rounds.
     // Its difference from the original is this machine's resolution for the read costs.
     let copy = dir.join("dual-single-copy");
@@ -283,6 +290,10 @@ pub fn dual_job(
         rate(&bound, 1),
         ingest_reg,
     );
+    println!(
+        "  {:<30} {:>14} {:>14} {concepts_share:>9.2} % of dual's time",
+        "  of which storing concepts", "", ""
+    );
     line(
         "  floor: +64 B payload (ep/s)",
         rate(&padded, 0),
@@ -323,6 +334,7 @@ pub fn dual_job(
             "ingest_regression_pct": ingest_reg,
             "ingest_same_workload_regression_pct": same_reg,
             "ingest_binding_bytes_floor_pct": bytes_floor,
+            "ingest_concepts_share_pct": concepts_share,
             "lookup_regression_pct": lookup_reg,
             "recall_regression_pct": recall_reg,
             "control_copy_lookup_pct": lookup_aa,
