@@ -106,6 +106,8 @@ pub(crate) struct Writer {
     heads_from: u64,
     pub(crate) poisoned: bool,
     syncers: Syncers,
+    /// Committed concepts the last commit bound: the next transaction's expected count.
+    pub(crate) bound_concepts: usize,
 }
 
 impl Writer {
@@ -655,6 +657,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         heads_from: state.heads_from,
         poisoned: false,
         syncers: Syncers::new(),
+        bound_concepts: 0,
     };
     Ok((writer, state))
 }
