@@ -64,16 +64,24 @@ fn crash_image(dir: &Path, to: &Path, images: &HashMap<PathBuf, Vec<u8>>, rng: &
     }
 }
 
-#[test]
-fn recovery_survives_dropped_and_torn_unsynced_pages() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let images: Arc<Mutex<HashMap<PathBuf, Vec<u8>>>> = Arc::default();
+/// Each file's bytes as of its last completed fsync, kept current from now on.
+type Images = Arc<Mutex<HashMap<PathBuf, Vec<u8>>>>;
+
+fn record_durable_images() -> Images {
+    let images: Images = Arc::default();
     let sink = images.clone();
     fault::on_sync(Some(Box::new(move |p: &Path| {
         if let Ok(bytes) = std::fs::read(p) {
             sink.lock().unwrap().insert(p.to_path_buf(), bytes);
         }
     })));
+    images
+}
+
+#[test]
+fn recovery_survives_dropped_and_torn_unsynced_pages() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let images = record_durable_images();
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(7);
     let trials: u64 = std::env::var("ENGRAM_POWER_TRIALS")
@@ -126,13 +134,7 @@ fn recovery_survives_dropped_and_torn_unsynced_pages() {
 fn list_heads_survive_power_loss_across_checkpoints() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PER_COMMIT: u64 = 5_000;
-    let images: Arc<Mutex<HashMap<PathBuf, Vec<u8>>>> = Arc::default();
-    let sink = images.clone();
-    fault::on_sync(Some(Box::new(move |p: &Path| {
-        if let Ok(bytes) = std::fs::read(p) {
-            sink.lock().unwrap().insert(p.to_path_buf(), bytes);
-        }
-    })));
+    let images = record_durable_images();
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(11);
     for trial in 0..6u64 {

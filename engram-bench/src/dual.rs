@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use engram_bench::lookup::{self, BoxError, read_fully};
-use engram_core::{ConceptInput, Engram, EpisodeInput, Filter, Options};
+use engram_core::{ConceptInput, Engram, Filter, Options};
 use engram_fixtures::{Matrix, Rng};
 use serde_json::{Map, Value, json};
 
-use super::{COMMIT, PAYLOAD, dir_bytes, insert_record, median, record, settle, warm};
+use super::{COMMIT, dir_bytes, insert_padded, insert_record, median, settle, warm};
 
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
@@ -92,16 +92,7 @@ fn ingest(
             let mut tx = dbs[k].begin_write()?;
             for id in start..(start + COMMIT).min(n) {
                 if workload == Workload::Padded && k == 1 {
-                    let (v, p) = record(real, id);
-                    let mut payload = [0u8; PAYLOAD + BINDING_BYTES];
-                    payload[..PAYLOAD].copy_from_slice(&p);
-                    tx.insert_episode(&EpisodeInput {
-                        agent: 7,
-                        timestamp: id as i64,
-                        embedding: &v,
-                        payload: &payload,
-                        key: None,
-                    })?;
+                    insert_padded(&mut tx, real, id, BINDING_BYTES)?;
                     continue;
                 }
                 let e = insert_record(&mut tx, real, id)?;

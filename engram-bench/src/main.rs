@@ -259,7 +259,19 @@ fn engram_ingest(dir: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
 
 /// Stores record `id` as the episode every engram ingest of the report writes.
 fn insert_record(tx: &mut WriteTxn<'_>, real: &Matrix, id: usize) -> engram_core::Result<u64> {
-    let (v, payload) = record(real, id);
+    insert_padded(tx, real, id, 0)
+}
+
+/// [`insert_record`] with `extra` zero bytes appended to the payload.
+fn insert_padded(
+    tx: &mut WriteTxn<'_>,
+    real: &Matrix,
+    id: usize,
+    extra: usize,
+) -> engram_core::Result<u64> {
+    let (v, p) = record(real, id);
+    let mut payload = p.to_vec();
+    payload.resize(PAYLOAD + extra, 0);
     tx.insert_episode(&EpisodeInput {
         agent: 7,
         timestamp: id as i64,
