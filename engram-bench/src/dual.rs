@@ -52,17 +52,26 @@ fn order(i: usize) -> [usize; 2] {
     if i.is_multiple_of(2) { [0, 1] } else { [1, 0] }
 }
 
+/// One interleaved ingest of both engines.
+struct Ingest {
+    /// Episodes per second of each engine over its own commits.
+    rates: [f64; 2],
+    /// Share of the second engine's time spent storing the concepts ([`Workload::Bind`]).
+    concepts_share: f64,
+    /// Per commit, the second engine's extra time over the first's commit next to it, in
+    /// percent: its median shrugs off the bursts this box's disk has.
+    commit_extra: Vec<f64>,
+}
+
 /// Ingests the same `n` episodes into the episodes-only engine (`dirs[0]`) and a second one
 /// (`dirs[1]`, see [`Workload`]), commit by commit in turn. Binding every episode is what an
-/// agent recording events against what it already knows does. Returns each engine's
-/// episodes per second over its own commits, and the share of the second engine's time
-/// spent storing the concepts (with [`Workload::Bind`]).
+/// agent recording events against what it already knows does.
 fn ingest(
     dirs: &[&Path; 2],
     real: &Matrix,
     n: usize,
     workload: Workload,
-) -> Result<([f64; 2], f64), BoxError> {
+) -> Result<Ingest, BoxError> {
     let bind = workload == Workload::Bind;
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
@@ -87,7 +96,9 @@ fn ingest(
         spent[1] += t.elapsed();
     }
     let storing_concepts = spent[1];
+    let mut commit_extra = Vec::new();
     for (i, start) in (0..n).step_by(COMMIT).enumerate() {
+        let mut took = [Duration::ZERO; 2];
         for k in order(i) {
             let t = Instant::now();
             let mut tx = dbs[k].begin_write()?;
@@ -102,11 +113,17 @@ fn ingest(
                 }
             }
             tx.commit()?;
-            spent[k] += t.elapsed();
+            took[k] = t.elapsed();
+            spent[k] += took[k];
         }
+        let [a, b] = took.map(|d| d.as_secs_f64());
+        commit_extra.push(pct_slower_time(a, b));
     }
-    let share = storing_concepts.as_secs_f64() / spent[1].as_secs_f64();
-    Ok((spent.map(|d| n as f64 / d.as_secs_f64()), share))
+    Ok(Ingest {
+        rates: spent.map(|d| n as f64 / d.as_secs_f64()),
+        concepts_share: storing_concepts.as_secs_f64() / spent[1].as_secs_f64(),
+        commit_extra,
+    })
 }
 
 /// Nanoseconds per random episode get (embedding and payload read) and milliseconds per
@@ -202,21 +219,25 @@ pub fn dual_job(
     let (d0, d1) = (dir.join("dual-single"), dir.join("dual-dual"));
     let dirs = [d0.as_path(), d1.as_path()];
     // Per run: [episodes-only, other] episodes/s, per workload.
-    let (mut same, mut bound, mut padded) = (Vec::new(), Vec::new(), Vec::new());
-    let mut concept_shares = Vec::new();
-    for _ in 0..RUNS {
-        same.push(ingest(&dirs, real, n, Workload::Same)?.0);
-    }
-    for _ in 0..RUNS {
-        padded.push(ingest(&dirs, real, n, Workload::Padded)?.0);
-    }
+    let runs = |workload| -> Result<Vec<Ingest>, BoxError> {
+        (0..RUNS)
+            .map(|_| ingest(&dirs, real, n, workload))
+            .collect()
+    };
+    let same_runs = runs(Workload::Same)?;
+    let padded_runs = runs(Workload::Padded)?;
     // Last: the directories the reads below compare are these two.
-    for _ in 0..RUNS {
-        let (rates, share) = ingest(&dirs, real, n, Workload::Bind)?;
-        bound.push(rates);
-        concept_shares.push(share * 100.0);
-    }
-    let concepts_share = median(concept_shares);
+    let bound_runs = runs(Workload::Bind)?;
+    let rates = |r: &[Ingest]| r.iter().map(|i| i.rates).collect::<Vec<_>>();
+    let (same, padded, bound) = (rates(&same_runs), rates(&padded_runs), rates(&bound_runs));
+    let per_commit = |r: &[Ingest]| median(r.iter().flat_map(|i| i.commit_extra.clone()).collect());
+    let commit_extra = [&same_runs, &padded_runs, &bound_runs].map(|r| per_commit(r));
+    let concepts_share = median(
+        bound_runs
+            .iter()
+            .map(|i| i.concepts_share * 100.0)
+            .collect(),
+    );
     // A control: a file-by-file copy of the episodes-only database, read in the same rounds.
     // Its difference from the original is this machine's resolution for the read costs.
     let copy = dir.join("dual-single-copy");
@@ -264,33 +285,37 @@ pub fn dual_job(
     let disk_over = pct_slower_time(disk[0] as f64, disk[1] as f64);
     let mem_over = pct_slower_time(mem[0] as f64, mem[1] as f64);
     println!(
-        "  {:<30} {:>14} {:>14} {:>11}",
-        "", "episodes-only", "dual", "dual cost"
+        "  {:<30} {:>14} {:>14} {:>11} {:>12}",
+        "", "episodes-only", "dual", "dual cost", "per commit"
     );
     let line = |name: &str, a: f64, b: f64, cost: f64| {
         println!("  {name:<30} {a:>14.2} {b:>14.2} {cost:>9.2} %")
     };
-    line(
+    let ingest_line = |name: &str, runs: &Vec<[f64; 2]>, cost: f64, commit: f64| {
+        let (a, b) = (rate(runs, 0), rate(runs, 1));
+        println!("  {name:<30} {a:>14.2} {b:>14.2} {cost:>9.2} % {commit:>10.2} %")
+    };
+    ingest_line(
         "ingest, same episodes (ep/s)",
-        rate(&same, 0),
-        rate(&same, 1),
+        &same,
         same_reg,
+        commit_extra[0],
     );
-    line(
+    ingest_line(
         "ingest, dual binds (ep/s)",
-        rate(&bound, 0),
-        rate(&bound, 1),
+        &bound,
         ingest_reg,
+        commit_extra[2],
     );
     println!(
         "  {:<30} {:>14} {:>14} {concepts_share:>9.2} % of dual's time",
         "  of which storing concepts", "", ""
     );
-    line(
+    ingest_line(
         "  floor: +64 B payload (ep/s)",
-        rate(&padded, 0),
-        rate(&padded, 1),
+        &padded,
         bytes_floor,
+        commit_extra[1],
     );
     line("episode get (ns)", g0, g1, lookup_reg);
     line("top-10 search (ms/query)", r0, r1, recall_reg);
@@ -311,7 +336,7 @@ pub fn dual_job(
         mem_over,
     );
     println!(
-        "  (medians of {RUNS} interleaved ingests and {ROUNDS} interleaved read rounds; cost = median of per-run differences)"
+        "  (medians of {RUNS} interleaved ingests and {ROUNDS} interleaved read rounds; cost = median of per-run differences; per commit = median over every commit of the extra time over the other engine's commit next to it)"
     );
     report.insert(
         "dual_vs_single".into(),
@@ -326,6 +351,11 @@ pub fn dual_job(
             "ingest_regression_pct": ingest_reg,
             "ingest_same_workload_regression_pct": same_reg,
             "ingest_binding_bytes_floor_pct": bytes_floor,
+            "ingest_per_commit_pct": {
+                "same_workload": commit_extra[0],
+                "binding_bytes_floor": commit_extra[1],
+                "with_bindings": commit_extra[2],
+            },
             "ingest_concepts_share_pct": concepts_share,
             "lookup_regression_pct": lookup_reg,
             "recall_regression_pct": recall_reg,
