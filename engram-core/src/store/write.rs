@@ -241,7 +241,8 @@ pub struct WriteTxn<'db> {
 impl<'db> WriteTxn<'db> {
     pub(crate) fn new(db: &'db Engram, w: MutexGuard<'db, Writer>, base: Arc<Version>) -> Self {
         let s = base.state;
-        let bound_concepts = w.bound_concepts;
+        // Capped: one huge transaction must not make every later one allocate as much.
+        let bound_concepts = w.bound_concepts.min(1 << 16);
         let ep_stride = base.info.episode_layout.stride as u64;
         let con_stride = base.info.concept_layout.stride as u64;
         WriteTxn {
