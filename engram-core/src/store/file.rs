@@ -151,6 +151,18 @@ impl Mapping {
         }
     }
 
+    /// Asks the kernel to start reading `off..off + len` into the page cache now, without
+    /// waiting: a cold record then arrives while something else is read. A syscall, so only
+    /// for records this process has not read yet.
+    pub(crate) fn start_reading(&self, off: u64, len: u64) {
+        if let Some(raw) = &self.raw
+            && off.checked_add(len).is_some_and(|end| end <= self.len)
+        {
+            // Advice only, as above.
+            let _ = raw.advise_range(memmap2::Advice::WillNeed, off as usize, len as usize);
+        }
+    }
+
     /// Asks the kernel to read the whole file into the page cache in the background.
     pub(crate) fn advise_will_need(&self) {
         if let Some(raw) = &self.raw {
