@@ -536,10 +536,10 @@ fn open_files(
             })?;
         let map = handle.covering(needed)?;
         if matches!(role, Role::EpisodeTable | Role::ConceptTable) {
-            // Every lookup by id reads its node's 24-byte entry: the tables are under 1 % of
-            // the slot files, so they are fetched whole, in the background, and a cold
+            // Every lookup by id reads its node's 48-byte entry, so the table is fetched in
+            // the background (up to `READ_AHEAD`: submitting more made open wait) and a cold
             // lookup costs one read (its record) instead of two.
-            map.advise_will_need();
+            map.advise_will_need(needed.min(table::READ_AHEAD));
         }
         handles[role as usize] = Some(handle);
     }

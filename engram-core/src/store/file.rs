@@ -163,11 +163,17 @@ impl Mapping {
         }
     }
 
-    /// Asks the kernel to read the whole file into the page cache in the background.
-    pub(crate) fn advise_will_need(&self) {
+    /// Asks the kernel to read the map's first `len` bytes into the page cache in the
+    /// background. One call reads ahead only as far as the device's readahead window (8 MiB
+    /// here, 128 KiB by default), so the range is advised 1 MiB at a time.
+    pub(crate) fn advise_will_need(&self, len: u64) {
+        const WINDOW: usize = 1 << 20;
         if let Some(raw) = &self.raw {
-            // Advice only, as above.
-            let _ = raw.advise(memmap2::Advice::WillNeed);
+            let len = raw.len().min(len as usize);
+            for off in (0..len).step_by(WINDOW) {
+                // Advice only, as above.
+                let _ = raw.advise_range(memmap2::Advice::WillNeed, off, WINDOW.min(len - off));
+            }
         }
     }
 }

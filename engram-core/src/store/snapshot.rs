@@ -548,9 +548,9 @@ impl ReadTxn {
         let cons = &self.v.file(Role::Concepts)?.map;
         if id < self.v.state.concept_slots {
             cons.prefetch(id * stride, PREFETCH.min(stride));
-            // A record this map has not checked yet may not be in memory at all: its read
-            // starts now, beside the table entry's, so a cold lookup waits for one I/O.
-            if !cons.is_verified(id) {
+            // An entry past the table's read-ahead part may be on disk, and so may a record
+            // this map has not checked yet: its read starts now, beside the entry's.
+            if id * table::ENTRY >= table::READ_AHEAD && !cons.is_verified(id) {
                 cons.start_reading(id * stride, stride);
             }
         }
