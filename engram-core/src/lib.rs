@@ -32,6 +32,8 @@ pub mod cluster;
 mod concept;
 mod error;
 mod metric;
+#[cfg(unix)]
+mod prefetch;
 pub mod quant;
 pub mod similarity;
 #[cfg(unix)]

@@ -62,19 +62,7 @@ impl Cached for ConceptState {
     /// Starts fetching every cache line of the centroid at once: a lookup's caller reads it
     /// next, and one memory latency for all its lines beats the prefetcher's ramp.
     fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let bytes = self.centroid.len() * 4;
-            let start = self.centroid.as_ptr() as usize;
-            let mut line = start & !63;
-            while line < start + bytes {
-                // SAFETY: prefetch never faults and reads nothing architecturally; the
-                // address lies inside the centroid's live allocation.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
-                line += 64;
-            }
-        }
+        crate::prefetch::lines(self.centroid.as_ptr().cast(), self.centroid.len() * 4);
     }
 }
 

@@ -112,20 +112,7 @@ impl Mapping {
         if off.checked_add(len).is_none_or(|end| end > self.len) {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let base = raw.as_ptr() as usize + off as usize;
-            let mut line = base & !63;
-            while line < base + len as usize {
-                // SAFETY: prefetch never faults and reads nothing architecturally; the address
-                // is inside the live mapping (checked above).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
-                line += 64;
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = raw;
+        crate::prefetch::lines(raw.as_ptr().wrapping_add(off as usize), len as usize);
     }
 
     /// Whether record `index` already passed its checksum here.

@@ -16,7 +16,7 @@ use crate::store::records::{
 };
 
 /// The data files of one version, in [`Role`] order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     Episodes = 0,
     Concepts = 1,
