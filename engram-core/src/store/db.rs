@@ -102,8 +102,6 @@ pub(crate) struct Writer {
     /// Files holding list-head stamps not yet synced: the last commit's `heads_from` lets
     /// recovery re-derive them, so they wait for the next checkpoint (or close).
     lazy: [bool; FILES],
-    /// `heads_from` of the last commit: head stamps of older binding records are durable.
-    heads_from: u64,
     pub(crate) poisoned: bool,
     syncers: Syncers,
     /// Committed concepts the last commit bound: the next transaction's expected count.
@@ -144,7 +142,8 @@ impl Writer {
         // 1. New records and the previous commit's stamps reach the disk first (the files
         //    are synced concurrently: the device queues them together), and the head
         //    stamps made since the last checkpoint if this commit advances `heads_from`...
-        let checkpoint = state.heads_from > self.heads_from;
+        // (The published version is the last commit: this writer alone publishes.)
+        let checkpoint = state.heads_from > db.current.read().state.heads_from;
         let mut to_sync = Vec::new();
         for role in ROLES {
             let i = role as usize;
@@ -155,7 +154,6 @@ impl Writer {
         self.syncers.sync_all(&to_sync)?;
         if checkpoint {
             self.lazy = [false; FILES];
-            self.heads_from = state.heads_from;
         }
         // 2. ...then the commit record: the commit point.
         let record = meta::encode_commit(state, redo.ops);
@@ -654,7 +652,6 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         files: state.files,
         dirty,
         lazy,
-        heads_from: state.heads_from,
         poisoned: false,
         syncers: Syncers::new(),
         bound_concepts: 0,
@@ -1039,7 +1036,6 @@ impl Engram {
         w.files = state.files;
         w.dirty = [false; FILES];
         w.lazy = [false; FILES];
-        w.heads_from = state.heads_from;
         if (state.live_episodes, state.live_bindings)
             != (v.state.live_episodes, v.state.live_bindings)
         {
