@@ -135,7 +135,7 @@ impl Writer {
         db: &Engram,
         state: &VersionState,
         redo: Redo<'_>,
-        written: [bool; FILES],
+        written: Written,
         retired_keys: Option<u64>,
         changes: &Changes,
     ) -> Result<()> {
@@ -147,11 +147,16 @@ impl Writer {
         let mut to_sync = Vec::new();
         for role in ROLES {
             let i = role as usize;
-            if written[i] || self.dirty[i] || (checkpoint && self.lazy[i]) {
+            // The binding records' job syncs their file after writing them, which covers
+            // the last commit's stamps in it too.
+            if role == Role::Bindings && written.bindings.is_some() {
+                continue;
+            }
+            if written.files[i] || self.dirty[i] || (checkpoint && self.lazy[i]) {
                 to_sync.push(self.handle(role)?.clone());
             }
         }
-        self.syncers.sync_all(&to_sync)?;
+        self.syncers.sync_all(&to_sync, written.bindings)?;
         if checkpoint {
             self.lazy = [false; FILES];
         }
@@ -178,6 +183,24 @@ impl Writer {
         Ok(())
     }
 
+    /// Encodes, writes and syncs a commit's new binding records (at byte `at` of their
+    /// file) on a helper thread while this one flushes the other files; [`Writer::commit`]
+    /// waits for it before the commit record.
+    pub(crate) fn start_bindings(
+        &mut self,
+        at: u64,
+        records: Vec<binding::Binding>,
+    ) -> Result<Pending> {
+        let file = self.handle(Role::Bindings)?.clone();
+        Ok(self.syncers.start(Box::new(move || {
+            let mut bytes = Vec::with_capacity(records.len() * binding::SIZE as usize);
+            for b in &records {
+                bytes.extend_from_slice(&b.encode());
+            }
+            file.write_synced(at, &bytes)
+        })))
+    }
+
     fn sync_dirty(&mut self) -> Result<()> {
         for role in ROLES {
             let i = role as usize;
@@ -189,6 +212,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// What a commit appended past the committed ends.
+pub(crate) struct Written {
+    /// Files written through the writer's appenders.
+    pub files: [bool; FILES],
+    /// The job writing the new binding records, if there are any.
+    pub bindings: Option<Pending>,
 }
 
 /// What a commit changes in place after its commit point.
@@ -207,15 +238,36 @@ pub(crate) struct HeadMove {
     pub record: u64,
 }
 
-/// A file to `fdatasync` and where to report the result.
-type SyncJob = (Arc<FileHandle>, crossbeam_channel::Sender<Result<()>>);
+/// A job for a helper thread and where to report its result.
+type Job = (
+    Box<dyn FnOnce() -> Result<()> + Send>,
+    crossbeam_channel::Sender<Result<()>>,
+);
 
-/// Threads that `fdatasync` a commit's files concurrently (the device queues them together),
-/// kept for the writer's life: spawning a thread per file per commit cost ~25 µs each.
+/// Threads that `fdatasync` a commit's files concurrently (the device queues them together)
+/// and write the binding records while the writer flushes the rest, kept for the writer's
+/// life: spawning a thread per file per commit cost ~25 µs each.
 pub(crate) struct Syncers {
-    jobs: Option<crossbeam_channel::Sender<SyncJob>>,
-    receiver: crossbeam_channel::Receiver<SyncJob>,
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    receiver: crossbeam_channel::Receiver<Job>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A job started on a helper: its result, or where it will arrive.
+pub(crate) enum Pending {
+    Done(Result<()>),
+    Running(crossbeam_channel::Receiver<Result<()>>),
+}
+
+impl Pending {
+    fn wait(self) -> Result<()> {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Running(r) => r
+                .recv()
+                .unwrap_or_else(|_| Err(Error::InvalidArgument("fsync thread stopped".into()))),
+        }
+    }
 }
 
 impl Syncers {
@@ -228,46 +280,59 @@ impl Syncers {
         }
     }
 
-    /// Syncs every file, the first on this thread, the others on helpers.
-    fn sync_all(&mut self, files: &[Arc<FileHandle>]) -> Result<()> {
-        let Some((first, rest)) = files.split_first() else {
-            return Ok(());
-        };
-        while self.threads.len() < rest.len() {
+    /// Starts helpers until there are `n` (fewer if the system refuses more).
+    fn spawn_up_to(&mut self, n: usize) {
+        while self.threads.len() < n {
             let receiver = self.receiver.clone();
             let spawned = std::thread::Builder::new()
                 .name("engram-fsync".into())
                 .spawn(move || {
-                    for (file, reply) in receiver {
-                        let _ = reply.send(file.sync());
+                    for (job, reply) in receiver {
+                        let _ = reply.send(job());
                     }
                 });
             match spawned {
                 Ok(t) => self.threads.push(t),
-                // No helper: the files are synced one after another here, still correct.
+                // Fewer helpers: jobs queue, or run on the caller, still correct.
                 Err(_) => break,
             }
         }
+    }
+
+    /// Runs `job` on a helper, or here if there is none.
+    fn start(&mut self, job: Box<dyn FnOnce() -> Result<()> + Send>) -> Pending {
+        if self.threads.is_empty() {
+            self.spawn_up_to(1);
+        }
         let jobs = self.jobs.as_ref().expect("alive until drop");
-        let (reply, results) = crossbeam_channel::bounded(rest.len());
-        let mut queued = 0;
-        let mut result = Ok(());
-        for f in rest {
-            if self.threads.is_empty() || jobs.send((f.clone(), reply.clone())).is_err() {
-                result = result.and(f.sync());
-            } else {
-                queued += 1;
-            }
+        let (reply, result) = crossbeam_channel::bounded(1);
+        if self.threads.is_empty() {
+            return Pending::Done(job());
         }
-        drop(reply); // so a helper that died without replying ends the wait below
-        result = result.and(first.sync());
-        for _ in 0..queued {
-            let r = results
-                .recv()
-                .unwrap_or_else(|_| Err(Error::InvalidArgument("fsync thread stopped".into())));
-            result = result.and(r);
+        match jobs.send((job, reply)) {
+            Ok(()) => Pending::Running(result),
+            Err(e) => Pending::Done((e.into_inner().0)()),
         }
-        result
+    }
+
+    /// Syncs every file, the first on this thread, the others on helpers, and waits for
+    /// `started` (a job already running on one of them) too.
+    fn sync_all(&mut self, files: &[Arc<FileHandle>], started: Option<Pending>) -> Result<()> {
+        let mut pending: Vec<Pending> = started.into_iter().collect();
+        if let Some((first, rest)) = files.split_first() {
+            self.spawn_up_to(rest.len() + pending.len());
+            pending.extend(rest.iter().map(|f| {
+                let f = f.clone();
+                self.start(Box::new(move || f.sync()))
+            }));
+            let here = first.sync();
+            pending.push(Pending::Done(here));
+        }
+        // Every job is waited for, even after a failure: none outlives the commit.
+        pending
+            .into_iter()
+            .map(Pending::wait)
+            .fold(Ok(()), Result::and)
     }
 }
 

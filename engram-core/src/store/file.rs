@@ -311,11 +311,22 @@ impl FileHandle {
     }
 
     pub(crate) fn write_at(&self, off: u64, bytes: &[u8]) -> Result<()> {
-        self.reserve(off + bytes.len() as u64)?;
-        fault::write_all_at(&self.file, bytes, off, "write_at")
-            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.write_unhinted(off, bytes)?;
         self.start_writeback(off, bytes.len() as u64);
         Ok(())
+    }
+
+    /// Writes `bytes` at `off` and syncs the file. The sync writes the range back itself,
+    /// so no writeback is started ahead of it.
+    pub(crate) fn write_synced(&self, off: u64, bytes: &[u8]) -> Result<()> {
+        self.write_unhinted(off, bytes)?;
+        self.sync()
+    }
+
+    fn write_unhinted(&self, off: u64, bytes: &[u8]) -> Result<()> {
+        self.reserve(off + bytes.len() as u64)?;
+        fault::write_all_at(&self.file, bytes, off, "write_at")
+            .map_err(|e| Error::io("write", &self.path, e))
     }
 
     /// Asks the kernel to start writing a range back now, so the disk works while the

@@ -8,7 +8,7 @@ use parking_lot::MutexGuard;
 
 use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
-use crate::store::db::{Engram, HeadMove, Redo, Writer};
+use crate::store::db::{Engram, HeadMove, Redo, Writer, Written};
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
@@ -1109,10 +1109,17 @@ impl<'db> WriteTxn<'db> {
         self.patch_new_entries()?;
         let mut ops = self.redo_ops();
         ops.extend(self.access_ops(&self.db.access.take())?);
-        let mut bindings = Vec::with_capacity(self.new_bindings.len() * 64);
-        for b in &self.new_bindings {
-            bindings.extend_from_slice(&b.encode());
-        }
+        let changes = self.changes()?;
+        let heads = self.moved_heads();
+        // Read above; from here on the records belong to the job that stores them.
+        let bindings = match self.new_bindings.is_empty() {
+            true => None,
+            false => {
+                let at = self.base.state.bindings * records::binding::SIZE;
+                let records = std::mem::take(&mut self.new_bindings);
+                Some(self.w.start_bindings(at, records)?)
+            }
+        };
         if !self.nets.is_empty() {
             // Complete the last page, then log the new pages' checksums and the changes.
             let (zeros, catalog) = self.nets.finish(self.base.state.pages);
@@ -1121,17 +1128,13 @@ impl<'db> WriteTxn<'db> {
             self.out.networks.buf.extend_from_slice(&catalog);
             self.state.catalog_len = self.out.networks.end();
         }
-        let bind_start = self.base.state.bindings * records::binding::SIZE;
-        let mut written = [false; FILES];
-        if !bindings.is_empty() {
-            self.w
-                .handle(Role::Bindings)?
-                .write_at(bind_start, &bindings)?;
-            written[Role::Bindings as usize] = true;
-        }
+        let mut written = Written {
+            files: [false; FILES],
+            bindings,
+        };
         for a in self.out.all_mut() {
             a.flush(&self.w)?;
-            written[a.role as usize] |= a.touched();
+            written.files[a.role as usize] |= a.touched();
         }
         self.state.heap_len = self.out.heap.end();
         let live_keys: Vec<(u64, u64)> = self
@@ -1158,11 +1161,10 @@ impl<'db> WriteTxn<'db> {
             // commit's record, so recovery need not re-derive them.
             self.state.heads_from = self.base.state.bindings;
         }
-        let changes = self.changes()?;
         self.w.bound_concepts = self.concept_bind_heads.committed.len();
         let redo = Redo {
             ops: &ops,
-            heads: &self.moved_heads(),
+            heads: &heads,
         };
         self.w
             .commit(self.db, &self.state, redo, written, retired, &changes)
