@@ -600,10 +600,12 @@ impl ReadTxn {
     /// Live bindings of a concept, newest first; bindings to episodes expired at the
     /// snapshot's clock are left out. Unknown concept: `Error::NotFound`.
     pub fn bindings_of_concept(&self, concept: u64) -> Result<Vec<BindingInfo>> {
-        let e = self.v.concept_entry(concept)?.ok_or(Error::NotFound {
-            kind: "concept",
-            id: concept,
-        })?;
+        let Some(e) = self.v.concept_entry(concept)? else {
+            return Err(Error::NotFound {
+                kind: "concept",
+                id: concept,
+            });
+        };
         let mut out = Vec::new();
         for b in self.v.walk(e.bind_head, false)? {
             if self.now < self.v.state.next_expiry || self.v.expires_at(b.1.episode)? > self.now {
@@ -640,10 +642,14 @@ impl ReadTxn {
 
     /// Episode `id`'s entry if this snapshot sees it, else `NotFound`.
     fn visible_episode(&self, id: u64) -> Result<Entry> {
-        self.v.episode_entry(id, self.now)?.ok_or(Error::NotFound {
-            kind: "episode",
-            id,
-        })
+        // A match, not `ok_or`: the error is built (and dropped) only when it is returned.
+        match self.v.episode_entry(id, self.now)? {
+            Some(e) => Ok(e),
+            None => Err(Error::NotFound {
+                kind: "episode",
+                id,
+            }),
+        }
     }
 
     /// `NotFound` for an episode whose time to live has run out, checked before answering
@@ -664,7 +670,9 @@ impl ReadTxn {
             Node::Episode => (self.v.episode_entry(id, self.now)?, "episode"),
             Node::Concept => (self.v.concept_entry(id)?, "concept"),
         };
-        let e = entry.ok_or(Error::NotFound { kind, id })?;
+        let Some(e) = entry else {
+            return Err(Error::NotFound { kind, id });
+        };
         let n = self.v.walk(e.bind_head, node == Node::Episode)?.len();
         self.caches.fill_fan(node, id, n as u64, txn);
         Ok(n)

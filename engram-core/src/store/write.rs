@@ -184,6 +184,7 @@ impl Heads {
         }
     }
 
+    #[inline]
     fn set(&mut self, id: u64, value: u64) {
         match id.checked_sub(self.base) {
             Some(i) => {
@@ -668,10 +669,13 @@ impl<'db> WriteTxn<'db> {
             true => self.base.concept_entry(id)?.map(|e| e.bind_head),
             false => (id < self.state.concept_ids).then_some(NONE),
         };
-        head.filter(|_| live).ok_or(Error::NotFound {
-            kind: "concept",
-            id,
-        })
+        match head.filter(|_| live) {
+            Some(head) => Ok(head),
+            None => Err(Error::NotFound {
+                kind: "concept",
+                id,
+            }),
+        }
     }
 
     fn binding(&self, index: u64) -> Result<Binding> {
