@@ -57,6 +57,10 @@ impl Sink {
 
 fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> {
     let bytes = v.heap_bytes(blob)?;
+    let pad = records::blob_padding(heap.len, bytes.len());
+    if pad > 0 {
+        heap.write(&[0; 64][..pad])?;
+    }
     let out = Blob {
         off: heap.len,
         len: blob.len.to_native(),

@@ -286,6 +286,8 @@ impl<'db> WriteTxn<'db> {
     }
 
     fn push_blob(&mut self, bytes: &[u8]) -> Blob {
+        let pad = records::blob_padding(self.out.heap.end(), bytes.len());
+        self.out.heap.buf.resize(self.out.heap.buf.len() + pad, 0);
         let blob = Blob {
             off: self.out.heap.end(),
             len: bytes.len() as u32,
