@@ -301,14 +301,12 @@ impl Syncers {
 
     /// Runs `job` on a helper, or here if there is none.
     fn start(&mut self, job: Box<dyn FnOnce() -> Result<()> + Send>) -> Pending {
-        if self.threads.is_empty() {
-            self.spawn_up_to(1);
-        }
-        let jobs = self.jobs.as_ref().expect("alive until drop");
-        let (reply, result) = crossbeam_channel::bounded(1);
+        self.spawn_up_to(1);
         if self.threads.is_empty() {
             return Pending::Done(job());
         }
+        let jobs = self.jobs.as_ref().expect("alive until drop");
+        let (reply, result) = crossbeam_channel::bounded(1);
         match jobs.send((job, reply)) {
             Ok(()) => Pending::Running(result),
             Err(e) => Pending::Done((e.into_inner().0)()),
