@@ -717,8 +717,7 @@ impl<'db> WriteTxn<'db> {
     fn binding_live(&self, at: u64) -> Result<bool> {
         let committed_dead =
             at < self.base.state.bindings && self.base.binding_deleted_txn(at)? != 0;
-        // Most transactions delete nothing: skip hashing then.
-        let deleted_here = !self.deleted_bindings.is_empty() && self.deleted_bindings.contains(&at);
+        let deleted_here = self.deleted_bindings.contains(&at);
         Ok(!committed_dead && !deleted_here)
     }
 
@@ -740,9 +739,7 @@ impl<'db> WriteTxn<'db> {
         // are formed with their bindings) or this transaction deleted it or its new binding.
         let none_empty = empty == 0;
         let unchanged = |c: u64, head: u64| -> Result<bool> {
-            Ok(none_empty
-                && (self.deleted_concepts.is_empty() || !self.deleted_concepts.contains(&c))
-                && self.binding_live(head)?)
+            Ok(none_empty && !self.deleted_concepts.contains(&c) && self.binding_live(head)?)
         };
         let mut touched = Vec::new();
         for (id, head) in self.concept_bind_heads.committed() {
