@@ -3,9 +3,11 @@
 //! (or stays usable), reads of committed data go on, and a reopen finds every acknowledged
 //! commit whole, nothing partial, and a database that verifies.
 //!
-//! One test function: the injection plan is process-wide.
+//! The injection plan is process-wide: the tests take turns.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
 
 mod workload;
 
@@ -15,8 +17,11 @@ use workload::{batch, complete_batches, key, opts};
 
 const BATCHES: u64 = 6;
 
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn every_injected_fault_is_an_error_and_loses_no_commit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A dry run counts the calls of each kind the workload makes, by site.
     let tmp = tempfile::tempdir().unwrap();
     let dry = tmp.path().join("dry");
@@ -122,5 +127,72 @@ fn every_injected_fault_is_an_error_and_loses_no_commit() {
     assert!(
         unreached.is_empty(),
         "sites the workload reaches but no fault hit: {unreached:?}"
+    );
+}
+
+fn listing(dir: &Path) -> BTreeSet<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// A compaction or backup that fails while writing its copy (on a full disk, say) removes
+/// the copy's files at once: they would hold the very space the disk lacks, until a reopen.
+#[test]
+fn a_failed_compaction_or_backup_leaves_no_partial_files() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut db = Engram::open(&dir, opts()).unwrap();
+    // Two batches: no compaction yet (the workload compacts after every third).
+    for b in 0..2 {
+        batch(&db, b).unwrap();
+    }
+    let mut failed = BTreeMap::new();
+    for op in [IoOp::Write, IoOp::Sync] {
+        for nth in 1.. {
+            let files = listing(&dir);
+            fault::arm(op, nth, Fault::NoSpace);
+            let result = db.compact();
+            let (_, site) = fault::disarm();
+            match site {
+                None => {
+                    result.unwrap();
+                    break; // past the compaction's last call of this kind
+                }
+                Some("compact") => {
+                    assert!(result.is_err(), "{op:?} #{nth}");
+                    assert_eq!(listing(&dir), files, "{op:?} #{nth}: files left behind");
+                    *failed.entry(op).or_insert(0) += 1;
+                }
+                // At or after the commit record: the new files may be the durable ones.
+                Some(_) => {}
+            }
+            drop(db);
+            assert_eq!(complete_batches(&dir), 2, "{op:?} #{nth}");
+            db = Engram::open(&dir, opts()).unwrap();
+        }
+        for nth in 1.. {
+            let dest = tmp.path().join(format!("backup-{op:?}-{nth}"));
+            fault::arm(op, nth, Fault::NoSpace);
+            let result = db.backup(&dest);
+            let (_, site) = fault::disarm();
+            if site.is_none() {
+                result.unwrap();
+                assert_eq!(complete_batches(&dest), 2);
+                break;
+            }
+            assert!(result.is_err(), "backup, {op:?} #{nth} at {site:?}");
+            assert_eq!(listing(&dest), BTreeSet::new(), "backup, {op:?} #{nth}");
+            *failed.entry(op).or_insert(0) += 1;
+        }
+    }
+    // Both kinds of call failed somewhere in each (the loops above ran past the first).
+    assert!(
+        failed[&IoOp::Write] >= 2 && failed[&IoOp::Sync] >= 2,
+        "{failed:?}"
     );
 }

@@ -72,7 +72,9 @@ fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> 
 
 /// Writes every record visible in `v` at clock time `now` into files numbered `number` in
 /// `dir` and returns the state describing them, as of transaction `txn`. Ids are preserved;
-/// episodes expired at `now` are dropped with their bindings, like deleted ones.
+/// episodes expired at `now` are dropped with their bindings, like deleted ones. `number`
+/// must be one no commit names: if writing fails, every file of that number is removed, so
+/// a failed run (most often on a full disk) leaves no half-written copies holding space.
 pub(crate) fn write_compacted(
     v: &Version,
     dir: &Path,
@@ -80,6 +82,22 @@ pub(crate) fn write_compacted(
     txn: u64,
     now: i64,
 ) -> Result<VersionState> {
+    let written = write_files(v, dir, number, txn, now);
+    if written.is_err() {
+        remove_files(dir, number);
+    }
+    written
+}
+
+/// Removes every data file numbered `number` in `dir` (best effort): for files no commit
+/// names, written by a run that failed before its commit.
+pub(crate) fn remove_files(dir: &Path, number: u64) {
+    for (_, kind) in FileNumbers::default().all() {
+        let _ = std::fs::remove_file(dir.join(meta::file_name(number, kind)));
+    }
+}
+
+fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Result<VersionState> {
     let s = v.state;
     let ep_layout = v.info.episode_layout;
     let con_layout = v.info.concept_layout;

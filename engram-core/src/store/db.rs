@@ -1089,7 +1089,9 @@ impl Engram {
         let number = w.next_file_number();
         let now = self.clock.now();
         let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now)?;
-        let handles = open_files(&self.info, &state, true, None)?;
+        let handles = open_files(&self.info, &state, true, None).inspect_err(|_| {
+            compact::remove_files(&self.info.dir, number);
+        })?;
         file::write_durable(
             &self.info.dir.join(meta::commit_file(state.txn)),
             &meta::encode_commit(&state, &[]),
@@ -1128,8 +1130,21 @@ impl Engram {
         }
         let snap = self.begin_read()?;
         let state = compact::write_compacted(&snap.v, dest, 1, snap.v.state.txn, snap.now)?;
-        file::sync_dir(dest)?;
-        install_commit(dest, &state, &self.info.manifest)
+        file::sync_dir(dest)
+            .and_then(|()| install_commit(dest, &state, &self.info.manifest))
+            .inspect_err(|_| {
+                // The destination was empty: what is in it now is this failed copy's.
+                compact::remove_files(dest, 1);
+                for name in [
+                    meta::commit_file(state.txn),
+                    meta::commit_file(state.txn + 1),
+                    HEAD.to_string(),
+                    "MANIFEST.tmp".to_string(),
+                    MANIFEST.to_string(),
+                ] {
+                    let _ = std::fs::remove_file(dest.join(name));
+                }
+            })
     }
 }
 
