@@ -1,6 +1,9 @@
 //! Round trips, snapshots, updates and deletes, bad input: the store as a user drives it.
 
-use engram_core::{ConceptInput, Engram, EpisodeInput, Error, Options};
+use engram_core::{
+    ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, FormationParams, Metric, Options,
+    RecallParams, cluster,
+};
 
 const DIM: usize = 16;
 
@@ -241,6 +244,77 @@ fn keys_make_inserts_idempotent_and_survive_growth_delete_and_compaction() {
         snap.episode(ids[7]).unwrap().unwrap().key().unwrap(),
         Some(&b"k7"[..])
     );
+}
+
+/// Vectors so long that their dot products would overflow the f32 sums of the kernels are
+/// refused where they come in, so no score is ever infinite or NaN. The longest accepted ones
+/// still search and form concepts with finite scores, under every metric.
+#[test]
+fn vectors_too_long_for_f32_sums_are_refused() {
+    let too_long = [f32::MAX; 16];
+    let longest: Vec<f32> = (0..16).map(|d| if d < 4 { 4.9e17 } else { 0.0 }).collect();
+    for metric in [Metric::Cosine, Metric::Dot, Metric::L2] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            metric: Some(metric),
+            ..opts()
+        };
+        let db = Engram::open(dir.path(), options).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let refused = |r: Result<u64, Error>| match r {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("norm"), "{m}"),
+            other => panic!("{metric:?}: {other:?}"),
+        };
+        refused(tx.insert_episode(&episode(&too_long, b"", None)));
+        refused(tx.insert_concept(&ConceptInput {
+            centroid: &too_long,
+            label: "x",
+        }));
+        for seed in 0..40 {
+            tx.insert_episode(&episode(&vector(seed), b"", None))
+                .unwrap();
+        }
+        let far = tx.insert_episode(&episode(&longest, b"", None)).unwrap();
+        let opposite: Vec<f32> = longest.iter().map(|x| -x).collect();
+        tx.insert_episode(&episode(&opposite, b"", None)).unwrap();
+        tx.commit().unwrap();
+        let snap = db.begin_read().unwrap();
+        for r in [
+            snap.search(&too_long, 3, &Filter::default()).map(|_| ()),
+            snap.search_concepts(&too_long, 3).map(|_| ()),
+            snap.search_batch(&[&vector(1), &too_long], 3, &Filter::default())
+                .map(|_| ()),
+            snap.recall(
+                &Cue {
+                    embedding: &too_long,
+                    filter: Filter::default(),
+                },
+                &RecallParams::default(),
+            )
+            .map(|_| ()),
+        ] {
+            assert!(
+                matches!(r, Err(Error::InvalidArgument(_))),
+                "{metric:?}: {r:?}"
+            );
+        }
+        let hits = snap.search(&longest, 42, &Filter::default()).unwrap();
+        assert_eq!(hits.len(), 42, "{metric:?}");
+        assert!(
+            hits.iter().all(|h| h.score.is_finite()),
+            "{metric:?}: {hits:?}"
+        );
+        assert_eq!(hits[0].id, far, "{metric:?}");
+        drop(snap);
+        db.form_concepts(&FormationParams {
+            filter: &Filter::default(),
+            unbound_only: false,
+            clustering: cluster::Params::default(),
+            progress: None,
+        })
+        .unwrap();
+        db.begin_read().unwrap().verify().unwrap();
+    }
 }
 
 #[test]

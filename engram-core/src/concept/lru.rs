@@ -79,16 +79,23 @@ struct Sketch {
 /// 80.5 % for a clairvoyant cache; longer only delays adapting to a shift in popularity.
 const AGING: usize = 40;
 
+/// Entries per shard the sketch sizes its counters for at most.
+const SKETCHED: usize = 1 << 16;
+
 impl Sketch {
     fn new(capacity: usize) -> Self {
-        let blocks = (capacity * 16 / 64).next_power_of_two().max(64);
+        // 16 counters per entry, for up to SKETCHED entries: a larger shard shares them, so
+        // a huge capacity costs no more than 1 MiB of counters per shard.
+        let blocks = (capacity.min(SKETCHED) * 16 / 64)
+            .next_power_of_two()
+            .max(64);
         Sketch {
             blocks: (0..blocks)
                 .map(|_| [const { AtomicU8::new(0) }; 64])
                 .collect(),
             shift: 64 - blocks.trailing_zeros(),
             increments: AtomicUsize::new(0),
-            period: capacity.max(1) * AGING,
+            period: capacity.max(1).saturating_mul(AGING),
         }
     }
 
@@ -207,10 +214,10 @@ impl<K: ShardKey, V: Cached> VersionedLru<K, V> {
         let per_shard = capacity.div_ceil(shards);
         let shards: Box<[_]> = (0..shards)
             .map(|_| {
-                let lru = match NonZeroUsize::new(per_shard) {
-                    Some(cap) => LruCache::with_hasher(cap, FixedState::default()),
-                    None => LruCache::with_hasher(NonZeroUsize::MIN, FixedState::default()),
-                };
+                // Bounded by `resize`, not at construction: a bounded `LruCache` allocates
+                // its whole capacity up front, and the capacity is the caller's to choose.
+                let mut lru = LruCache::unbounded_with_hasher(FixedState::default());
+                lru.resize(NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN));
                 CachePadded::new(RwLock::new(Shard {
                     lru,
                     bytes: 0,
@@ -359,7 +366,9 @@ impl<K: ShardKey, V: Cached> VersionedLru<K, V> {
 
     /// Entries the cache holds at most.
     pub(crate) fn capacity(&self) -> usize {
-        self.shards.iter().map(|s| s.read().lru.cap().get()).sum()
+        self.shards
+            .iter()
+            .fold(0, |n: usize, s| n.saturating_add(s.read().lru.cap().get()))
     }
 }
 
@@ -430,6 +439,19 @@ mod tests {
         c.insert(600, 600, 0, 0, &committing, 8);
         assert_eq!(c.get(&600, 0), Some(600));
         assert_eq!(c.counters().evictions, 1);
+    }
+
+    #[test]
+    fn any_capacity_costs_memory_only_as_entries_arrive() {
+        // Allocating the capacity up front would abort (or panic on the table size) here.
+        let c = VersionedLru::<u64, u32>::new(usize::MAX);
+        let committing = AtomicU64::new(0);
+        for k in 0..1000 {
+            c.insert(k, k as u32, 0, 0, &committing, 4);
+        }
+        assert_eq!(c.get(&999, 0), Some(999));
+        assert_eq!(c.capacity(), usize::MAX);
+        assert_eq!(c.counters().evictions, 0);
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub struct Options {
     /// Keep an int8 copy of every embedding for fast approximate scans: fixed at creation
     /// (off unless set); must match an existing database when set.
     pub int8_mirror: Option<bool>,
-    /// Decoded concepts kept by [`ReadTxn::lookup_concept`]'s LRU (0 disables it).
+    /// Decoded concepts kept by [`ReadTxn::lookup_concept`]'s LRU (0 disables it). Memory
+    /// follows the entries held, not this bound.
     pub concept_cache_entries: usize,
     /// (episode, concept) binding strengths kept by [`ReadTxn::binding_strength`]'s LRU.
     pub strength_cache_entries: usize,

@@ -226,13 +226,12 @@ impl ReadTxn {
         filter: &Filter,
     ) -> Result<Vec<Hit>> {
         let v = &self.v;
-        v.info.check_vector("query", query)?;
+        let q_norm = v.info.check_vector("query", query)?;
         if k == 0 {
             return Ok(Vec::new());
         }
         let metric = v.info.manifest.metric;
         let rows = v.episode_rows()?;
-        let q_norm = crate::store::records::norm(query);
         let chunks = rows.len().div_ceil(CHUNK);
         // The heap lives per rayon job across its chunks: its floor keeps rising, so only
         // ~k·ln(n/k) rows pay for a liveness check (a random table read) instead of ~5 k
@@ -285,7 +284,7 @@ impl ReadTxn {
         candidates: usize,
     ) -> Result<Vec<Hit>> {
         let v = &self.v;
-        v.info.check_vector("query", query)?;
+        let q_norm = v.info.check_vector("query", query)?;
         if !v.info.manifest.int8_mirror {
             return Err(Error::InvalidArgument(
                 "this database keeps no int8 mirror (create it with Options { int8_mirror: Some(true), .. })".into(),
@@ -299,7 +298,6 @@ impl ReadTxn {
         let map = &v.file(Role::Int8)?.map;
         let mut q8 = vec![0i8; query.len()];
         let q_scale = crate::similarity::int8::quantize_checked(query, &mut q8);
-        let q_norm = crate::store::records::norm(query);
         let n = v.state.episode_slots as usize;
         let pool = candidates.max(k);
         let q8 = crate::similarity::int8::Query::new(&q8);

@@ -55,9 +55,15 @@ pub(crate) struct DbInfo {
     pub int8_layout: Int8Layout,
 }
 
+/// The longest vector accepted. Dot products and squared distances of vectors this long stay
+/// below 4e36, far inside the f32 range (3.4e38) the kernels sum in, and so does every partial
+/// sum (each is bounded the same way, by Cauchy–Schwarz on its terms).
+pub(crate) const MAX_NORM: f32 = 1e18;
+
 impl DbInfo {
-    /// `Err` unless `v` has the database's dimension and only finite values.
-    pub(crate) fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<()> {
+    /// `Err` unless `v` has the database's dimension, only finite values and a norm of at most
+    /// [`MAX_NORM`]; returns its norm (accumulated in f64).
+    pub(crate) fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<f32> {
         let dim = self.manifest.dimension;
         if v.len() != dim {
             return Err(Error::DimensionMismatch {
@@ -65,7 +71,15 @@ impl DbInfo {
                 found: v.len(),
             });
         }
-        Error::check_finite(what, v)
+        Error::check_finite(what, v)?;
+        let norm = crate::store::records::norm(v);
+        if norm > MAX_NORM {
+            let exact = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+            return Err(Error::InvalidArgument(format!(
+                "{what} has norm {exact:.3e}; similarities are summed in f32, which holds norms up to {MAX_NORM:e}"
+            )));
+        }
+        Ok(norm)
     }
 }
 

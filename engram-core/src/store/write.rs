@@ -29,7 +29,8 @@ pub struct EpisodeInput<'a> {
     pub agent: u64,
     /// Caller-defined time (e.g. Unix microseconds); scans filter on it.
     pub timestamp: i64,
-    /// The embedding: the database's dimension, finite values.
+    /// The embedding: the database's dimension, finite values, a norm of at most 1e18 (so
+    /// that similarities summed in f32 cannot overflow).
     pub embedding: &'a [f32],
     /// Any bytes (the caller's record of the event).
     pub payload: &'a [u8],
@@ -53,7 +54,7 @@ pub enum Ttl {
 /// A new concept.
 #[derive(Clone, Copy, Debug)]
 pub struct ConceptInput<'a> {
-    /// The centroid: the database's dimension, finite values.
+    /// The centroid: the database's dimension, finite values, a norm of at most 1e18.
     pub centroid: &'a [f32],
     /// A label (any UTF-8).
     pub label: &'a str,
@@ -337,7 +338,7 @@ impl<'db> WriteTxn<'db> {
     /// # Ok(()) }
     /// ```
     pub fn insert_episode_with_ttl(&mut self, input: &EpisodeInput<'_>, ttl: Ttl) -> Result<u64> {
-        self.base.info.check_vector("embedding", input.embedding)?;
+        let norm = self.base.info.check_vector("embedding", input.embedding)?;
         let expires_at = self.expiry(input.agent, ttl)?;
         if input.payload.len() > u32::MAX as usize {
             return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
@@ -374,7 +375,7 @@ impl<'db> WriteTxn<'db> {
             payload,
             key: key_blob,
             key_hash,
-            norm: records::norm(input.embedding),
+            norm,
         });
         self.base
             .info
