@@ -1,5 +1,11 @@
 //! The similarity metric a database is created for.
 
+/// The longest vector accepted anywhere vectors come in. Dot products and squared distances
+/// of vectors this long stay below 4e36, far inside the f32 range (3.4e38) the kernels sum
+/// in, and so does every partial sum (each is bounded the same way, by Cauchy–Schwarz on its
+/// terms).
+pub(crate) const MAX_NORM: f32 = 1e18;
+
 /// Similarity metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Metric {

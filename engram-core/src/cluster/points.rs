@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::metric::MAX_NORM;
 use crate::similarity::{Aligned, BatchKernel, Kernel, Metric, Rows};
 
 /// Vectors of `dim` floats at given offsets in one slice (a dense matrix, or the store's
@@ -18,8 +19,9 @@ pub struct Points<'a> {
 }
 
 impl<'a> Points<'a> {
-    /// The rows of a dense row-major matrix. Errors on a ragged length, a non-finite value or
-    /// a zero row (which has no direction to cluster).
+    /// The rows of a dense row-major matrix. Errors on a ragged length, a non-finite value, a
+    /// zero row (which has no direction to cluster) or a row longer than 1e18 (whose f32
+    /// similarity sums would overflow).
     pub fn dense(data: &'a [f32], dim: usize) -> Result<Self> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(Error::InvalidArgument(format!(
@@ -48,6 +50,12 @@ impl<'a> Points<'a> {
             if norm == 0.0 {
                 return Err(Error::InvalidArgument(format!(
                     "point {i} is the zero vector"
+                )));
+            }
+            if norm > f64::from(MAX_NORM).powi(2) {
+                return Err(Error::InvalidArgument(format!(
+                    "point {i} has norm {:.3e}; similarities are summed in f32, which holds norms up to {MAX_NORM:e}",
+                    norm.sqrt()
                 )));
             }
             points.offsets.push(i * dim);

@@ -233,6 +233,14 @@ fn degenerate_inputs() {
         Points::dense(&[1.0, 2.0, 3.0], 2),
         Err(Error::InvalidArgument(_))
     ));
+    // Too long for f32 sums; the longest accepted rows still cluster.
+    assert!(matches!(
+        Points::dense(&[1.0, 0.0, f32::MAX, f32::MAX], 2),
+        Err(Error::InvalidArgument(_))
+    ));
+    let long = [7e17, 7e17, 1.0, 0.0, -7e17, 7e17];
+    let c = cluster(&Points::dense(&long, 2).unwrap(), &k_params(2), None).unwrap();
+    assert!(c.objective().is_finite());
 }
 
 #[test]

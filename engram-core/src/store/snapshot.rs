@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::concept::{Caches, ConceptState, Node};
 use crate::error::{Error, Result};
+use crate::metric::MAX_NORM;
 use crate::store::access::AccessLog;
 use crate::store::file::{FileHandle, Mapping};
 use crate::store::meta::{Manifest, VersionState};
@@ -54,11 +55,6 @@ pub(crate) struct DbInfo {
     pub concept_layout: SlotLayout,
     pub int8_layout: Int8Layout,
 }
-
-/// The longest vector accepted. Dot products and squared distances of vectors this long stay
-/// below 4e36, far inside the f32 range (3.4e38) the kernels sum in, and so does every partial
-/// sum (each is bounded the same way, by Cauchy–Schwarz on its terms).
-pub(crate) const MAX_NORM: f32 = 1e18;
 
 impl DbInfo {
     /// `Err` unless `v` has the database's dimension, only finite values and a norm of at most
