@@ -151,11 +151,14 @@ fn fvecs(b: &[u8]) -> Result<Vectors, String> {
 }
 
 fn raw(b: &[u8], dim: usize) -> Result<Vectors, String> {
-    if dim == 0 || dim > u32::MAX as usize || !b.len().is_multiple_of(4 * dim) {
+    if dim == 0 || dim > u32::MAX as usize {
+        return Err(format!("a dimension of {dim} is not 1 to {}", u32::MAX));
+    }
+    if !b.len().is_multiple_of(4 * dim) {
         return Err(format!(
             "{} bytes are not whole rows of {dim} floats (row {} is incomplete)",
             b.len(),
-            b.len() / dim.saturating_mul(4).max(1)
+            b.len() / (4 * dim)
         ));
     }
     Ok(Vectors {
@@ -204,6 +207,7 @@ mod tests {
         assert!(npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
         assert!(npy(b"\x93NUMPY\x07\x00\x00\x00").is_err());
         assert!(raw(&[0; 8], usize::MAX).is_err());
+        assert!(raw(&[0; 8], 0).unwrap_err().contains("dimension of 0"));
         assert!(fvecs(&[0xff, 0xff, 0xff, 0x7f]).is_err());
         // Every prefix of a valid file is an error or a shorter file, never a panic.
         let good = npy_with_header(
