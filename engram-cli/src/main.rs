@@ -106,7 +106,8 @@ enum Cmd {
         episode: Option<u64>,
         #[arg(long, requires = "before")]
         agent: Option<u64>,
-        #[arg(long)]
+        /// A timestamp in the episodes' own unit; negative ones are allowed.
+        #[arg(long, allow_negative_numbers = true)]
         before: Option<i64>,
     },
     /// Form, list and show concepts.
@@ -123,8 +124,9 @@ enum Cmd {
     /// Concept lookup latency on this database (mapped and cached, uniform ids).
     Bench {
         dir: PathBuf,
-        #[arg(long, default_value_t = 100_000)]
-        lookups: usize,
+        /// Timed lookups per case (1 to 100 million; each keeps an 8-byte latency).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        lookups: u64,
     },
 }
 
@@ -428,7 +430,7 @@ fn run(cli: &Cli) -> Res<()> {
                 say!("backed up to {}", dest.display())
             });
         }
-        Cmd::Bench { dir, lookups } => bench(dir, *lookups, j)?,
+        Cmd::Bench { dir, lookups } => bench(dir, *lookups as usize, j)?,
     }
     Ok(())
 }

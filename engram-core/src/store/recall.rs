@@ -173,15 +173,23 @@ impl ReadTxn {
     /// # Ok(()) }
     /// ```
     pub fn recall(&self, cue: &Cue<'_>, params: &RecallParams) -> Result<Vec<Activated>> {
-        if !(params.fan_alpha.is_finite()
-            && params.fan_alpha >= 0.0
-            && params.threshold.is_finite()
-            && params.decay.valid())
-        {
-            return Err(Error::InvalidArgument(format!(
-                "fan_alpha {} and threshold {} must be finite, fan_alpha ≥ 0, {:?} positive",
-                params.fan_alpha, params.threshold, params.decay
-            )));
+        let bad = if !(params.fan_alpha.is_finite() && params.fan_alpha >= 0.0) {
+            Some(format!(
+                "fan_alpha {} is not a finite value ≥ 0",
+                params.fan_alpha
+            ))
+        } else if !params.threshold.is_finite() {
+            Some(format!("threshold {} is not finite", params.threshold))
+        } else if !params.decay.valid() {
+            Some(format!(
+                "{:?}: a half-life and a scale must be finite and positive, an exponent finite and ≥ 0",
+                params.decay
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(Error::InvalidArgument(why));
         }
         let access_log = match (params.record_access, &self.access) {
             (false, _) => None,
