@@ -190,11 +190,23 @@ fn a_user_session_from_import_to_bench() {
         bench["cached"]["p99_ns"].as_u64().unwrap() > 0
             && bench["mapped"]["p50_ns"].as_u64().unwrap() > 0
     );
+    // Out-of-range lookup counts are refused by name, not by a panic.
+    for n in ["0", "18446744073709551615"] {
+        let err = fails(&["bench", s(&db), "--lookups", n]);
+        assert!(
+            err.contains("--lookups") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
     assert!(ok(&["stats", s(&db)]).contains("episodes 4000"));
     // Forget one episode, then agent 0's first hundred (import stamps row i with time i).
     assert_eq!(
         json(&["forget", s(&db), "--episode", "3999"])["forgotten"],
         1
+    );
+    assert_eq!(
+        json(&["forget", s(&db), "--agent", "0", "--before", "-5"])["forgotten"],
+        0
     );
     assert_eq!(
         json(&["forget", s(&db), "--agent", "0", "--before", "100"])["forgotten"],
