@@ -402,6 +402,18 @@ fn reinforce_and_forget_where() {
     let mut tx = db.begin_write().unwrap();
     assert_eq!(tx.reinforce(eps[3], c, 0.25).unwrap(), 0.75);
     assert_eq!(tx.reinforce(eps[4], c, -2.0).unwrap(), 0.0, "floored at 0");
+    // Non-finite deltas are refused (a NaN used to floor the strength to 0 silently).
+    for delta in [f32::NAN, f32::NEG_INFINITY, f32::INFINITY] {
+        assert!(matches!(
+            tx.reinforce(eps[5], c, delta),
+            Err(engram_core::Error::NonFinite { .. })
+        ));
+    }
+    assert_eq!(
+        tx.reinforce(eps[5], c, 0.0).unwrap(),
+        0.5,
+        "unchanged by the refusals"
+    );
     assert!(matches!(
         tx.reinforce(eps[3], c + 1, 0.1),
         Err(engram_core::Error::NotFound { .. })

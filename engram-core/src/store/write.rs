@@ -445,7 +445,8 @@ impl<'db> WriteTxn<'db> {
             && !(1..i64::MAX).contains(&d)
         {
             return Err(Error::InvalidArgument(format!(
-                "time to live {d} is not positive"
+                "time to live {d} is not between 1 and {}",
+                i64::MAX - 1
             )));
         }
         let txn = self.state.txn;
@@ -817,11 +818,14 @@ impl<'db> WriteTxn<'db> {
         Ok(())
     }
 
-    /// Strengthens (or, with a negative `delta`, weakens) the binding of a pair by `delta`,
+    /// Strengthens (or, with a negative `delta`, weakens) the binding of a pair by a finite `delta`,
     /// floored at 0, and returns the new strength; `NotFound` if they are not bound. Fan
     /// counts are unchanged; the strength cache sees the new value from this commit on.
     pub fn reinforce(&mut self, episode: u64, concept: u64, delta: f32) -> Result<f32> {
         self.require_dual()?;
+        // A NaN delta would floor to 0 unnoticed (`max` drops NaN); an infinite one is no
+        // amount either.
+        Error::check_finite("reinforcement delta", &[delta])?;
         self.require_episode(episode)?;
         let head = self.bind_head(Role::EpisodeTable, episode)?;
         let Some((_, b)) = self
