@@ -6,6 +6,18 @@
 /// terms).
 pub(crate) const MAX_NORM: f32 = 1e18;
 
+/// `InvalidArgument` naming `what` if a vector of squared norm `squared` is longer than
+/// [`MAX_NORM`].
+pub(crate) fn check_norm(what: &dyn std::fmt::Display, squared: f64) -> crate::Result<()> {
+    match squared <= f64::from(MAX_NORM).powi(2) {
+        true => Ok(()),
+        false => Err(crate::Error::InvalidArgument(format!(
+            "{what} has norm {:.3e}; similarities are summed in f32, which holds norms up to {MAX_NORM:e}",
+            squared.sqrt()
+        ))),
+    }
+}
+
 /// Similarity metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Metric {

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::metric::MAX_NORM;
+use crate::metric::check_norm;
 use crate::similarity::{Aligned, BatchKernel, Kernel, Metric, Rows};
 
 /// Vectors of `dim` floats at given offsets in one slice (a dense matrix, or the store's
@@ -52,12 +52,7 @@ impl<'a> Points<'a> {
                     "point {i} is the zero vector"
                 )));
             }
-            if norm > f64::from(MAX_NORM).powi(2) {
-                return Err(Error::InvalidArgument(format!(
-                    "point {i} has norm {:.3e}; similarities are summed in f32, which holds norms up to {MAX_NORM:e}",
-                    norm.sqrt()
-                )));
-            }
+            check_norm(&format_args!("point {i}"), norm)?;
             points.offsets.push(i * dim);
             points.inv_norms.push((1.0 / norm.sqrt()) as f32);
         }

@@ -1,6 +1,6 @@
-//! Fault injection: every write, fsync, file growth and map of the store passes through
-//! [`check`], which a test can arm to fail the Nth call of one kind (with ENOSPC, EIO, or a
-//! write that lands only its first half). Unarmed, a check is one relaxed atomic load.
+//! Fault injection: every write, fsync, file growth and map of the store passes through one
+//! checkpoint, which a test can [`arm`] to fail the Nth call of one kind (with ENOSPC, EIO,
+//! or a write that lands only its first half). Unarmed, a check is one relaxed atomic load.
 //! Process-wide: arm it only in a test process that does nothing else at the same time.
 
 use std::collections::BTreeMap;

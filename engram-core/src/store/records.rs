@@ -561,6 +561,11 @@ pub(crate) mod binding {
 /// L2 norm, accumulated in f64 (exact to f32 rounding) over 8 independent lanes, so it
 /// vectorizes instead of running one 768-long chain of dependent adds per insert.
 pub(crate) fn norm(v: &[f32]) -> f32 {
+    squared_norm(v).sqrt() as f32
+}
+
+/// [`norm`] squared, in f64.
+pub(crate) fn squared_norm(v: &[f32]) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = v.chunks_exact(8);
     let tail: f64 = chunks
@@ -573,7 +578,7 @@ pub(crate) fn norm(v: &[f32]) -> f32 {
             *a += f64::from(*x) * f64::from(*x);
         }
     }
-    (acc.iter().sum::<f64>() + tail).sqrt() as f32
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Stable 64-bit hash of a user key; never 0, which marks an empty key-index cell.

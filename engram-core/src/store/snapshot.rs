@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::concept::{Caches, ConceptState, Node};
 use crate::error::{Error, Result};
-use crate::metric::MAX_NORM;
+use crate::metric::check_norm;
 use crate::store::access::AccessLog;
 use crate::store::file::{FileHandle, Mapping};
 use crate::store::meta::{Manifest, VersionState};
@@ -58,7 +58,7 @@ pub(crate) struct DbInfo {
 
 impl DbInfo {
     /// `Err` unless `v` has the database's dimension, only finite values and a norm of at most
-    /// [`MAX_NORM`]; returns its norm (accumulated in f64).
+    /// [`crate::metric::MAX_NORM`]; returns its norm (accumulated in f64).
     pub(crate) fn check_vector(&self, what: &'static str, v: &[f32]) -> Result<f32> {
         let dim = self.manifest.dimension;
         if v.len() != dim {
@@ -68,14 +68,9 @@ impl DbInfo {
             });
         }
         Error::check_finite(what, v)?;
-        let norm = crate::store::records::norm(v);
-        if norm > MAX_NORM {
-            let exact = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-            return Err(Error::InvalidArgument(format!(
-                "{what} has norm {exact:.3e}; similarities are summed in f32, which holds norms up to {MAX_NORM:e}"
-            )));
-        }
-        Ok(norm)
+        let squared = crate::store::records::squared_norm(v);
+        check_norm(&what, squared)?;
+        Ok(squared.sqrt() as f32)
     }
 }
 
