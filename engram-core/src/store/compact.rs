@@ -156,6 +156,7 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
             slot_buf.clear();
             v.info.int8_layout.push_row(
                 records::native_f32(&rec.embedding),
+                rec.norm.to_native(),
                 id,
                 rec.agent.to_native(),
                 rec.timestamp.to_native(),

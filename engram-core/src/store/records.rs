@@ -303,10 +303,12 @@ impl Int8Layout {
         }
     }
 
-    /// Appends the row of embedding `v` of episode (`id`, `agent`, `timestamp`) to `out`.
+    /// Appends the row of embedding `v` (of L2 norm `norm`, as its episode record holds it)
+    /// of episode (`id`, `agent`, `timestamp`) to `out`.
     pub(crate) fn push_row(
         &self,
         v: &[f32],
+        norm: f32,
         id: u64,
         agent: u64,
         timestamp: i64,
@@ -317,7 +319,7 @@ impl Int8Layout {
         let codes: &mut [i8] = bytemuck::cast_slice_mut(&mut out[start..]);
         let scale = crate::similarity::int8::quantize_checked(v, codes);
         out.extend_from_slice(&scale.to_le_bytes());
-        out.extend_from_slice(&norm(v).to_le_bytes());
+        out.extend_from_slice(&norm.to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());
         out.extend_from_slice(&agent.to_le_bytes());
         out.extend_from_slice(&timestamp.to_le_bytes());

@@ -395,6 +395,7 @@ impl<'db> WriteTxn<'db> {
         if let Some(int8) = &mut self.out.int8 {
             self.base.info.int8_layout.push_row(
                 input.embedding,
+                norm,
                 id,
                 input.agent,
                 input.timestamp,
@@ -818,9 +819,9 @@ impl<'db> WriteTxn<'db> {
         Ok(())
     }
 
-    /// Strengthens (or, with a negative `delta`, weakens) the binding of a pair by a finite `delta`,
-    /// floored at 0, and returns the new strength; `NotFound` if they are not bound. Fan
-    /// counts are unchanged; the strength cache sees the new value from this commit on.
+    /// Strengthens (or, with a negative `delta`, weakens) the binding of a pair by a finite
+    /// `delta`, floored at 0, and returns the new strength; `NotFound` if they are not bound.
+    /// Fan counts are unchanged; the strength cache sees the new value from this commit on.
     pub fn reinforce(&mut self, episode: u64, concept: u64, delta: f32) -> Result<f32> {
         self.require_dual()?;
         // A NaN delta would floor to 0 unnoticed (`max` drops NaN); an infinite one is no
