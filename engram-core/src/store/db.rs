@@ -16,7 +16,8 @@ use crate::store::clock::Clock;
 use crate::store::compact;
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
-    self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, Manifest, Metric, Op, VersionState,
+    self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest, Metric, Op,
+    VersionState,
 };
 use crate::store::network;
 use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
@@ -842,7 +843,7 @@ fn install_commit(dir: &Path, state: &VersionState, manifest: &Manifest) -> Resu
     )?;
     file::write_durable(&dir.join(meta::commit_file(state.txn + 1)), &[])?;
     write_head(dir, state)?;
-    let tmp = dir.join("MANIFEST.tmp");
+    let tmp = dir.join(MANIFEST_TMP);
     file::write_durable(&tmp, &manifest.encode())?;
     std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename", &tmp, e))?;
     file::sync_dir(dir)
@@ -1136,13 +1137,12 @@ impl Engram {
             .inspect_err(|_| {
                 // The destination was empty: what is in it now is this failed copy's.
                 compact::remove_files(dest, 1);
-                for name in [
-                    meta::commit_file(state.txn),
-                    meta::commit_file(state.txn + 1),
-                    HEAD.to_string(),
-                    "MANIFEST.tmp".to_string(),
-                    MANIFEST.to_string(),
-                ] {
+                let commits = [state.txn, state.txn + 1].map(meta::commit_file);
+                for name in commits
+                    .iter()
+                    .map(String::as_str)
+                    .chain([HEAD, MANIFEST_TMP, MANIFEST])
+                {
                     let _ = std::fs::remove_file(dest.join(name));
                 }
             })

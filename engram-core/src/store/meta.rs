@@ -6,6 +6,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 pub(crate) const MANIFEST: &str = "MANIFEST";
+/// The MANIFEST as written and synced before it is renamed into place.
+pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
