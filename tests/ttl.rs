@@ -405,3 +405,45 @@ fn an_episode_stored_already_expired_is_never_visible_and_reaped_by_its_own_comm
     );
     snap.verify().unwrap();
 }
+
+/// A sliding window: each tick stores a batch that lives three ticks. Every commit reaps
+/// exactly the batch whose time ran out, whether the writer's expiry queue was filled by its
+/// first reap or by the commits after it, across deletes, a compaction and a reopen.
+#[test]
+fn a_sliding_time_to_live_window_is_reaped_batch_by_batch() {
+    const BATCH: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let mut db = clock.open(dir.path());
+    // Episodes of each batch still stored (tick → count).
+    let mut batches = std::collections::BTreeMap::new();
+    for tick in 0..40i64 {
+        clock.set(1_000 + tick);
+        match tick {
+            15 => db.compact().unwrap(),
+            25 => {
+                drop(db);
+                db = clock.open(dir.path());
+            }
+            _ => {}
+        }
+        let mut tx = db.begin_write().unwrap();
+        let first = (0..BATCH)
+            .map(|_| tx.insert_episode_with_ttl(&input(1, &V, None), Ttl::After(3)))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()[0];
+        batches.insert(tick, BATCH);
+        if tick % 7 == 0 && tick > 0 {
+            // An entry the queue holds whose episode goes another way.
+            tx.delete_episode(first - BATCH).unwrap();
+            *batches.get_mut(&(tick - 1)).unwrap() -= 1;
+        }
+        tx.commit().unwrap();
+        batches.retain(|&t, _| t + 3 > tick);
+        let snap = db.begin_read().unwrap();
+        let stored: u64 = batches.values().sum();
+        assert_eq!(snap.episode_count(), stored, "tick {tick}");
+        assert_eq!(snap.episode_ids().unwrap().len() as u64, stored);
+    }
+    db.begin_read().unwrap().verify().unwrap();
+}

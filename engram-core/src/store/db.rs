@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::access::AccessLog;
 use crate::store::clock::Clock;
 use crate::store::compact;
+use crate::store::expiry::ExpiryQueue;
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
     self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest, Metric, Op,
@@ -108,6 +109,8 @@ pub(crate) struct Writer {
     syncers: Syncers,
     /// Committed concepts the last commit bound: the next transaction's expected count.
     pub(crate) bound_concepts: usize,
+    /// Stored episodes with a time to live, built by the first reap.
+    pub(crate) expiring: Option<ExpiryQueue>,
 }
 
 impl Writer {
@@ -720,6 +723,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         poisoned: false,
         syncers: Syncers::new(),
         bound_concepts: 0,
+        expiring: None,
     };
     Ok((writer, state))
 }

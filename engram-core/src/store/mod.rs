@@ -7,6 +7,7 @@ mod access;
 mod clock;
 mod compact;
 mod db;
+mod expiry;
 pub mod fault;
 mod file;
 mod form;

@@ -9,6 +9,7 @@ use parking_lot::MutexGuard;
 use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
 use crate::store::db::{Engram, HeadMove, Redo, Writer, Written};
+use crate::store::expiry::ExpiryQueue;
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
@@ -1055,22 +1056,25 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Deletes every stored episode whose time to live ended by `now`, and lowers
-    /// `next_expiry` to the earliest expiry left. One pass over the episode table, run only
-    /// when the clock has reached `next_expiry`.
+    /// `next_expiry` to the earliest expiry left. Run only when the clock has reached
+    /// `next_expiry`; costs the episodes it deletes (the writer's [`ExpiryQueue`]), plus one
+    /// pass over the episode table the first time in a writer's life.
     fn reap_expired(&mut self, now: i64) -> Result<u64> {
-        let mut next = table::NEVER;
+        if self.w.expiring.is_none() {
+            self.w.expiring = Some(ExpiryQueue::scan(&self.base)?);
+        }
+        let queue = self.w.expiring.as_mut().expect("built above");
+        let (base, deleted) = (&self.base, &self.deleted_episodes);
+        let stored = |id: u64| -> Result<bool> {
+            Ok(!deleted.contains(&id) && base.episode_entry(id, ANY_TIME)?.is_some())
+        };
         let mut expired = Vec::new();
-        for id in 0..self.base.state.episode_ids {
-            if self.deleted_episodes.contains(&id)
-                || self.base.episode_entry(id, ANY_TIME)?.is_none()
-            {
-                continue;
-            }
-            match self.base.expires_at(id)? {
-                at if at <= now => expired.push(id),
-                at => next = next.min(at),
+        while let Some((_, id)) = queue.pop_due(now) {
+            if stored(id)? {
+                expired.push(id);
             }
         }
+        let mut next = queue.next(stored)?;
         for &(id, at) in &self.new_expiring {
             if self.deleted_episodes.contains(&id) {
                 continue;
@@ -1085,6 +1089,29 @@ impl<'db> WriteTxn<'db> {
         }
         self.state.next_expiry = next;
         Ok(expired.len() as u64)
+    }
+
+    /// Sheds the writer's queue of deleted episodes' entries once they could be the
+    /// majority (before the commit point: reading the table can fail).
+    fn sweep_expiring(&mut self) -> Result<()> {
+        let Some(queue) = self.w.expiring.as_mut() else {
+            return Ok(());
+        };
+        let (base, deleted) = (&self.base, &self.deleted_episodes);
+        queue.sweep(self.state.live_episodes, |id| {
+            Ok(!deleted.contains(&id) && base.episode_entry(id, ANY_TIME)?.is_some())
+        })
+    }
+
+    /// After the commit: the writer's queue takes the episodes it stored with a time to live.
+    fn queue_expiring(&mut self) {
+        if let Some(queue) = self.w.expiring.as_mut() {
+            for &(id, at) in &self.new_expiring {
+                if !self.deleted_episodes.contains(&id) {
+                    queue.push(id, at);
+                }
+            }
+        }
     }
 
     /// Redo ops persisting the accesses recalls recorded since the last commit (absolute
@@ -1114,6 +1141,7 @@ impl<'db> WriteTxn<'db> {
         if now >= self.state.next_expiry {
             self.reap_expired(now)?;
         }
+        self.sweep_expiring()?;
         self.state.empty_concepts = self.empty_concepts_after()?;
         self.patch_new_entries()?;
         let mut ops = self.redo_ops();
@@ -1176,7 +1204,9 @@ impl<'db> WriteTxn<'db> {
             heads: &heads,
         };
         self.w
-            .commit(self.db, &self.state, redo, written, retired, &changes)
+            .commit(self.db, &self.state, redo, written, retired, &changes)?;
+        self.queue_expiring();
+        Ok(())
     }
 
     /// Writes a fresh, larger key index holding every live key plus the new ones.

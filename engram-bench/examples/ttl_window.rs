@@ -1,0 +1,93 @@
+//! Commit cost under a sliding time-to-live window as ids accrue: every tick commits a batch
+//! that lives `window` ticks, so each commit from then on reaps one batch while the stored
+//! episodes stay constant and the ids ever assigned grow. Beside it, in the same run, the
+//! baseline the engine must not fall behind: the application deleting the batch itself, by
+//! id, in the same commit (no time to live). Prints the median commit time per tenth of the
+//! run for both; flat lines mean a commit costs what it stores and deletes, not the ids
+//! assigned before it.
+//! `cargo run --release -p engram-bench --example ttl_window [ids] [batch] [window] [dim]`
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use engram_core::{Clock, Engram, EpisodeInput, Options, Ttl};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median commit µs per tenth of the run, with time to live (`ttl`) or explicit deletes.
+fn run(ids: u64, batch: u64, window: i64, dim: usize, ttl: bool) -> Vec<f64> {
+    let dir = std::env::temp_dir().join(format!("engram-ttl-window-{ttl}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let time = Arc::new(AtomicI64::new(0));
+    let clock = Clock::new({
+        let time = time.clone();
+        move || time.load(Ordering::Relaxed)
+    });
+    let opts = Options {
+        dimension: Some(dim),
+        clock,
+        ..Options::default()
+    };
+    let db = Engram::open(&dir, opts).unwrap();
+    let v: Vec<f32> = (0..dim).map(|i| 1.0 + i as f32 / dim as f32).collect();
+    let ticks = ids / batch;
+    let mut tenths = vec![Vec::new(); 10];
+    for tick in 0..ticks {
+        time.store(tick as i64, Ordering::Relaxed);
+        let t = Instant::now();
+        let mut tx = db.begin_write().unwrap();
+        for _ in 0..batch {
+            let ep = EpisodeInput {
+                agent: 0,
+                timestamp: tick as i64,
+                embedding: &v,
+                payload: b"event",
+                key: None,
+            };
+            match ttl {
+                true => tx.insert_episode_with_ttl(&ep, Ttl::After(window)),
+                false => tx.insert_episode(&ep),
+            }
+            .unwrap();
+        }
+        if !ttl && tick >= window as u64 {
+            let gone = (tick - window as u64) * batch;
+            for id in gone..gone + batch {
+                tx.delete_episode(id).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        tenths[(tick * 10 / ticks) as usize].push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let snap = db.begin_read().unwrap();
+    assert_eq!(
+        snap.episode_count(),
+        batch * window as u64,
+        "the window holds"
+    );
+    drop((snap, db));
+    let _ = std::fs::remove_dir_all(&dir);
+    tenths.into_iter().map(median).collect()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut arg = |default: u64| args.next().map_or(default, |a| a.parse().unwrap());
+    let (ids, batch, window, dim) = (arg(2_000_000), arg(1_000), arg(100), arg(16));
+    println!(
+        "{ids} ids, {batch} per commit, window {window} commits ({} stored), {dim}-d",
+        batch * window
+    );
+    let with_ttl = run(ids, batch, window as i64, dim as usize, true);
+    let deletes = run(ids, batch, window as i64, dim as usize, false);
+    println!(
+        "{:>12} {:>16} {:>18}",
+        "ids", "ttl commit µs", "delete commit µs"
+    );
+    for (i, (a, b)) in with_ttl.iter().zip(&deletes).enumerate() {
+        println!("{:>12} {a:>16.0} {b:>18.0}", ids * (i as u64 + 1) / 10);
+    }
+}
