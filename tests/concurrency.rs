@@ -205,3 +205,54 @@ fn reopening_while_another_thread_spawns_processes_never_reports_locked() {
     stop.store(true, Ordering::Release);
     assert!(spawner.join().unwrap() > 0);
 }
+
+/// A thread holding the write transaction that asks for it again gets `WriteInProgress`
+/// instead of waiting on itself forever; its transaction is untouched and commits, and
+/// another thread asking meanwhile waits for that commit as before.
+#[test]
+fn a_thread_asking_for_the_writer_it_holds_gets_an_error_not_a_hang() {
+    use engram_core::{ConsolidationParams, Error, Filter};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let id = tx
+        .insert_episode(&EpisodeInput {
+            agent: 0,
+            timestamp: 0,
+            embedding: &vector(0),
+            payload: b"held",
+            key: None,
+        })
+        .unwrap();
+    let waited = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let tx = db.begin_write().unwrap();
+            waited.store(true, Ordering::SeqCst);
+            // It sees the episode: it got the writer after the commit.
+            assert_eq!(tx.episode_fan_count(id).unwrap(), 0);
+        });
+        assert!(matches!(db.begin_write(), Err(Error::WriteInProgress)));
+        assert!(matches!(db.compact(), Err(Error::WriteInProgress)));
+        assert!(matches!(db.persist_accesses(), Err(Error::WriteInProgress)));
+        let params = ConsolidationParams {
+            min_similarity: 0.5,
+            filter: Filter::default(),
+        };
+        assert!(matches!(
+            db.consolidate(&params),
+            Err(Error::WriteInProgress)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waited.load(Ordering::SeqCst),
+            "the other thread still waits"
+        );
+        tx.commit().unwrap();
+        other.join().unwrap();
+    });
+    assert!(db.begin_read().unwrap().episode(id).unwrap().is_some());
+    // Released with the transaction: this thread may write again, and compact.
+    db.begin_write().unwrap().commit().unwrap();
+    db.compact().unwrap();
+}

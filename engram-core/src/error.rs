@@ -86,6 +86,10 @@ pub enum Error {
     /// The handle was opened read-only.
     #[error("database was opened read-only")]
     ReadOnly,
+    /// The calling thread already holds this handle's write transaction (a `WriteTxn` it has
+    /// not committed or dropped), and what it asked for needs it: waiting would be forever.
+    #[error("this thread already holds the database's write transaction; commit or drop it first")]
+    WriteInProgress,
     /// An earlier I/O error made the handle refuse writes; reopen the database.
     #[error("an earlier I/O error poisoned this handle; reopen the database")]
     Poisoned,

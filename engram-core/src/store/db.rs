@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::concept::{Caches, Changes, Stats};
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ pub const DEFAULT_STRENGTH_CACHE_ENTRIES: usize = 65_536;
 pub struct Engram {
     info: Arc<DbInfo>,
     current: RwLock<Arc<Version>>,
-    writer: Option<Mutex<Writer>>,
+    writer: Option<WriterLock>,
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
     pub(crate) caches: Arc<Caches>,
     pub(crate) episodes_only: bool,
@@ -93,6 +93,70 @@ pub struct Engram {
     /// Accesses recorded by recalls, persisted by the next commit.
     pub(crate) access: Arc<AccessLog>,
     _lock: Option<File>,
+}
+
+/// The handle's writer mutex, which knows the thread holding it: a thread asking for it again
+/// (a second `begin_write`, or `compact` with its own transaction open) would wait on itself
+/// forever, and gets `WriteInProgress` instead.
+pub(crate) struct WriterLock {
+    mutex: Mutex<Writer>,
+    /// [`thread_token`] of the holder, 0 when none.
+    holder: AtomicUsize,
+}
+
+/// A token unique to the calling thread among live threads: the address of a thread-local.
+fn thread_token() -> usize {
+    thread_local!(static TOKEN: u8 = const { 0 });
+    TOKEN.with(|t| std::ptr::from_ref(t) as usize)
+}
+
+impl WriterLock {
+    fn new(writer: Writer) -> Self {
+        WriterLock {
+            mutex: Mutex::new(writer),
+            holder: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for the writer, unless this thread holds it already.
+    fn lock(&self) -> Result<WriterGuard<'_>> {
+        let me = thread_token();
+        // Only this thread stores its own token, so a relaxed load sees it if it is there.
+        if self.holder.load(Ordering::Relaxed) == me {
+            return Err(Error::WriteInProgress);
+        }
+        let guard = self.mutex.lock();
+        self.holder.store(me, Ordering::Relaxed);
+        Ok(WriterGuard {
+            guard,
+            holder: &self.holder,
+        })
+    }
+}
+
+/// The held writer; clears the holder before the mutex is released.
+pub(crate) struct WriterGuard<'a> {
+    guard: MutexGuard<'a, Writer>,
+    holder: &'a AtomicUsize,
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.guard
+    }
 }
 
 /// The writer's side of the handle: the data files open for writing.
@@ -936,7 +1000,7 @@ impl Engram {
         Ok(Engram {
             info,
             current: RwLock::new(Arc::new(v)),
-            writer: Some(Mutex::new(writer)),
+            writer: Some(WriterLock::new(writer)),
             read_only_handles: Mutex::new(HashMap::new()),
             caches: Arc::new(caches_for(&opts, state.txn)),
             episodes_only: opts.episodes_only,
@@ -1058,7 +1122,7 @@ impl Engram {
 
     /// Starts the write transaction, waiting for the one in progress on this handle.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
-        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
+        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock()?;
         if w.poisoned {
             return Err(Error::Poisoned);
         }
@@ -1079,7 +1143,7 @@ impl Engram {
     /// Rewrites the data files with only live records and retires the old ones. Snapshots
     /// taken before keep reading the old files (unlinked, still mapped) safely.
     pub fn compact(&self) -> Result<()> {
-        let mut w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
+        let mut w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock()?;
         if w.poisoned {
             return Err(Error::Poisoned);
         }
@@ -1156,7 +1220,8 @@ impl Engram {
 impl Drop for Engram {
     fn drop(&mut self) {
         if let Some(w) = &self.writer {
-            let mut w = w.lock();
+            // No transaction can be open: it would borrow the handle.
+            let mut w = w.mutex.lock();
             if !w.poisoned {
                 // Best effort: recovery redoes these stamps if this fails.
                 let _ = w.sync_dirty();

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use parking_lot::MutexGuard;
 
 use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
-use crate::store::db::{Engram, HeadMove, Redo, Writer, Written};
+use crate::store::db::{Engram, HeadMove, Redo, Writer, WriterGuard, Written};
 use crate::store::expiry::ExpiryQueue;
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
@@ -218,7 +217,7 @@ impl Heads {
 /// before [`WriteTxn::commit`] returns; dropping it discards everything.
 pub struct WriteTxn<'db> {
     db: &'db Engram,
-    w: MutexGuard<'db, Writer>,
+    w: WriterGuard<'db>,
     base: Arc<Version>,
     state: VersionState,
     out: Appenders,
@@ -242,7 +241,7 @@ pub struct WriteTxn<'db> {
 }
 
 impl<'db> WriteTxn<'db> {
-    pub(crate) fn new(db: &'db Engram, w: MutexGuard<'db, Writer>, base: Arc<Version>) -> Self {
+    pub(crate) fn new(db: &'db Engram, w: WriterGuard<'db>, base: Arc<Version>) -> Self {
         let s = base.state;
         // Capped: one huge transaction must not make every later one allocate as much.
         let bound_concepts = w.bound_concepts.min(1 << 16);
