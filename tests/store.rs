@@ -555,3 +555,53 @@ fn empty_payloads_and_labels_read_back_in_a_fresh_database() {
     assert_eq!(snap.episode(e).unwrap().unwrap().payload().unwrap(), b"");
     assert_eq!(snap.concept(c).unwrap().unwrap().label().unwrap(), "");
 }
+
+/// A heap blob records its length in 32 bits: payloads, keys and labels longer than 4 GiB
+/// are refused at the call, not stored cut and read back as corruption. The 4 GiB buffers
+/// are never written, so they cost address space, not memory.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn blobs_over_4_gib_are_refused_and_leave_the_transaction_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let huge = vec![0u8; (1 << 32) + 1];
+    let label = String::from_utf8(huge).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1),
+            label: "c",
+        })
+        .unwrap();
+    fn refused<T>(r: Result<T, Error>) -> bool {
+        matches!(r, Err(Error::InvalidArgument(m)) if m.contains("4 GiB"))
+    }
+    assert!(refused(tx.insert_concept(&ConceptInput {
+        centroid: &vector(1),
+        label: &label,
+    })));
+    assert!(refused(tx.update_concept(c, &vector(2), Some(&label))));
+    assert!(refused(tx.insert_episode(&episode(
+        &vector(3),
+        label.as_bytes(),
+        None
+    ))));
+    assert!(refused(tx.insert_episode(&episode(
+        &vector(3),
+        b"",
+        Some(label.as_bytes())
+    ))));
+    drop(label);
+    let e = tx
+        .insert_episode(&episode(&vector(4), b"kept", None))
+        .unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.concept_count(), 1);
+    assert_eq!(snap.episode_count(), 1);
+    assert_eq!(
+        snap.episode(e).unwrap().unwrap().payload().unwrap(),
+        b"kept"
+    );
+    snap.verify().unwrap();
+}

@@ -468,6 +468,7 @@ impl<'db> WriteTxn<'db> {
         formed: Formed,
     ) -> Result<u64> {
         self.require_dual()?;
+        check_label(label)?;
         let id = self.state.concept_ids;
         let label = self.push_blob(label.as_bytes());
         let slot = self.push_concept_version(id, centroid, label, NONE, formed);
@@ -529,6 +530,9 @@ impl<'db> WriteTxn<'db> {
     ) -> Result<()> {
         self.require_dual()?;
         let head = self.concept_head(id)?;
+        if let Some(l) = label {
+            check_label(l)?;
+        }
         let label = match label {
             Some(l) => self.push_blob(l.as_bytes()),
             None => match self.concept_labels.get(&id) {
@@ -1235,5 +1239,13 @@ impl<'db> WriteTxn<'db> {
         self.state.key_cells = cells;
         self.state.key_count = entries.len() as u64;
         Ok((old != 0).then_some(old))
+    }
+}
+
+/// A heap blob's length is a u32: a longer label would be stored cut and read back as corrupt.
+fn check_label(label: &str) -> Result<()> {
+    match label.len() > u32::MAX as usize {
+        true => Err(Error::InvalidArgument("label larger than 4 GiB".into())),
+        false => Ok(()),
     }
 }
