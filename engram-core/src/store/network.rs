@@ -426,9 +426,15 @@ impl WriteTxn<'_> {
                     t.name
                 )));
             }
+            // The catalog records the rank in a byte and each dimension in 32 bits.
             if t.shape.len() > u8::MAX as usize {
                 return Err(Error::InvalidArgument(
                     "a tensor has at most 255 dimensions".into(),
+                ));
+            }
+            if t.shape.iter().any(|&d| d > u32::MAX as usize) {
+                return Err(Error::InvalidArgument(
+                    "a tensor dimension is at most 4,294,967,295".into(),
                 ));
             }
             let enc = quant::quantize(t.data, t.shape, scheme, t.importance)?;
