@@ -514,43 +514,45 @@ fn import(
 ) -> Res<()> {
     let db = open(dir)?;
     let expected = db.manifest().dimension;
-    let v = vectors::read(path, Some(dim.unwrap_or(expected)))?;
+    let mut rows = vectors::open(path, Some(dim.unwrap_or(expected)))?;
     let payloads = payloads.map(vectors::payloads).transpose()?;
-    if let Some(p) = &payloads
-        && p.len() != v.rows()
-    {
-        return Err(format!(
-            "{} payload lines for {} vectors",
-            p.len(),
-            v.rows()
-        ));
-    }
-    let bar = progress(v.rows() as u64, "importing");
+    let bar = progress(rows.len_hint(), "importing");
     let t = Instant::now();
+    // One row in memory at a time; any bad row drops the transaction, committing nothing.
     let mut tx = db.begin_write().map_err(err)?;
-    let mut first = None;
-    let mut last = 0;
-    for i in 0..v.rows() {
-        let payload = payloads.as_ref().map_or(&[][..], |p| &p[i][..]);
-        let id = tx
-            .insert_episode(&EpisodeInput {
-                agent,
-                timestamp: i as i64,
-                embedding: v.row(i),
-                payload,
-                key: None,
-            })
-            .map_err(|e| format!("row {i}: {e}"))?;
-        first.get_or_insert(id);
-        last = id;
-        if i % 1024 == 0 {
-            bar.set_position(i as u64);
+    let mut row = Vec::new();
+    let (mut n, mut first, mut last) = (0, None, 0);
+    while rows.next_into(&mut row)? {
+        // Past the payloads the rows are only counted, for the message below.
+        if let Some(payload) = payloads
+            .as_ref()
+            .map_or(Some(&[][..]), |p| p.get(n).map(|p| &p[..]))
+        {
+            let id = tx
+                .insert_episode(&EpisodeInput {
+                    agent,
+                    timestamp: n as i64,
+                    embedding: &row,
+                    payload,
+                    key: None,
+                })
+                .map_err(|e| format!("row {n}: {e}"))?;
+            first.get_or_insert(id);
+            last = id;
         }
+        n += 1;
+        if n % 1024 == 0 {
+            bar.set_position(n as u64);
+        }
+    }
+    if let Some(p) = &payloads
+        && p.len() != n
+    {
+        return Err(format!("{} payload lines for {n} vectors", p.len()));
     }
     bar.set_message("committing");
     tx.commit().map_err(err)?;
     bar.finish_and_clear();
-    let n = v.rows();
     emit(
         j,
         json!({ "imported": n, "first_id": first, "last_id": first.map(|_| last), "seconds": t.elapsed().as_secs_f64() }),

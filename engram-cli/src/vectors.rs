@@ -2,9 +2,11 @@
 //! dimension then that many f32) and raw little-endian `.f32` (with a given dimension).
 //! Every problem names the file and, where it has one, the row.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// Rows of `dim` floats, row-major.
+/// Rows of `dim` floats, row-major: a whole (query) file in memory.
 #[derive(Debug)]
 pub struct Vectors {
     pub dim: usize,
@@ -21,61 +23,226 @@ impl Vectors {
     }
 }
 
-/// Reads `path` by its extension; `dim` is required for `.f32` and checked for the others.
+/// Reads all of `path`'s rows (see [`open`]).
 pub fn read(path: &Path, dim: Option<usize>) -> Result<Vectors, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path.display();
-    let v = match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => npy(&bytes).map_err(|e| format!("{name}: {e}"))?,
-        Some("fvecs") => fvecs(&bytes).map_err(|e| format!("{name}: {e}"))?,
-        Some("f32") => {
-            let dim = dim.ok_or(format!("{name}: a raw .f32 file needs --dim"))?;
-            raw(&bytes, dim).map_err(|e| format!("{name}: {e}"))?
-        }
+    let mut rows = open(path, dim)?;
+    let mut data = Vec::new();
+    let mut row = Vec::new();
+    while rows.next_into(&mut row)? {
+        data.extend_from_slice(&row);
+    }
+    Ok(Vectors {
+        dim: rows.dim,
+        data,
+    })
+}
+
+/// Opens `path` by its extension, to be read a row at a time (an import holds one row, not
+/// the file); `dim` is required for `.f32` and checked for the others. The header, the
+/// length and the first row's dimension are checked here, each row as it is read.
+pub fn open(path: &Path, dim: Option<usize>) -> Result<Rows<BufReader<File>>, String> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => Format::Npy,
+        Some("fvecs") => Format::Fvecs,
+        Some("f32") => Format::Raw(dim.ok_or(format!("{name}: a raw .f32 file needs --dim"))?),
         _ => {
             return Err(format!(
                 "{name}: unknown vector format (expected .npy, .fvecs or .f32)"
             ));
         }
     };
+    let rows = Rows::new(BufReader::with_capacity(1 << 20, file), len, format)
+        .map_err(|e| format!("{name}: {e}"))?;
     if let Some(d) = dim
-        && d != v.dim
+        && d != rows.dim
     {
         return Err(format!(
             "{name}: rows have {} dimensions, expected {d}",
-            v.dim
+            rows.dim
         ));
     }
-    if let Some(i) = v.data.iter().position(|x| !x.is_finite()) {
-        return Err(format!(
-            "{name}: row {} has a non-finite value ({}) at column {}",
-            i / v.dim,
-            v.data[i],
-            i % v.dim
-        ));
+    Ok(Rows { name, ..rows })
+}
+
+#[derive(Clone, Copy)]
+pub enum Format {
+    /// NumPy, 2-D little-endian float32, C order.
+    Npy,
+    /// Per row an i32 dimension, then that many f32.
+    Fvecs,
+    /// Bare f32 rows of the given dimension.
+    Raw(usize),
+}
+
+/// A vector file read a row at a time.
+pub struct Rows<R> {
+    src: R,
+    pub dim: usize,
+    /// Rows left, where the header or the length says (not for fvecs).
+    remaining: Option<u64>,
+    /// The dimension of the next fvecs row, its four bytes already read.
+    pending: Option<usize>,
+    /// Bytes of the file not yet read.
+    left: u64,
+    row: usize,
+    bytes: Vec<u8>,
+    /// The file, for messages.
+    name: String,
+}
+
+impl<R: Read> Rows<R> {
+    /// Reads the header of a `len`-byte file and checks the length agrees with it.
+    pub fn new(mut src: R, len: u64, format: Format) -> Result<Self, String> {
+        let (dim, remaining, header) = match format {
+            Format::Npy => {
+                let (dim, rows, header) = npy_header(&mut src, len)?;
+                (dim, Some(rows), header)
+            }
+            Format::Raw(dim) => {
+                if dim == 0 || dim > u32::MAX as usize {
+                    return Err(format!("a dimension of {dim} is not 1 to {}", u32::MAX));
+                }
+                let row = 4 * dim as u64;
+                if !len.is_multiple_of(row) {
+                    return Err(format!(
+                        "{len} bytes are not whole rows of {dim} floats (row {} is incomplete)",
+                        len / row
+                    ));
+                }
+                (dim, Some(len / row), 0)
+            }
+            Format::Fvecs => (0, None, 0),
+        };
+        let mut rows = Rows {
+            src,
+            dim,
+            remaining,
+            pending: None,
+            left: len - header,
+            row: 0,
+            bytes: Vec::new(),
+            name: String::new(),
+        };
+        if let Format::Fvecs = format
+            && rows.left > 0
+        {
+            let d = rows.fvecs_dim()?;
+            rows.dim = d;
+            rows.pending = Some(d);
+        }
+        Ok(rows)
     }
-    Ok(v)
+
+    /// Rows the file holds: exact for .npy and .f32, from the length for .fvecs.
+    pub fn len_hint(&self) -> u64 {
+        let unread = self.left + if self.pending.is_some() { 4 } else { 0 };
+        self.remaining
+            .unwrap_or(unread / (4 + 4 * self.dim as u64).max(1))
+    }
+
+    /// Reads the next row into `out`; `false` at the end of the file.
+    pub fn next_into(&mut self, out: &mut Vec<f32>) -> Result<bool, String> {
+        match self.next_row(out) {
+            Ok(more) => Ok(more),
+            Err(e) if self.name.is_empty() => Err(e),
+            Err(e) => Err(format!("{}: {e}", self.name)),
+        }
+    }
+
+    fn next_row(&mut self, out: &mut Vec<f32>) -> Result<bool, String> {
+        let row = self.row;
+        match &mut self.remaining {
+            Some(0) => return Ok(false),
+            Some(n) => *n -= 1,
+            None if self.left == 0 && self.pending.is_none() => return Ok(false),
+            None => {
+                let d = match self.pending.take() {
+                    Some(d) => d,
+                    None => self.fvecs_dim()?,
+                };
+                if d != self.dim {
+                    return Err(format!(
+                        "row {row} has {d} dimensions, row 0 has {}",
+                        self.dim
+                    ));
+                }
+            }
+        }
+        self.take(4 * self.dim as u64, row)?;
+        out.clear();
+        out.extend(
+            self.bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+            return Err(format!(
+                "row {row} has a non-finite value ({}) at column {i}",
+                out[i]
+            ));
+        }
+        self.row += 1;
+        Ok(true)
+    }
+
+    /// Reads the dimension the next fvecs row declares.
+    fn fvecs_dim(&mut self) -> Result<usize, String> {
+        let row = self.row;
+        if self.left < 4 {
+            return Err(format!("truncated at row {row}"));
+        }
+        self.take(4, row)?;
+        let d = i32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]]);
+        match usize::try_from(d) {
+            Ok(d) if d > 0 => Ok(d),
+            _ => Err(format!("row {row} declares dimension {d}")),
+        }
+    }
+
+    /// Reads the next `n` bytes of the file into `self.bytes`.
+    fn take(&mut self, n: u64, row: usize) -> Result<(), String> {
+        if n > self.left {
+            return Err(format!("truncated in row {row}"));
+        }
+        self.bytes.resize(n as usize, 0);
+        self.src
+            .read_exact(&mut self.bytes)
+            .map_err(|e| format!("row {row}: {e}"))?;
+        self.left -= n;
+        Ok(())
+    }
 }
 
-fn floats(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn npy(b: &[u8]) -> Result<Vectors, String> {
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+/// Reads a .npy header: (dim, rows, header bytes); the data must fill the rest.
+fn npy_header(src: &mut impl Read, len: u64) -> Result<(usize, u64, u64), String> {
+    let mut lead = [0u8; 12];
+    let short = |_| "not a .npy file".to_string();
+    src.read_exact(&mut lead[..10]).map_err(short)?;
+    if &lead[..6] != b"\x93NUMPY" {
         return Err("not a .npy file".into());
     }
-    let (hlen, start) = match b[6] {
-        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+    let (hlen, start) = match lead[6] {
+        1 => (u16::from_le_bytes([lead[8], lead[9]]) as u64, 10),
+        2 | 3 => {
+            src.read_exact(&mut lead[10..12])
+                .map_err(|_| "truncated or unreadable .npy header".to_string())?;
+            (
+                u32::from_le_bytes([lead[8], lead[9], lead[10], lead[11]]) as u64,
+                12,
+            )
+        }
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = b
-        .get(start..start + hlen)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or("truncated or unreadable .npy header")?;
+    if start + hlen > len {
+        return Err("truncated or unreadable .npy header".into());
+    }
+    let mut header = vec![0u8; hlen as usize];
+    src.read_exact(&mut header)
+        .map_err(|_| "truncated or unreadable .npy header".to_string())?;
+    let header = std::str::from_utf8(&header).map_err(|_| "truncated or unreadable .npy header")?;
     let descr = header
         .split("'descr':")
         .nth(1)
@@ -102,69 +269,19 @@ fn npy(b: &[u8]) -> Result<Vectors, String> {
             "array has shape {shape:?}; expected 2-D (rows, dim)"
         ));
     };
-    let body = &b[start + hlen..];
     let need = rows
         .checked_mul(dim)
         .and_then(|n| n.checked_mul(4))
-        .ok_or(format!("shape ({rows}, {dim}) is too large"))?;
-    if body.len() < need {
+        .ok_or(format!("shape ({rows}, {dim}) is too large"))? as u64;
+    let body = len - start - hlen;
+    if body < need {
         return Err(format!(
-            "truncated: {rows} rows need {need} bytes of data, the file has {} (row {} is incomplete)",
-            body.len(),
-            body.len() / dim.saturating_mul(4).max(1)
+            "truncated: {rows} rows need {need} bytes of data, the file has {body} (row {} is incomplete)",
+            body / (dim as u64).saturating_mul(4).max(1)
         ));
     }
-    Ok(Vectors {
-        dim,
-        data: floats(&body[..need]),
-    })
-}
-
-fn fvecs(b: &[u8]) -> Result<Vectors, String> {
-    let mut data = Vec::new();
-    let mut dim = None;
-    let (mut at, mut row) = (0usize, 0usize);
-    while at < b.len() {
-        let head = b.get(at..at + 4).ok_or(format!("truncated at row {row}"))?;
-        let d = i32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        if d <= 0 {
-            return Err(format!("row {row} declares dimension {d}"));
-        }
-        let d = d as usize;
-        if *dim.get_or_insert(d) != d {
-            return Err(format!(
-                "row {row} has {d} dimensions, row 0 has {}",
-                dim.unwrap_or(0)
-            ));
-        }
-        let body = b
-            .get(at + 4..at + 4 + 4 * d)
-            .ok_or(format!("truncated in row {row}"))?;
-        data.extend(floats(body));
-        at += 4 + 4 * d;
-        row += 1;
-    }
-    Ok(Vectors {
-        dim: dim.unwrap_or(0),
-        data,
-    })
-}
-
-fn raw(b: &[u8], dim: usize) -> Result<Vectors, String> {
-    if dim == 0 || dim > u32::MAX as usize {
-        return Err(format!("a dimension of {dim} is not 1 to {}", u32::MAX));
-    }
-    if !b.len().is_multiple_of(4 * dim) {
-        return Err(format!(
-            "{} bytes are not whole rows of {dim} floats (row {} is incomplete)",
-            b.len(),
-            b.len() / (4 * dim)
-        ));
-    }
-    Ok(Vectors {
-        dim,
-        data: floats(b),
-    })
+    let rows = if dim == 0 { 0 } else { rows as u64 };
+    Ok((dim, rows, start + hlen))
 }
 
 /// Payloads from a TSV: line i is row i's payload; a line `id<TAB>text` gives `text`.
@@ -184,6 +301,19 @@ pub fn payloads(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 mod tests {
     use super::*;
 
+    /// Every row of an in-memory file, as `read` collects them.
+    fn parse(b: &[u8], format: Format) -> Result<Vectors, String> {
+        let mut rows = Rows::new(b, b.len() as u64, format)?;
+        let (mut data, mut row) = (Vec::new(), Vec::new());
+        while rows.next_into(&mut row)? {
+            data.extend_from_slice(&row);
+        }
+        Ok(Vectors {
+            dim: rows.dim,
+            data,
+        })
+    }
+
     fn npy_with_header(header: &str, body: &[u8]) -> Vec<u8> {
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
         b.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -192,30 +322,69 @@ mod tests {
         b
     }
 
+    fn fvecs_rows(rows: &[&[f32]]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for r in rows {
+            b.extend_from_slice(&(r.len() as i32).to_le_bytes());
+            b.extend(r.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        b
+    }
+
+    #[test]
+    fn every_format_reads_back_its_rows() {
+        let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let npy = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }\n",
+            &bytes,
+        );
+        let fv = fvecs_rows(&[&data[..4], &data[4..8], &data[8..]]);
+        for (b, format) in [
+            (&npy[..], Format::Npy),
+            (&fv[..], Format::Fvecs),
+            (&bytes[..], Format::Raw(4)),
+        ] {
+            let v = parse(b, format).unwrap();
+            assert_eq!((v.dim, v.rows()), (4, 3));
+            assert_eq!(v.data, data);
+        }
+        let rows = Rows::new(&fv[..], fv.len() as u64, Format::Fvecs).unwrap();
+        assert_eq!(rows.len_hint(), 3);
+    }
+
     #[test]
     fn hostile_headers_are_errors_not_panics() {
         let huge = npy_with_header(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4), }\n",
             &[0; 16],
         );
-        assert!(npy(&huge).unwrap_err().contains("too large"));
+        assert!(parse(&huge, Format::Npy).unwrap_err().contains("too large"));
         let zero = npy_with_header(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }\n",
             &[],
         );
-        assert_eq!(npy(&zero).map(|v| v.rows()).unwrap_or(0), 0);
-        assert!(npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
-        assert!(npy(b"\x93NUMPY\x07\x00\x00\x00").is_err());
-        assert!(raw(&[0; 8], usize::MAX).is_err());
-        assert!(raw(&[0; 8], 0).unwrap_err().contains("dimension of 0"));
-        assert!(fvecs(&[0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert_eq!(parse(&zero, Format::Npy).map(|v| v.rows()).unwrap_or(0), 0);
+        assert!(parse(b"\x93NUMPY\x01\x00\xff\xff", Format::Npy).is_err());
+        assert!(parse(b"\x93NUMPY\x07\x00\x00\x00", Format::Npy).is_err());
+        assert!(parse(&[0; 8], Format::Raw(usize::MAX)).is_err());
+        let e = parse(&[0; 8], Format::Raw(0)).unwrap_err();
+        assert!(e.contains("dimension of 0"), "{e}");
+        assert!(parse(&[0xff, 0xff, 0xff, 0x7f], Format::Fvecs).is_err());
+        let e = parse(&fvecs_rows(&[&[1.0; 2], &[1.0; 3]]), Format::Fvecs).unwrap_err();
+        assert!(e.contains("row 1 has 3 dimensions"), "{e}");
         // Every prefix of a valid file is an error or a shorter file, never a panic.
         let good = npy_with_header(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n",
             &[0; 16],
         );
+        let fv = fvecs_rows(&[&[1.0; 2], &[2.0; 2]]);
         for n in 0..good.len() {
-            let _ = npy(&good[..n]);
+            let _ = parse(&good[..n], Format::Npy);
+        }
+        for n in 0..fv.len() {
+            let r = parse(&fv[..n], Format::Fvecs);
+            assert!(r.is_err() || n % 12 == 0, "prefix {n}: {r:?}");
         }
     }
 }
