@@ -605,3 +605,40 @@ fn blobs_over_4_gib_are_refused_and_leave_the_transaction_usable() {
     );
     snap.verify().unwrap();
 }
+
+/// Recovery removes data files no commit names (an interrupted compaction's), whatever
+/// their number's width, and never a file of the user's that merely looks numbered.
+#[test]
+fn reopening_removes_only_our_unnamed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let e = tx
+        .insert_episode(&episode(&vector(1), b"kept", None))
+        .unwrap();
+    tx.commit().unwrap();
+    drop(db);
+    let ours = ["000099.eps", "1000000.etab", "MANIFEST.tmp"];
+    let theirs = [
+        "000123.notes",
+        "notes.tmp",
+        "000001",
+        "12.eps",
+        "000001.eps.bak",
+    ];
+    for name in ours.iter().chain(&theirs) {
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+    }
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    for name in ours {
+        assert!(!dir.path().join(name).exists(), "{name} left behind");
+    }
+    for name in theirs {
+        assert!(dir.path().join(name).exists(), "{name} removed");
+    }
+    let snap = db.begin_read().unwrap();
+    assert_eq!(
+        snap.episode(e).unwrap().unwrap().payload().unwrap(),
+        b"kept"
+    );
+}

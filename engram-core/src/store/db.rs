@@ -766,10 +766,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name.len() > 7
-            && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
-            && name.as_bytes()[6] == b'.';
-        if (ours && !live.contains(&name)) || name.ends_with(".tmp") {
+        if (meta::is_data_file(&name) && !live.contains(&name)) || name == MANIFEST_TMP {
             std::fs::remove_file(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
             removed = true;
         }

@@ -153,6 +153,16 @@ pub(crate) fn file_name(number: u64, kind: &str) -> String {
     format!("{number:06}.{kind}")
 }
 
+/// Whether `name` is what [`file_name`] makes (any number, one of our kinds): recovery
+/// removes such files when no commit names them, and nothing else a user left beside them.
+pub(crate) fn is_data_file(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(number, kind)| {
+        number.len() >= 6
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && FileNumbers::default().all().iter().any(|&(_, k)| k == kind)
+    })
+}
+
 /// Everything a snapshot needs to know about one committed version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct VersionState {
