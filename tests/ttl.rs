@@ -447,3 +447,91 @@ fn a_sliding_time_to_live_window_is_reaped_batch_by_batch() {
     }
     db.begin_read().unwrap().verify().unwrap();
 }
+
+/// Compaction drops the table entries of a leading run of ids no longer stored: a database
+/// that forgets its oldest episodes (or concepts) keeps no bytes for them, while every id
+/// it still holds, and every id after, reads and writes as before, across a reopen.
+#[test]
+fn compaction_drops_the_table_entries_of_forgotten_leading_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let db = clock.open(dir.path());
+    let mut tx = db.begin_write().unwrap();
+    let first = tx
+        .insert_concept(&ConceptInput {
+            centroid: &V,
+            label: "first",
+        })
+        .unwrap();
+    let kept_c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &V,
+            label: "kept",
+        })
+        .unwrap();
+    let fleeting: Vec<u64> = (0..20)
+        .map(|_| {
+            tx.insert_episode_with_ttl(&input(1, &V, None), Ttl::After(2))
+                .unwrap()
+        })
+        .collect();
+    tx.bind(fleeting[3], kept_c, 0.5).unwrap();
+    let kept: Vec<u64> = (0..10)
+        .map(|i| tx.insert_episode(&input(2, &V, Some(&[i]))).unwrap())
+        .collect();
+    tx.bind(kept[0], kept_c, 0.7).unwrap();
+    tx.commit().unwrap();
+    clock.set(1_005);
+    let mut tx = db.begin_write().unwrap();
+    tx.delete_concept(first).unwrap();
+    tx.commit().unwrap(); // reaps the 20
+    db.compact().unwrap();
+    let table_bytes = |kind: &str| -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == kind))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    assert_eq!(
+        table_bytes("etab"),
+        10 * 48,
+        "only the kept episodes' entries"
+    );
+    assert_eq!(table_bytes("ctab"), 48, "only the kept concept's entry");
+    drop(db);
+    let db = clock.open(dir.path());
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode_ids().unwrap(), kept);
+    assert_eq!(snap.concept_ids().unwrap(), vec![kept_c]);
+    assert!(snap.episode(fleeting[3]).unwrap().is_none());
+    assert!(snap.concept(first).unwrap().is_none());
+    assert!(snap.lookup_concept(first).unwrap().is_none());
+    assert_eq!(snap.concept_fan_count(kept_c).unwrap(), 1);
+    assert_eq!(snap.episode_by_key(&[4]).unwrap().unwrap().id(), kept[4]);
+    snap.verify().unwrap();
+    drop(snap);
+    let mut tx = db.begin_write().unwrap();
+    assert!(matches!(
+        tx.delete_episode(fleeting[0]),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        tx.bind(fleeting[1], kept_c, 1.0),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        tx.bind(kept[1], first, 1.0),
+        Err(Error::NotFound { .. })
+    ));
+    let next = tx.insert_episode(&input(3, &V, None)).unwrap();
+    assert_eq!(next, kept[9] + 1, "ids go on from the last assigned");
+    tx.bind(next, kept_c, 0.9).unwrap();
+    tx.delete_episode(kept[0]).unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.concept_fan_count(kept_c).unwrap(), 1);
+    assert_eq!(snap.episode_count(), 10);
+    snap.verify().unwrap();
+}

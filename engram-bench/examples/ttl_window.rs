@@ -111,7 +111,7 @@ fn main() {
         println!("{:>12} {a:>16.0} {b:>18.0}", ids * (i as u64 + 1) / 10);
     }
     println!(
-        "after compaction: {:.1} MB on disk, of which the episode table {:.1} MB (48 B per id ever assigned)",
+        "after compaction: {:.1} MB on disk, of which the episode table {:.1} MB (48 B per id from the oldest stored on)",
         bytes.0 as f64 / 1e6,
         bytes.1 as f64 / 1e6
     );

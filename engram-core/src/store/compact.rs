@@ -112,9 +112,14 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
-    let mut etab: Vec<table::Words> = Vec::with_capacity(s.episode_ids.min(1 << 20) as usize);
+    // Entries from the old tables' first id on; the new tables start at their first live one.
+    let (ep_ids, con_ids) = (
+        s.table_ids(Role::EpisodeTable),
+        s.table_ids(Role::ConceptTable),
+    );
+    let mut etab: Vec<table::Words> = Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
     let mut next_expiry = table::NEVER;
-    for id in 0..s.episode_ids {
+    for id in ep_ids.clone() {
         let Some(e) = v.episode_entry(id, now)? else {
             // Deleted before, or expired now: either way gone from this version on.
             let deleted_txn = v.entry(Role::EpisodeTable, id)?.deleted_txn;
@@ -167,8 +172,8 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         bindings.extend(v.walk(e.bind_head, true)?);
     }
 
-    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.concept_ids.min(1 << 20) as usize);
-    for id in 0..s.concept_ids {
+    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
+    for id in con_ids.clone() {
         let Some(e) = v.concept_entry(id)? else {
             ctab.push(table::Words {
                 deleted_txn: v.entry(Role::ConceptTable, id)?.deleted_txn.max(1),
@@ -201,9 +206,10 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     bindings.sort_unstable_by_key(|(at, _)| *at);
     let mut bnd = Sink::create(dir, number, "bnd")?;
     for (i, (_, b)) in bindings.iter().enumerate() {
+        let at = |id: u64, from: u64| id.checked_sub(from).map(|i| i as usize);
         let (Some(ep), Some(con)) = (
-            etab.get_mut(b.episode as usize),
-            ctab.get_mut(b.concept as usize),
+            at(b.episode, ep_ids.start).and_then(|i| etab.get_mut(i)),
+            at(b.concept, con_ids.start).and_then(|i| ctab.get_mut(i)),
         ) else {
             return Err(Error::corrupt(
                 &bnd.path,
@@ -228,9 +234,15 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         bnd.write(&rec.encode())?;
     }
 
-    for (kind, entries) in [("etab", &etab), ("ctab", &ctab)] {
+    // Leading entries of nodes no longer stored are dropped, and with them their ids.
+    let first_kept = |t: &[table::Words]| t.iter().take_while(|e| e.slot == NONE).count();
+    let (ep_dropped, con_dropped) = (first_kept(&etab), first_kept(&ctab));
+    for (kind, entries) in [
+        ("etab", &etab[ep_dropped..]),
+        ("ctab", &ctab[con_dropped..]),
+    ] {
         let mut t = Sink::create(dir, number, kind)?;
-        for e in entries.iter() {
+        for e in entries {
             t.write(&e.encode())?;
         }
         t.finish()?;
@@ -284,6 +296,8 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
             networks: number,
         },
         next_expiry,
+        episode_table_from: ep_ids.start + ep_dropped as u64,
+        concept_table_from: con_ids.start + con_dropped as u64,
     };
     for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]
         .into_iter()

@@ -237,7 +237,11 @@ impl Writer {
         self.dirty = apply(&self.handles, state, redo.ops)?;
         let mut stamps = Stamps::new(&self.handles);
         for h in redo.heads {
-            stamps.store(h.role, h.id * table::ENTRY + table::BIND_HEAD, h.record)?;
+            stamps.store(
+                h.role,
+                entry_offset(state, h.role, h.id, table::BIND_HEAD)?,
+                h.record,
+            )?;
         }
         for (lazy, touched) in self.lazy.iter_mut().zip(stamps.touched) {
             *lazy |= touched;
@@ -448,6 +452,18 @@ impl<'a> Stamps<'a> {
     }
 }
 
+/// Byte offset of `field` of node `id`'s entry in `state`'s table for `role`; a node the
+/// table does not hold is a damaged commit record (or a bug), never a write elsewhere.
+fn entry_offset(state: &VersionState, role: Role, id: u64, field: u64) -> Result<u64> {
+    state.entry_offset(role, id, field).ok_or_else(|| {
+        Error::corrupt(
+            PathBuf::from(meta::commit_file(state.txn)),
+            0,
+            format!("{role:?} holds no entry for id {id}"),
+        )
+    })
+}
+
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
 fn apply(
     handles: &[Option<Arc<FileHandle>>; FILES],
@@ -467,15 +483,17 @@ fn apply(
         let (role, off, value) = match *op {
             Op::EpisodeDeleted(id) => (
                 Role::EpisodeTable,
-                id * table::ENTRY + table::DELETED_TXN,
+                entry_offset(state, Role::EpisodeTable, id, table::DELETED_TXN)?,
                 txn,
             ),
-            Op::ConceptHead { id, slot } => {
-                (Role::ConceptTable, id * table::ENTRY + table::SLOT, slot)
-            }
+            Op::ConceptHead { id, slot } => (
+                Role::ConceptTable,
+                entry_offset(state, Role::ConceptTable, id, table::SLOT)?,
+                slot,
+            ),
             Op::ConceptDeleted(id) => (
                 Role::ConceptTable,
-                id * table::ENTRY + table::DELETED_TXN,
+                entry_offset(state, Role::ConceptTable, id, table::DELETED_TXN)?,
                 txn,
             ),
             Op::BindingDeleted(r) => (
@@ -485,12 +503,12 @@ fn apply(
             ),
             Op::EpisodeAccessedAt { id, at } => (
                 Role::EpisodeTable,
-                id * table::ENTRY + table::LAST_ACCESS,
+                entry_offset(state, Role::EpisodeTable, id, table::LAST_ACCESS)?,
                 at as u64,
             ),
             Op::EpisodeAccessCount { id, count } => (
                 Role::EpisodeTable,
-                id * table::ENTRY + table::ACCESS_COUNT,
+                entry_offset(state, Role::EpisodeTable, id, table::ACCESS_COUNT)?,
                 count,
             ),
             Op::KeyInsert { hash, id } => {
@@ -542,18 +560,19 @@ fn derive_heads(
         .covering(state.bindings * binding::SIZE)?;
     for at in (state.heads_from..state.bindings).rev() {
         let b = binding::Binding::read(&bnd, at)?;
-        if b.episode >= state.episode_ids || b.concept >= state.concept_ids {
-            return Err(Error::corrupt(
-                bnd.path(),
-                at * binding::SIZE,
-                "binding names a node past the committed tables",
-            ));
-        }
         for (role, id) in [
             (Role::EpisodeTable, b.episode),
             (Role::ConceptTable, b.concept),
         ] {
-            let off = id * table::ENTRY + table::BIND_HEAD;
+            let off = state
+                .entry_offset(role, id, table::BIND_HEAD)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        bnd.path(),
+                        at * binding::SIZE,
+                        "binding names a node the committed tables do not hold",
+                    )
+                })?;
             let head = stamps.word(role, off)?.load(Ordering::Acquire);
             if head == records::NONE || head < at {
                 stamps.store(role, off, at)?;
@@ -573,8 +592,10 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
         Role::Concepts => state
             .concept_slots
             .checked_mul(info.concept_layout.stride as u64),
-        Role::EpisodeTable => state.episode_ids.checked_mul(table::ENTRY),
-        Role::ConceptTable => state.concept_ids.checked_mul(table::ENTRY),
+        Role::EpisodeTable | Role::ConceptTable => {
+            let ids = state.table_ids(role);
+            (ids.end - ids.start).checked_mul(table::ENTRY)
+        }
         Role::Bindings => state.bindings.checked_mul(binding::SIZE),
         Role::Heap => Some(state.heap_len),
         Role::Keys => state.key_cells.checked_mul(16),
@@ -604,6 +625,8 @@ fn consistent(info: &DbInfo, state: &VersionState) -> bool {
         && state.empty_concepts <= state.live_concepts
         && state.live_bindings <= state.bindings
         && state.heads_from <= state.bindings
+        && state.episode_table_from <= state.episode_ids
+        && state.concept_table_from <= state.concept_ids
 }
 
 /// Whether op `op` of the commit of `state` names only records that state holds.
@@ -611,9 +634,11 @@ fn op_in_range(op: &Op, s: &VersionState) -> bool {
     match *op {
         Op::EpisodeDeleted(id)
         | Op::EpisodeAccessedAt { id, .. }
-        | Op::EpisodeAccessCount { id, .. } => id < s.episode_ids,
-        Op::ConceptHead { id, slot } => id < s.concept_ids && slot < s.concept_slots,
-        Op::ConceptDeleted(id) => id < s.concept_ids,
+        | Op::EpisodeAccessCount { id, .. } => s.table_ids(Role::EpisodeTable).contains(&id),
+        Op::ConceptHead { id, slot } => {
+            s.table_ids(Role::ConceptTable).contains(&id) && slot < s.concept_slots
+        }
+        Op::ConceptDeleted(id) => s.table_ids(Role::ConceptTable).contains(&id),
         Op::BindingDeleted(r) => r < s.bindings,
         Op::KeyInsert { .. } => s.key_cells > 0,
     }

@@ -12,7 +12,7 @@ use std::collections::BinaryHeap;
 
 use crate::error::Result;
 use crate::store::records::table;
-use crate::store::snapshot::{ANY_TIME, Version};
+use crate::store::snapshot::{ANY_TIME, Role, Version};
 
 /// Entries beyond twice the live episodes (plus this slack) are swept out.
 const SLACK: usize = 4096;
@@ -24,7 +24,7 @@ impl ExpiryQueue {
     /// Every stored episode of `v` that has a time to live.
     pub(crate) fn scan(v: &Version) -> Result<ExpiryQueue> {
         let mut entries = Vec::new();
-        for id in 0..v.state.episode_ids {
+        for id in v.state.table_ids(Role::EpisodeTable) {
             if v.episode_entry(id, ANY_TIME)?.is_some() {
                 let at = v.expires_at(id)?;
                 if at != table::NEVER {

@@ -6,6 +6,7 @@ use crate::cluster::{self, OnProgress, Points, UNASSIGNED, normalize_into};
 use crate::error::{Error, Result};
 use crate::store::db::Engram;
 use crate::store::search::Filter;
+use crate::store::snapshot::Role;
 use crate::store::write::{Formed, WriteTxn};
 
 /// What [`WriteTxn::form_concepts`] clusters, and how.
@@ -155,7 +156,7 @@ impl WriteTxn<'_> {
         // Candidate concepts: unit centroids of those committed and untouched here.
         let mut concepts: Vec<(u64, u64, f32)> = Vec::new(); // id, members, coherence
         let mut centroids: Vec<f32> = Vec::new();
-        for id in 0..base.state.concept_ids {
+        for id in base.state.table_ids(Role::ConceptTable) {
             if self.touched_concept(id) {
                 continue;
             }

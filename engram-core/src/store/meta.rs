@@ -11,7 +11,7 @@ pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -193,6 +193,12 @@ pub(crate) struct VersionState {
     /// words) whose stamps are not on disk yet: recovery re-derives those heads from the
     /// records. Heads moved by older records are durable.
     pub heads_from: u64,
+    /// The first episode id the episode table holds an entry for: compaction drops the
+    /// entries of a leading run of ids it no longer stores (those ids are gone for good),
+    /// so a database that forgets its oldest episodes keeps no table bytes for them.
+    pub episode_table_from: u64,
+    /// The same for concepts.
+    pub concept_table_from: u64,
 }
 
 impl Default for VersionState {
@@ -216,14 +222,16 @@ impl Default for VersionState {
             next_expiry: i64::MAX,
             empty_concepts: 0,
             heads_from: 0,
+            episode_table_from: 0,
+            concept_table_from: 0,
         }
     }
 }
 
-pub(crate) const STATE_LEN: usize = 27 * 8;
+pub(crate) const STATE_LEN: usize = 29 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 27] {
+    fn words(&self) -> [u64; 29] {
         let f = &self.files;
         [
             self.txn,
@@ -253,6 +261,8 @@ impl VersionState {
             self.next_expiry as u64,
             self.empty_concepts,
             self.heads_from,
+            self.episode_table_from,
+            self.concept_table_from,
         ]
     }
 
@@ -294,6 +304,8 @@ impl VersionState {
             next_expiry: w(24) as i64,
             empty_concepts: w(25),
             heads_from: w(26),
+            episode_table_from: w(27),
+            concept_table_from: w(28),
         }
     }
 }

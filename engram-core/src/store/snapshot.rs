@@ -99,6 +99,23 @@ impl FileView {
     }
 }
 
+impl VersionState {
+    /// The ids whose entries `role`'s table (`EpisodeTable` or `ConceptTable`) holds.
+    pub(crate) fn table_ids(&self, role: Role) -> std::ops::Range<u64> {
+        match role {
+            Role::EpisodeTable => self.episode_table_from..self.episode_ids,
+            _ => self.concept_table_from..self.concept_ids,
+        }
+    }
+
+    /// Byte offset of `field` of node `id`'s entry, if its table holds one.
+    pub(crate) fn entry_offset(&self, role: Role, id: u64, field: u64) -> Option<u64> {
+        let ids = self.table_ids(role);
+        ids.contains(&id)
+            .then(|| (id - ids.start) * table::ENTRY + field)
+    }
+}
+
 /// One committed version of the database.
 pub(crate) struct Version {
     pub info: Arc<DbInfo>,
@@ -131,9 +148,17 @@ impl Version {
         Ok(&self.file(role)?.map)
     }
 
+    /// Node `id`'s entry; that of a node compaction dropped (no slot, no bindings) for an id
+    /// below the table's first.
     pub(crate) fn entry(&self, role: Role, id: u64) -> Result<Entry> {
+        let Some(base) = self.state.entry_offset(role, id, 0) else {
+            return Ok(Entry {
+                slot: NONE,
+                deleted_txn: 0,
+                bind_head: NONE,
+            });
+        };
         let map = self.map(role)?;
-        let base = id * table::ENTRY;
         let word = |f| -> Result<u64> { Ok(map.atomic_u64(base + f)?.load(Ordering::Acquire)) };
         Ok(Entry {
             slot: word(table::SLOT)?,
@@ -149,9 +174,11 @@ impl Version {
     /// One word of a table entry, as the newest applied commit left it.
     pub(crate) fn table_word(&self, role: Role, id: u64, field: u64) -> Result<u64> {
         let map = self.map(role)?;
-        Ok(map
-            .atomic_u64(id * table::ENTRY + field)?
-            .load(Ordering::Acquire))
+        let off = self
+            .state
+            .entry_offset(role, id, field)
+            .ok_or_else(|| Error::corrupt(map.path(), 0, format!("no table entry for id {id}")))?;
+        Ok(map.atomic_u64(off)?.load(Ordering::Acquire))
     }
 
     /// The live entry of episode `id` in this version, if any, at clock time `now`: an
@@ -555,7 +582,8 @@ impl ReadTxn {
             cons.prefetch(id * stride, PREFETCH.min(stride));
             // An entry past the table's read-ahead part may be on disk, and so may a record
             // this map has not checked yet: its read starts now, beside the entry's.
-            if id * table::ENTRY >= table::READ_AHEAD && !cons.is_verified(id) {
+            let entry_at = self.v.state.entry_offset(Role::ConceptTable, id, 0);
+            if entry_at.is_some_and(|at| at >= table::READ_AHEAD) && !cons.is_verified(id) {
                 cons.start_reading(id * stride, stride);
             }
         }
@@ -708,7 +736,7 @@ impl ReadTxn {
     pub fn episode_ids(&self) -> Result<Vec<u64>> {
         // The count sizes the vector only up to a bound: it comes from a file.
         let mut ids = Vec::with_capacity(self.v.state.live_episodes.min(1 << 20) as usize);
-        for id in 0..self.v.state.episode_ids {
+        for id in self.v.state.table_ids(Role::EpisodeTable) {
             if self.v.episode_entry(id, self.now)?.is_some() {
                 ids.push(id);
             }
@@ -719,7 +747,7 @@ impl ReadTxn {
     /// Ids of all live concepts, ascending.
     pub fn concept_ids(&self) -> Result<Vec<u64>> {
         let mut ids = Vec::new();
-        for id in 0..self.v.state.concept_ids {
+        for id in self.v.state.table_ids(Role::ConceptTable) {
             if self.v.concept_entry(id)?.is_some() {
                 ids.push(id);
             }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::store::network::PAGE;
-use crate::store::records::{self, table};
+use crate::store::records;
 use crate::store::snapshot::{ANY_TIME, ReadTxn, Role};
 
 /// What [`ReadTxn::verify`] checked (all of it passed).
@@ -80,12 +80,12 @@ impl ReadTxn {
                 v.file(role)
                     .map(|f| f.map.path().to_path_buf())
                     .unwrap_or_default(),
-                id * table::ENTRY,
+                v.state.entry_offset(role, id, 0).unwrap_or(0),
                 what.to_string(),
             )
         };
         let mut by_episode = 0u64;
-        for id in 0..v.state.episode_ids {
+        for id in v.state.table_ids(Role::EpisodeTable) {
             let Some(ep) = self.episode(id)? else {
                 continue;
             };
@@ -112,7 +112,7 @@ impl ReadTxn {
             }
             by_episode += list.len() as u64;
         }
-        for id in 0..v.state.concept_ids {
+        for id in v.state.table_ids(Role::ConceptTable) {
             let Some(c) = self.concept(id)? else { continue };
             c.label()?;
             r.blobs += 1;

@@ -257,8 +257,8 @@ impl<'db> WriteTxn<'db> {
             out: Appenders {
                 episodes: Appender::new(Role::Episodes, s.episode_slots * ep_stride),
                 concepts: Appender::new(Role::Concepts, s.concept_slots * con_stride),
-                episode_table: Appender::new(Role::EpisodeTable, s.episode_ids * table::ENTRY),
-                concept_table: Appender::new(Role::ConceptTable, s.concept_ids * table::ENTRY),
+                episode_table: Appender::new(Role::EpisodeTable, table_end(&s, Role::EpisodeTable)),
+                concept_table: Appender::new(Role::ConceptTable, table_end(&s, Role::ConceptTable)),
                 heap: Appender::new(Role::Heap, s.heap_len),
                 int8: base.info.manifest.int8_mirror.then(|| {
                     Appender::new(
@@ -1248,4 +1248,10 @@ fn check_label(label: &str) -> Result<()> {
         true => Err(Error::InvalidArgument("label larger than 4 GiB".into())),
         false => Ok(()),
     }
+}
+
+/// Bytes of `state`'s table for `role`: where the entries of new nodes go.
+fn table_end(state: &VersionState, role: Role) -> u64 {
+    let ids = state.table_ids(role);
+    (ids.end - ids.start) * table::ENTRY
 }
