@@ -594,7 +594,7 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
             .checked_mul(info.concept_layout.stride as u64),
         Role::EpisodeTable | Role::ConceptTable => {
             let ids = state.table_ids(role);
-            (ids.end - ids.start).checked_mul(table::ENTRY)
+            ids.end.checked_sub(ids.start)?.checked_mul(table::ENTRY)
         }
         Role::Bindings => state.bindings.checked_mul(binding::SIZE),
         Role::Heap => Some(state.heap_len),

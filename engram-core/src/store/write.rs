@@ -1067,10 +1067,7 @@ impl<'db> WriteTxn<'db> {
             self.w.expiring = Some(ExpiryQueue::scan(&self.base)?);
         }
         let queue = self.w.expiring.as_mut().expect("built above");
-        let (base, deleted) = (&self.base, &self.deleted_episodes);
-        let stored = |id: u64| -> Result<bool> {
-            Ok(!deleted.contains(&id) && base.episode_entry(id, ANY_TIME)?.is_some())
-        };
+        let stored = |id| still_stored(&self.base, &self.deleted_episodes, id);
         let mut expired = Vec::new();
         while let Some((_, id)) = queue.pop_due(now) {
             if stored(id)? {
@@ -1100,9 +1097,8 @@ impl<'db> WriteTxn<'db> {
         let Some(queue) = self.w.expiring.as_mut() else {
             return Ok(());
         };
-        let (base, deleted) = (&self.base, &self.deleted_episodes);
         queue.sweep(self.state.live_episodes, |id| {
-            Ok(!deleted.contains(&id) && base.episode_entry(id, ANY_TIME)?.is_some())
+            still_stored(&self.base, &self.deleted_episodes, id)
         })
     }
 
@@ -1122,10 +1118,7 @@ impl<'db> WriteTxn<'db> {
     fn access_ops(&self, pending: &[(u64, (i64, u64))]) -> Result<Vec<Op>> {
         let mut ops = Vec::with_capacity(pending.len() * 2);
         for &(id, (at, n)) in pending {
-            if id >= self.base.state.episode_ids
-                || self.deleted_episodes.contains(&id)
-                || self.base.episode_entry(id, ANY_TIME)?.is_none()
-            {
+            if !still_stored(&self.base, &self.deleted_episodes, id)? {
                 continue;
             }
             let word = |f| self.base.table_word(Role::EpisodeTable, id, f);
@@ -1240,6 +1233,12 @@ impl<'db> WriteTxn<'db> {
         self.state.key_count = entries.len() as u64;
         Ok((old != 0).then_some(old))
     }
+}
+
+/// Whether committed episode `id` is stored in `base` (expired or not) and not deleted by
+/// the transaction (`deleted`).
+fn still_stored(base: &Version, deleted: &HashSet<u64>, id: u64) -> Result<bool> {
+    Ok(!deleted.contains(&id) && base.episode_entry(id, ANY_TIME)?.is_some())
 }
 
 /// A heap blob's length is a u32: a longer label would be stored cut and read back as corrupt.
