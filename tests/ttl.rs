@@ -534,4 +534,16 @@ fn compaction_drops_the_table_entries_of_forgotten_leading_ids() {
     assert_eq!(snap.concept_fan_count(kept_c).unwrap(), 1);
     assert_eq!(snap.episode_count(), 10);
     snap.verify().unwrap();
+    // A backup of the trimmed tables (the deleted first kept episode trims one more id).
+    let copy = tempfile::tempdir().unwrap();
+    db.backup(copy.path()).unwrap();
+    let restored = clock.open(copy.path());
+    let snap = restored.begin_read().unwrap();
+    assert_eq!(snap.episode_ids().unwrap()[0], kept[1]);
+    assert_eq!(
+        snap.episode(next).unwrap().unwrap().payload().unwrap(),
+        b"p"
+    );
+    assert_eq!(snap.concept_fan_count(kept_c).unwrap(), 1);
+    snap.verify().unwrap();
 }
