@@ -747,6 +747,11 @@ fn version(
 }
 
 fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
+    newest_commit_with(dir, meta::STATE_LEN)
+}
+
+/// The newest commit record whose version state is `state_len` bytes long.
+fn newest_commit_with(dir: &Path, state_len: usize) -> Result<(VersionState, Vec<Op>)> {
     let mut best: Option<(VersionState, Vec<Op>)> = None;
     for txn in 0..2 {
         let path = dir.join(meta::commit_file(txn));
@@ -755,7 +760,7 @@ fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("read", path, e)),
         };
-        if let Some(c) = meta::decode_commit(&bytes)
+        if let Some(c) = meta::decode_commit(&bytes, state_len)
             && best.as_ref().is_none_or(|b| c.0.txn > b.0.txn)
         {
             best = Some(c);
@@ -822,7 +827,8 @@ fn write_head(dir: &Path, state: &VersionState) -> Result<()> {
     )
 }
 
-fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+/// The manifest and the format version it states.
+fn read_manifest(dir: &Path) -> Result<Option<(Manifest, u32)>> {
     match std::fs::read(dir.join(MANIFEST)) {
         Ok(b) => Manifest::decode(dir, &b).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -925,6 +931,45 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
     install_commit(dir, &state, manifest)
 }
 
+/// Rewrites a format-7 directory as this format in place; they differ only in the version
+/// state's last two words (the tables' first ids), 0 in every format-7 database. The newest
+/// format-7 commit is recovered as usual (ops redone, heads re-derived, files synced), then
+/// its state is committed again at the next txn in this format, into the other slot, then
+/// the head and last the MANIFEST (renamed into place). A crash before the rename leaves a
+/// format-7 directory whose newest format-7 record is the one recovered (the new record
+/// never decodes as format 7), so the next open upgrades again; after it, the format-7
+/// record left in the other slot never decodes as this format.
+fn upgrade_from_7(info: &Arc<DbInfo>) -> Result<()> {
+    let dir = &info.dir;
+    let (state, ops) = newest_commit_with(dir, meta::V7_STATE_LEN)?;
+    let handles = open_files(info, &state, true, None)?;
+    apply(&handles, &state, &ops)?;
+    derive_heads(&handles, &state)?;
+    for h in handles.iter().flatten() {
+        h.sync()?;
+    }
+    let next = VersionState {
+        txn: state.txn + 1,
+        // Every head is on disk now.
+        heads_from: state.bindings,
+        ..state
+    };
+    file::write_durable(
+        &dir.join(meta::commit_file(next.txn)),
+        &meta::encode_commit(&next, &[]),
+    )?;
+    write_head(dir, &next)?;
+    install_manifest(dir, &info.manifest)
+}
+
+/// Writes the manifest beside the directory's files and renames it into place, durably.
+fn install_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let tmp = dir.join(MANIFEST_TMP);
+    file::write_durable(&tmp, &manifest.encode())?;
+    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename", &tmp, e))?;
+    file::sync_dir(dir)
+}
+
 /// Writes commit records, head and (last, atomically) the manifest of a new directory.
 fn install_commit(dir: &Path, state: &VersionState, manifest: &Manifest) -> Result<()> {
     file::write_durable(
@@ -933,10 +978,7 @@ fn install_commit(dir: &Path, state: &VersionState, manifest: &Manifest) -> Resu
     )?;
     file::write_durable(&dir.join(meta::commit_file(state.txn + 1)), &[])?;
     write_head(dir, state)?;
-    let tmp = dir.join(MANIFEST_TMP);
-    file::write_durable(&tmp, &manifest.encode())?;
-    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename", &tmp, e))?;
-    file::sync_dir(dir)
+    install_manifest(dir, manifest)
 }
 
 fn dir_is_empty_but(dir: &Path, allowed: &[&str]) -> Result<bool> {
@@ -990,7 +1032,7 @@ impl Engram {
         // in between would let a child forked by another thread (holding a copy of the
         // descriptor until its exec) make our own re-lock fail.
         let guard = lock(&dir, true)?;
-        let manifest = match read_manifest(&dir)? {
+        let (manifest, format) = match read_manifest(&dir)? {
             Some(m) => m,
             None => {
                 let m = Manifest {
@@ -1012,11 +1054,14 @@ impl Engram {
                     return Err(Error::InvalidArgument("model name over 256 bytes".into()));
                 }
                 create(&dir, &m)?;
-                m
+                (m, meta::FORMAT_VERSION)
             }
         };
         check_settings(&manifest, &opts)?;
         let info = info_for(&dir, manifest);
+        if format == meta::UPGRADABLE_VERSION {
+            upgrade_from_7(&info)?;
+        }
         let (writer, state) = recover(&info)?;
         let v = version(&info, state, &writer.handles, None)?;
         Ok(Engram {
@@ -1033,16 +1078,29 @@ impl Engram {
     }
 
     fn open_read_only(dir: PathBuf, opts: &Options) -> Result<Engram> {
-        let manifest = read_manifest(&dir)?.ok_or_else(|| Error::NotADatabase {
+        let (manifest, format) = read_manifest(&dir)?.ok_or_else(|| Error::NotADatabase {
             path: dir.clone(),
             reason: "no MANIFEST".into(),
         })?;
         check_settings(&manifest, opts)?;
         let info = info_for(&dir, manifest);
-        // With no writer alive, finish any interrupted commit first (as SQLite does).
-        if let Ok(guard) = lock(&dir, false) {
-            recover(&info)?.0.sync_dirty()?;
-            drop(guard);
+        // With no writer alive, finish any interrupted commit first (as SQLite does), and
+        // upgrade an older format; beside a writer of that format, refuse it.
+        match lock(&dir, false) {
+            Ok(guard) => {
+                if format == meta::UPGRADABLE_VERSION {
+                    upgrade_from_7(&info)?;
+                }
+                recover(&info)?.0.sync_dirty()?;
+                drop(guard);
+            }
+            Err(_) if format == meta::UPGRADABLE_VERSION => {
+                return Err(Error::FormatVersion {
+                    found: format,
+                    supported: meta::FORMAT_VERSION,
+                });
+            }
+            Err(_) => {}
         }
         let db = Engram {
             current: RwLock::new(Arc::new(Version {

@@ -12,6 +12,11 @@ pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
 pub const FORMAT_VERSION: u32 = 8;
+/// The older format a writer upgrades in place on open: its version state lacks the last
+/// two words (the tables' first ids), which are 0 in every such database.
+pub(crate) const UPGRADABLE_VERSION: u32 = 7;
+/// Bytes of the version state in a format-7 commit record.
+pub(crate) const V7_STATE_LEN: usize = 27 * 8;
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -57,7 +62,9 @@ impl Manifest {
         b
     }
 
-    pub(crate) fn decode(dir: &Path, b: &[u8]) -> Result<Self> {
+    /// The manifest and the format version it states (this build's, or
+    /// [`UPGRADABLE_VERSION`]).
+    pub(crate) fn decode(dir: &Path, b: &[u8]) -> Result<(Self, u32)> {
         let not_ours = |reason: &str| Error::NotADatabase {
             path: dir.to_path_buf(),
             reason: reason.to_string(),
@@ -66,7 +73,7 @@ impl Manifest {
             return Err(not_ours("MANIFEST has no engram magic"));
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != UPGRADABLE_VERSION {
             return Err(Error::FormatVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -106,12 +113,13 @@ impl Manifest {
                 format!("unknown flags {flags:#x}"),
             ));
         }
-        Ok(Manifest {
+        let manifest = Manifest {
             dimension: u32_at(b, 12) as usize,
             metric,
             model: (!model.is_empty()).then(|| model.to_string()),
             int8_mirror: flags & FLAG_INT8_MIRROR != 0,
-        })
+        };
+        Ok((manifest, version))
     }
 }
 
@@ -272,8 +280,15 @@ impl VersionState {
         }
     }
 
+    /// Decodes `b`, whose words past its end (format 7's missing two) read as 0.
     pub(crate) fn decode(b: &[u8]) -> Self {
-        let w = |i: usize| u64_at(b, i * 8);
+        let w = |i: usize| {
+            if (i + 1) * 8 <= b.len() {
+                u64_at(b, i * 8)
+            } else {
+                0
+            }
+        };
         VersionState {
             txn: w(0),
             episode_ids: w(1),
@@ -394,22 +409,24 @@ pub(crate) fn encode_commit(state: &VersionState, ops: &[Op]) -> Vec<u8> {
     b
 }
 
-/// Decodes a commit record; `None` for anything torn, foreign or damaged.
-pub(crate) fn decode_commit(b: &[u8]) -> Option<(VersionState, Vec<Op>)> {
-    if b.len() < 16 + STATE_LEN + 8 || u32_at(b, 0) != COMMIT_MAGIC {
+/// Decodes a commit record whose version state is `state_len` bytes ([`STATE_LEN`], or
+/// format 7's); `None` for anything torn, foreign or damaged. A record of one format never
+/// decodes as the other: their op areas differ by 16 bytes, not a whole number of ops.
+pub(crate) fn decode_commit(b: &[u8], state_len: usize) -> Option<(VersionState, Vec<Op>)> {
+    if b.len() < 16 + state_len + 8 || u32_at(b, 0) != COMMIT_MAGIC {
         return None;
     }
     let body_len = usize::try_from(u64_at(b, 8)).ok()?;
     let end = 16usize.checked_add(body_len)?;
-    if end > b.len() || body_len < STATE_LEN + 8 {
+    if end > b.len() || body_len < state_len + 8 {
         return None;
     }
     if crc32c::crc32c(&b[8..end]) != u32_at(b, 4) {
         return None;
     }
-    let state = VersionState::decode(&b[16..16 + STATE_LEN]);
-    let n = usize::try_from(u64_at(b, 16 + STATE_LEN)).ok()?;
-    let ops_start = 16 + STATE_LEN + 8;
+    let state = VersionState::decode(&b[16..16 + state_len]);
+    let n = usize::try_from(u64_at(b, 16 + state_len)).ok()?;
+    let ops_start = 16 + state_len + 8;
     if n.checked_mul(OP_LEN)? != end - ops_start {
         return None;
     }
@@ -468,12 +485,12 @@ mod tests {
             Op::EpisodeAccessCount { id: 1, count: 3 },
         ];
         let b = encode_commit(&state, &ops);
-        assert_eq!(decode_commit(&b), Some((state, ops.to_vec())));
+        assert_eq!(decode_commit(&b, STATE_LEN), Some((state, ops.to_vec())));
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x40;
-            assert_eq!(decode_commit(&c), None, "flip at {i} accepted");
+            assert_eq!(decode_commit(&c, STATE_LEN), None, "flip at {i} accepted");
         }
-        assert_eq!(decode_commit(&b[..b.len() - 1]), None);
+        assert_eq!(decode_commit(&b[..b.len() - 1], STATE_LEN), None);
     }
 }
