@@ -274,6 +274,24 @@ fn bad_files_are_refused_with_the_row_and_nothing_is_committed() {
     std::fs::write(&fvecs, &fv).unwrap();
     assert!(fails(&["import", s(&db), "--vectors", s(&fvecs)]).contains("row 2 has 3 dimensions"));
 
+    // Payload lines that do not match the rows, either way (the rows are streamed: the
+    // count is only known at the end, and nothing may have been committed by then).
+    let lines = tmp.path().join("p.tsv");
+    let good_npy = tmp.path().join("g.npy");
+    write_npy(&good_npy, 4, &good);
+    for text in ["a\nb\n", "a\nb\nc\nd\n"] {
+        std::fs::write(&lines, text).unwrap();
+        let e = fails(&[
+            "import",
+            s(&db),
+            "--vectors",
+            s(&good_npy),
+            "--payloads",
+            s(&lines),
+        ]);
+        assert!(e.contains("payload lines for 3 vectors"), "{e}");
+    }
+
     assert_eq!(
         json(&["stats", s(&db)])["episodes"],
         0,
