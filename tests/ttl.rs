@@ -505,6 +505,17 @@ fn compaction_drops_the_table_entries_of_forgotten_leading_ids() {
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.episode_ids().unwrap(), kept);
     assert_eq!(snap.concept_ids().unwrap(), vec![kept_c]);
+    let found: Vec<u64> = snap
+        .search_concepts(&V, 5)
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(
+        found,
+        vec![kept_c],
+        "concept search starts at the table's first id"
+    );
     assert!(snap.episode(fleeting[3]).unwrap().is_none());
     assert!(snap.concept(first).unwrap().is_none());
     assert!(snap.lookup_concept(first).unwrap().is_none());
