@@ -205,8 +205,8 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     // Re-link the lists in the original append order so each stays newest first.
     bindings.sort_unstable_by_key(|(at, _)| *at);
     let mut bnd = Sink::create(dir, number, "bnd")?;
+    let at = |id: u64, from: u64| id.checked_sub(from).map(|i| i as usize);
     for (i, (_, b)) in bindings.iter().enumerate() {
-        let at = |id: u64, from: u64| id.checked_sub(from).map(|i| i as usize);
         let (Some(ep), Some(con)) = (
             at(b.episode, ep_ids.start).and_then(|i| etab.get_mut(i)),
             at(b.concept, con_ids.start).and_then(|i| ctab.get_mut(i)),

@@ -592,10 +592,7 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
         Role::Concepts => state
             .concept_slots
             .checked_mul(info.concept_layout.stride as u64),
-        Role::EpisodeTable | Role::ConceptTable => {
-            let ids = state.table_ids(role);
-            ids.end.checked_sub(ids.start)?.checked_mul(table::ENTRY)
-        }
+        Role::EpisodeTable | Role::ConceptTable => state.table_len(role),
         Role::Bindings => state.bindings.checked_mul(binding::SIZE),
         Role::Heap => Some(state.heap_len),
         Role::Keys => state.key_cells.checked_mul(16),

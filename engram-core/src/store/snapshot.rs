@@ -108,6 +108,13 @@ impl VersionState {
         }
     }
 
+    /// Bytes of `role`'s table (`None` for a state whose first id is past its ids, which
+    /// only a damaged commit record can hold).
+    pub(crate) fn table_len(&self, role: Role) -> Option<u64> {
+        let ids = self.table_ids(role);
+        ids.end.checked_sub(ids.start)?.checked_mul(table::ENTRY)
+    }
+
     /// Byte offset of `field` of node `id`'s entry, if its table holds one.
     pub(crate) fn entry_offset(&self, role: Role, id: u64, field: u64) -> Option<u64> {
         let ids = self.table_ids(role);

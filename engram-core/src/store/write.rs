@@ -247,6 +247,8 @@ impl<'db> WriteTxn<'db> {
         let bound_concepts = w.bound_concepts.min(1 << 16);
         let ep_stride = base.info.episode_layout.stride as u64;
         let con_stride = base.info.concept_layout.stride as u64;
+        // Published versions passed the open's consistency check: their tables' lengths exist.
+        let table_end = |role| s.table_len(role).expect("consistent published state");
         WriteTxn {
             db,
             w,
@@ -257,8 +259,8 @@ impl<'db> WriteTxn<'db> {
             out: Appenders {
                 episodes: Appender::new(Role::Episodes, s.episode_slots * ep_stride),
                 concepts: Appender::new(Role::Concepts, s.concept_slots * con_stride),
-                episode_table: Appender::new(Role::EpisodeTable, table_end(&s, Role::EpisodeTable)),
-                concept_table: Appender::new(Role::ConceptTable, table_end(&s, Role::ConceptTable)),
+                episode_table: Appender::new(Role::EpisodeTable, table_end(Role::EpisodeTable)),
+                concept_table: Appender::new(Role::ConceptTable, table_end(Role::ConceptTable)),
                 heap: Appender::new(Role::Heap, s.heap_len),
                 int8: base.info.manifest.int8_mirror.then(|| {
                     Appender::new(
@@ -1247,10 +1249,4 @@ fn check_label(label: &str) -> Result<()> {
         true => Err(Error::InvalidArgument("label larger than 4 GiB".into())),
         false => Ok(()),
     }
-}
-
-/// Bytes of `state`'s table for `role`: where the entries of new nodes go.
-fn table_end(state: &VersionState, role: Role) -> u64 {
-    let ids = state.table_ids(role);
-    (ids.end - ids.start) * table::ENTRY
 }
