@@ -643,13 +643,13 @@ fn reopening_removes_only_our_unnamed_files() {
     );
 }
 
-/// Rewrites a database this build wrote, with no table trimmed, as format 7 wrote it: the
-/// version state without its last two words (0 here) in both commit records and both head
-/// slots, and version 7 in the MANIFEST. (Checked once against the format-7 build: it
-/// verifies and reads such a directory.)
-fn downgrade_to_format_7(dir: &std::path::Path) {
-    const STATE: usize = 29 * 8;
-    const V7_STATE: usize = 27 * 8;
+/// Rewrites a database this build wrote, with no table trimmed, as format `version` (7 or
+/// 8) wrote it: the version state without the words that format lacks (0 here) in both
+/// commit records and both head slots, and that version in the MANIFEST. (Checked once
+/// against the format-7 and format-8 builds: each verifies and reads such a directory.)
+fn downgrade(dir: &std::path::Path, version: u32) {
+    const STATE: usize = 31 * 8;
+    let old_state = if version == 7 { 27 * 8 } else { 29 * 8 };
     let crc = |b: &[u8]| crc32c::crc32c(b).to_le_bytes();
     for name in ["commit.0", "commit.1"] {
         let path = dir.join(name);
@@ -658,11 +658,14 @@ fn downgrade_to_format_7(dir: &std::path::Path) {
             continue;
         }
         let body = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
-        assert_eq!(&b[16 + V7_STATE..16 + STATE], &[0; 16], "tables trimmed");
+        assert!(
+            b[16 + old_state..16 + STATE].iter().all(|&x| x == 0),
+            "tables trimmed"
+        );
         let mut out = b[..4].to_vec();
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&((body - 16) as u64).to_le_bytes());
-        out.extend_from_slice(&b[16..16 + V7_STATE]);
+        out.extend_from_slice(&((body - (STATE - old_state)) as u64).to_le_bytes());
+        out.extend_from_slice(&b[16..16 + old_state]);
         out.extend_from_slice(&b[16 + STATE..16 + body]);
         let c = crc(&out[8..]);
         out[4..8].copy_from_slice(&c);
@@ -672,15 +675,15 @@ fn downgrade_to_format_7(dir: &std::path::Path) {
     let mut out = vec![0u8; head.len()];
     for slot in 0..head.len().div_ceil(256) {
         let s = &head[slot * 256..];
-        let mut v7 = s[..8].to_vec();
-        v7.extend_from_slice(&s[8..8 + V7_STATE]);
-        let c = crc(&v7[8..]);
-        v7[4..8].copy_from_slice(&c);
-        out[slot * 256..slot * 256 + v7.len()].copy_from_slice(&v7);
+        let mut old = s[..8].to_vec();
+        old.extend_from_slice(&s[8..8 + old_state]);
+        let c = crc(&old[8..]);
+        old[4..8].copy_from_slice(&c);
+        out[slot * 256..slot * 256 + old.len()].copy_from_slice(&old);
     }
     std::fs::write(dir.join("head"), out).unwrap();
     let mut m = std::fs::read(dir.join("MANIFEST")).unwrap();
-    m[8..12].copy_from_slice(&7u32.to_le_bytes());
+    m[8..12].copy_from_slice(&version.to_le_bytes());
     let c = crc(&m[..508]);
     m[508..].copy_from_slice(&c);
     std::fs::write(dir.join("MANIFEST"), m).unwrap();
@@ -691,15 +694,21 @@ fn format_of(dir: &std::path::Path) -> u32 {
     u32::from_le_bytes(m[8..12].try_into().unwrap())
 }
 
-/// A format-7 directory opens: upgraded in place (by a writer, or by a read-only opener with
-/// no writer alive), every record read back, and again after a crash in the middle of the
-/// upgrade (the new record written, the MANIFEST not yet). Beside a live writer, which only
-/// a format-7 build could be, a read-only opener refuses it.
+/// A format-7 or format-8 directory opens: upgraded in place (by a writer, or by a
+/// read-only opener with no writer alive), every record read back, and again after a crash
+/// in the middle of the upgrade (the new record written, the MANIFEST not yet). Beside a
+/// live writer, which only an older build could be, a read-only opener refuses it.
 #[test]
-fn a_format_7_directory_is_upgraded_in_place() {
+fn older_format_directories_are_upgraded_in_place() {
+    for version in [7, 8] {
+        upgrade_in_place(version);
+    }
+}
+
+fn upgrade_in_place(version: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let v7 = dir.path().join("v7");
-    let db = Engram::open(&v7, opts()).unwrap();
+    let old = dir.path().join("old");
+    let db = Engram::open(&old, opts()).unwrap();
     let mut tx = db.begin_write().unwrap();
     let c = tx
         .insert_concept(&ConceptInput {
@@ -722,7 +731,7 @@ fn a_format_7_directory_is_upgraded_in_place() {
     tx.delete_episode(ids[0]).unwrap(); // redone by the upgrade's recovery
     tx.commit().unwrap();
     drop(db);
-    downgrade_to_format_7(&v7);
+    downgrade(&old, version);
     let check = |path: &std::path::Path, read_only: bool| {
         let db = Engram::open(
             path,
@@ -743,7 +752,7 @@ fn a_format_7_directory_is_upgraded_in_place() {
     let copy = |to: &str| {
         let to = dir.path().join(to);
         std::fs::create_dir(&to).unwrap();
-        for e in std::fs::read_dir(&v7).unwrap() {
+        for e in std::fs::read_dir(&old).unwrap() {
             let e = e.unwrap();
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
@@ -752,14 +761,14 @@ fn a_format_7_directory_is_upgraded_in_place() {
     let (read_only, interrupted, beside_writer) = (copy("ro"), copy("cut"), copy("locked"));
     let upgraded = copy("upgraded");
     // A writer upgrades, and writes on.
-    let db = check(&v7, false);
+    let db = check(&old, false);
     let mut tx = db.begin_write().unwrap();
     tx.insert_episode(&episode(&vector(50), b"after", None))
         .unwrap();
     tx.commit().unwrap();
     drop(db);
     assert_eq!(
-        Engram::open(&v7, opts())
+        Engram::open(&old, opts())
             .unwrap()
             .begin_read()
             .unwrap()
@@ -767,11 +776,11 @@ fn a_format_7_directory_is_upgraded_in_place() {
         20
     );
     check(&read_only, true);
-    // Interrupted before the MANIFEST: the format-8 record of the upgrade (txn 3, slot 1)
-    // beside the format-7 directory.
+    // Interrupted before the MANIFEST: the new format's record of the upgrade (txn 3,
+    // slot 1) beside the old directory.
     drop(check(&upgraded, false));
     std::fs::copy(upgraded.join("commit.1"), interrupted.join("commit.1")).unwrap();
-    assert_eq!(format_of(&interrupted), 7);
+    assert_eq!(format_of(&interrupted), version);
     check(&interrupted, false);
     let lock = std::fs::File::open(beside_writer.join("LOCK")).unwrap();
     lock.lock().unwrap();
@@ -783,7 +792,7 @@ fn a_format_7_directory_is_upgraded_in_place() {
         },
     );
     assert!(
-        matches!(r, Err(Error::FormatVersion { found: 7, .. })),
+        matches!(r, Err(Error::FormatVersion { found, .. }) if found == version),
         "{:?}",
         r.err()
     );

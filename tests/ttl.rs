@@ -558,3 +558,170 @@ fn compaction_drops_the_table_entries_of_forgotten_leading_ids() {
     assert_eq!(snap.concept_fan_count(kept_c).unwrap(), 1);
     snap.verify().unwrap();
 }
+
+/// Compaction keeps the entries of ids still stored between forgotten ones, and only
+/// those: an episode (and a concept) kept forever from the start, among thousands that
+/// expire or are deleted, leaves the tables a few entries long. Every kept id reads,
+/// binds, deletes and records accesses as before, through commits whose redo names it,
+/// a reopen, a second compaction and a backup; forgotten ids between them are `NotFound`.
+#[test]
+fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let db = clock.open(dir.path());
+    let mut pinned = Vec::new();
+    let mut forgotten = Vec::new();
+    let mut concepts = Vec::new();
+    for round in 0..4u8 {
+        let mut tx = db.begin_write().unwrap();
+        // One pinned episode and concept per round, the rest fleeting or deleted.
+        pinned.push(tx.insert_episode(&input(1, &V, Some(&[round]))).unwrap());
+        concepts.push(
+            tx.insert_concept(&ConceptInput {
+                centroid: &V,
+                label: "kept",
+            })
+            .unwrap(),
+        );
+        let gone_concept = tx
+            .insert_concept(&ConceptInput {
+                centroid: &V,
+                label: "gone",
+            })
+            .unwrap();
+        tx.delete_concept(gone_concept).unwrap();
+        for i in 0..1_000u32 {
+            let e = if i % 2 == 0 {
+                tx.insert_episode_with_ttl(&input(2, &V, None), Ttl::After(2))
+                    .unwrap()
+            } else {
+                tx.insert_episode(&input(3, &V, None)).unwrap()
+            };
+            forgotten.push(e);
+        }
+        tx.bind(*pinned.last().unwrap(), concepts[0], 0.5).unwrap();
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        for &e in forgotten.iter().rev().take(1_000).filter(|&&e| e % 2 == 0) {
+            let _ = tx.delete_episode(e);
+        }
+        tx.commit().unwrap();
+    }
+    // Everything but the pinned nodes goes: the odd-agent episodes deleted now.
+    clock.set(1_010);
+    let mut tx = db.begin_write().unwrap();
+    for &e in &forgotten {
+        if tx.episode_fan_count(e).is_ok() {
+            tx.delete_episode(e).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let tail = {
+        let mut tx = db.begin_write().unwrap();
+        let t = tx.insert_episode(&input(4, &V, None)).unwrap();
+        tx.commit().unwrap();
+        t
+    };
+    db.compact().unwrap();
+    let table_bytes = |kind: &str| -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == kind))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    // The 4 pinned episodes are 4 runs (a 4 × 16-byte directory and its checksum, padded
+    // to 128 bytes) with an entry each, then the tail's one entry: not 4,005 entries.
+    assert_eq!(table_bytes("etab"), 128 + 5 * 48);
+    assert!(
+        table_bytes("ctab") <= 64 + 8 * 48,
+        "{}",
+        table_bytes("ctab")
+    );
+
+    let check = |db: &Engram, expect_fan: usize| {
+        let snap = db.begin_read().unwrap();
+        let mut ids = pinned.clone();
+        ids.push(tail);
+        assert_eq!(snap.episode_ids().unwrap(), ids);
+        assert_eq!(snap.concept_ids().unwrap(), concepts);
+        for (round, &p) in pinned.iter().enumerate() {
+            assert_eq!(
+                snap.episode_by_key(&[round as u8]).unwrap().unwrap().id(),
+                p
+            );
+        }
+        for &e in forgotten.iter().step_by(97) {
+            assert!(snap.episode(e).unwrap().is_none(), "{e}");
+            assert!(matches!(
+                snap.episode_fan_count(e),
+                Err(Error::NotFound { .. })
+            ));
+        }
+        assert_eq!(snap.concept_fan_count(concepts[0]).unwrap(), expect_fan);
+        let found: Vec<u64> = snap
+            .search_concepts(&V, 10)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(found.len(), concepts.len());
+        snap.verify().unwrap();
+    };
+    check(&db, 4);
+    // Writes naming ids in the runs: an unbind (a redo op on the binding), a delete and a
+    // persisted access (redo ops on run entries), a bind (a head stamp).
+    let mut tx = db.begin_write().unwrap();
+    tx.unbind(pinned[1], concepts[0]).unwrap();
+    tx.bind(pinned[2], concepts[3], 0.25).unwrap();
+    assert!(matches!(
+        tx.bind(forgotten[10], concepts[1], 1.0),
+        Err(Error::NotFound { .. })
+    ));
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    let cue = Cue {
+        embedding: &V,
+        filter: Filter::default(),
+    };
+    let params = RecallParams {
+        record_access: true,
+        ..RecallParams::default()
+    };
+    assert!(!snap.recall(&cue, &params).unwrap().is_empty());
+    drop(snap);
+    db.persist_accesses().unwrap();
+    check(&db, 3);
+    drop(db);
+    let db = clock.open(dir.path());
+    check(&db, 3);
+    let snap = db.begin_read().unwrap();
+    assert!(
+        snap.episode(pinned[0])
+            .unwrap()
+            .unwrap()
+            .access_count()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(snap.concept_fan_count(concepts[3]).unwrap(), 1);
+    drop(snap);
+    // A second compaction over tables with runs, and a backup of them.
+    db.compact().unwrap();
+    check(&db, 3);
+    let copy = tempfile::tempdir().unwrap();
+    db.backup(copy.path()).unwrap();
+    check(&clock.open(copy.path()), 3);
+    let mut tx = db.begin_write().unwrap();
+    tx.delete_episode(pinned[3]).unwrap();
+    let next = tx.insert_episode(&input(5, &V, None)).unwrap();
+    assert_eq!(next, tail + 1, "ids go on from the last assigned");
+    tx.commit().unwrap();
+    drop(db);
+    let db = clock.open(dir.path());
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(pinned[3]).unwrap().is_none());
+    assert_eq!(snap.episode_count(), 5);
+    snap.verify().unwrap();
+}

@@ -12,6 +12,7 @@ use crate::store::records::{
     self, ArchivedBlob, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
 use crate::store::snapshot::{Role, Version};
+use crate::store::tables;
 
 struct Sink {
     out: BufWriter<File>,
@@ -112,21 +113,16 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
-    // Entries from the old tables' first id on; the new tables start at their first live one.
-    let (ep_ids, con_ids) = (
-        s.table_ids(Role::EpisodeTable),
-        s.table_ids(Role::ConceptTable),
-    );
-    let mut etab: Vec<table::Words> = Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
+    // Every entry the old tables hold, in order (so an old entry's index is its place
+    // here); the new tables keep those of the nodes still stored (`tables::plan`).
+    let mut etab: Vec<(u64, table::Words)> =
+        Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
     let mut next_expiry = table::NEVER;
-    for id in ep_ids.clone() {
+    for id in v.table_ids(Role::EpisodeTable) {
         let Some(e) = v.episode_entry(id, now)? else {
             // Deleted before, or expired now: either way gone from this version on.
             let deleted_txn = v.entry(Role::EpisodeTable, id)?.deleted_txn;
-            etab.push(table::Words {
-                deleted_txn: if deleted_txn == 0 { txn } else { deleted_txn },
-                ..table::Words::new(NONE, NONE, table::NEVER)
-            });
+            etab.push((id, gone(deleted_txn, txn)));
             continue;
         };
         let expires_at = v.expires_at(id)?;
@@ -151,11 +147,14 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         });
         slot_buf.clear();
         ep_layout.push_slot(&archive, &mut slot_buf);
-        etab.push(table::Words {
-            last_access: v.table_word(Role::EpisodeTable, id, table::LAST_ACCESS)? as i64,
-            access_count: v.table_word(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
-            ..table::Words::new(eps.len / ep_layout.stride as u64, NONE, expires_at)
-        });
+        etab.push((
+            id,
+            table::Words {
+                last_access: v.table_word(Role::EpisodeTable, id, table::LAST_ACCESS)? as i64,
+                access_count: v.table_word(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
+                ..table::Words::new(eps.len / ep_layout.stride as u64, NONE, expires_at)
+            },
+        ));
         eps.write(&slot_buf)?;
         if let Some(sink) = &mut int8 {
             slot_buf.clear();
@@ -172,13 +171,12 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         bindings.extend(v.walk(e.bind_head, true)?);
     }
 
-    let mut ctab: Vec<table::Words> = Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
-    for id in con_ids.clone() {
+    let mut ctab: Vec<(u64, table::Words)> =
+        Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
+    for id in v.table_ids(Role::ConceptTable) {
         let Some(e) = v.concept_entry(id)? else {
-            ctab.push(table::Words {
-                deleted_txn: v.entry(Role::ConceptTable, id)?.deleted_txn.max(1),
-                ..table::Words::new(NONE, NONE, table::NEVER)
-            });
+            let deleted_txn = v.entry(Role::ConceptTable, id)?.deleted_txn;
+            ctab.push((id, gone(deleted_txn, txn)));
             continue;
         };
         let rec = v.concept_at(id, e.slot)?;
@@ -194,10 +192,9 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         });
         slot_buf.clear();
         con_layout.push_slot(&archive, &mut slot_buf);
-        ctab.push(table::Words::new(
-            cons.len / con_layout.stride as u64,
-            NONE,
-            table::NEVER,
+        ctab.push((
+            id,
+            table::Words::new(cons.len / con_layout.stride as u64, NONE, table::NEVER),
         ));
         cons.write(&slot_buf)?;
     }
@@ -205,11 +202,11 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     // Re-link the lists in the original append order so each stays newest first.
     bindings.sort_unstable_by_key(|(at, _)| *at);
     let mut bnd = Sink::create(dir, number, "bnd")?;
-    let at = |id: u64, from: u64| id.checked_sub(from).map(|i| i as usize);
+    let at = |role, id| v.tables.index(&s, role, id).map(|i| i as usize);
     for (i, (_, b)) in bindings.iter().enumerate() {
-        let (Some(ep), Some(con)) = (
-            at(b.episode, ep_ids.start).and_then(|i| etab.get_mut(i)),
-            at(b.concept, con_ids.start).and_then(|i| ctab.get_mut(i)),
+        let (Some((_, ep)), Some((_, con))) = (
+            at(Role::EpisodeTable, b.episode).and_then(|i| etab.get_mut(i)),
+            at(Role::ConceptTable, b.concept).and_then(|i| ctab.get_mut(i)),
         ) else {
             return Err(Error::corrupt(
                 &bnd.path,
@@ -234,19 +231,10 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         bnd.write(&rec.encode())?;
     }
 
-    // Leading entries of nodes no longer stored are dropped, and with them their ids.
-    let first_kept = |t: &[table::Words]| t.iter().take_while(|e| e.slot == NONE).count();
-    let (ep_dropped, con_dropped) = (first_kept(&etab), first_kept(&ctab));
-    for (kind, entries) in [
-        ("etab", &etab[ep_dropped..]),
-        ("ctab", &ctab[con_dropped..]),
-    ] {
-        let mut t = Sink::create(dir, number, kind)?;
-        for e in entries {
-            t.write(&e.encode())?;
-        }
-        t.finish()?;
-    }
+    let (episode_table_from, episode_table_runs) =
+        write_table(dir, number, "etab", &etab, s.episode_ids, txn)?;
+    let (concept_table_from, concept_table_runs) =
+        write_table(dir, number, "ctab", &ctab, s.concept_ids, txn)?;
     let key_cells = if keys.is_empty() {
         0
     } else {
@@ -272,11 +260,11 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         heap_len: heap.len,
         key_cells,
         key_count: keys.len() as u64,
-        live_episodes: etab.iter().filter(|e| e.slot != NONE).count() as u64,
+        live_episodes: etab.iter().filter(|(_, e)| e.slot != NONE).count() as u64,
         live_concepts: s.live_concepts,
         empty_concepts: ctab
             .iter()
-            .filter(|e| e.slot != NONE && e.bind_head == NONE)
+            .filter(|(_, e)| e.slot != NONE && e.bind_head == NONE)
             .count() as u64,
         live_bindings: bindings.len() as u64,
         // Every head is written into the fresh tables, which are synced before the commit.
@@ -296,8 +284,10 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
             networks: number,
         },
         next_expiry,
-        episode_table_from: ep_ids.start + ep_dropped as u64,
-        concept_table_from: con_ids.start + con_dropped as u64,
+        episode_table_from,
+        concept_table_from,
+        episode_table_runs,
+        concept_table_runs,
     };
     for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]
         .into_iter()
@@ -307,4 +297,53 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     }
     file::sync_dir(dir)?;
     Ok(state)
+}
+
+/// The entry of a node no longer stored, deleted by txn `deleted_txn` (0: it expired, or
+/// its id had no entry left, and is gone as of the compaction's txn `txn`).
+fn gone(deleted_txn: u64, txn: u64) -> table::Words {
+    table::Words {
+        deleted_txn: if deleted_txn == 0 {
+            txn.max(1)
+        } else {
+            deleted_txn
+        },
+        ..table::Words::new(NONE, NONE, table::NEVER)
+    }
+}
+
+/// Writes table `kind` holding the entries of the stored nodes among `entries` (every entry
+/// of the old table, ascending by id; a node is stored if it has a slot) out of `ids`
+/// assigned, laid out as [`tables::plan`] says, and returns its tail's first id and its
+/// number of runs. Ids inside a run or the tail that are not stored get a dead entry.
+fn write_table(
+    dir: &Path,
+    number: u64,
+    kind: &str,
+    entries: &[(u64, table::Words)],
+    ids: u64,
+    txn: u64,
+) -> Result<(u64, u64)> {
+    let stored = entries
+        .iter()
+        .filter(|(_, e)| e.slot != NONE)
+        .map(|(id, _)| *id);
+    let (runs, from) = tables::plan(stored, ids);
+    let mut t = Sink::create(dir, number, kind)?;
+    t.write(&tables::encode_directory(&runs))?;
+    let mut old = entries.iter().peekable();
+    for id in runs
+        .iter()
+        .flat_map(|&(first, n)| first..first + n)
+        .chain(from..ids)
+    {
+        while old.next_if(|(i, _)| *i < id).is_some() {}
+        let e = match old.peek() {
+            Some(&&(i, e)) if i == id => e,
+            _ => gone(0, txn),
+        };
+        t.write(&e.encode())?;
+    }
+    t.finish()?;
+    Ok((from, runs.len() as u64))
 }

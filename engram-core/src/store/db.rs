@@ -23,6 +23,7 @@ use crate::store::meta::{
 use crate::store::network;
 use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
+use crate::store::tables::{TableIndex, Tables};
 use crate::store::write::WriteTxn;
 
 /// How to open a database directory.
@@ -175,6 +176,8 @@ pub(crate) struct Writer {
     pub(crate) bound_concepts: usize,
     /// Stored episodes with a time to live, built by the first reap.
     pub(crate) expiring: Option<ExpiryQueue>,
+    /// The directories of the node tables open for writing.
+    tables: Tables,
 }
 
 impl Writer {
@@ -234,12 +237,12 @@ impl Writer {
         file::write_durable(&self.dir.join(meta::commit_file(state.txn)), &record)?;
         // 3. Stamp in place and publish; ops are synced by the next commit or on close,
         //    head moves by the next checkpoint or on close.
-        self.dirty = apply(&self.handles, state, redo.ops)?;
+        self.dirty = apply(&self.handles, &self.tables, state, redo.ops)?;
         let mut stamps = Stamps::new(&self.handles);
         for h in redo.heads {
             stamps.store(
                 h.role,
-                entry_offset(state, h.role, h.id, table::BIND_HEAD)?,
+                entry_offset(&self.tables, state, h.role, h.id, table::BIND_HEAD)?,
                 h.record,
             )?;
         }
@@ -454,8 +457,14 @@ impl<'a> Stamps<'a> {
 
 /// Byte offset of `field` of node `id`'s entry in `state`'s table for `role`; a node the
 /// table does not hold is a damaged commit record (or a bug), never a write elsewhere.
-fn entry_offset(state: &VersionState, role: Role, id: u64, field: u64) -> Result<u64> {
-    state.entry_offset(role, id, field).ok_or_else(|| {
+fn entry_offset(
+    tables: &Tables,
+    state: &VersionState,
+    role: Role,
+    id: u64,
+    field: u64,
+) -> Result<u64> {
+    tables.entry_offset(state, role, id, field).ok_or_else(|| {
         Error::corrupt(
             PathBuf::from(meta::commit_file(state.txn)),
             0,
@@ -467,12 +476,14 @@ fn entry_offset(state: &VersionState, role: Role, id: u64, field: u64) -> Result
 /// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
 fn apply(
     handles: &[Option<Arc<FileHandle>>; FILES],
+    tables: &Tables,
     state: &VersionState,
     ops: &[Op],
 ) -> Result<[bool; FILES]> {
     let mut stamps = Stamps::new(handles);
     let txn = state.txn;
-    if let Some(op) = ops.iter().find(|op| !op_in_range(op, state)) {
+    let entry_offset = |role, id, field| entry_offset(tables, state, role, id, field);
+    if let Some(op) = ops.iter().find(|op| !op_in_range(op, tables, state)) {
         return Err(Error::corrupt(
             PathBuf::from(meta::commit_file(txn)),
             0,
@@ -483,17 +494,17 @@ fn apply(
         let (role, off, value) = match *op {
             Op::EpisodeDeleted(id) => (
                 Role::EpisodeTable,
-                entry_offset(state, Role::EpisodeTable, id, table::DELETED_TXN)?,
+                entry_offset(Role::EpisodeTable, id, table::DELETED_TXN)?,
                 txn,
             ),
             Op::ConceptHead { id, slot } => (
                 Role::ConceptTable,
-                entry_offset(state, Role::ConceptTable, id, table::SLOT)?,
+                entry_offset(Role::ConceptTable, id, table::SLOT)?,
                 slot,
             ),
             Op::ConceptDeleted(id) => (
                 Role::ConceptTable,
-                entry_offset(state, Role::ConceptTable, id, table::DELETED_TXN)?,
+                entry_offset(Role::ConceptTable, id, table::DELETED_TXN)?,
                 txn,
             ),
             Op::BindingDeleted(r) => (
@@ -503,12 +514,12 @@ fn apply(
             ),
             Op::EpisodeAccessedAt { id, at } => (
                 Role::EpisodeTable,
-                entry_offset(state, Role::EpisodeTable, id, table::LAST_ACCESS)?,
+                entry_offset(Role::EpisodeTable, id, table::LAST_ACCESS)?,
                 at as u64,
             ),
             Op::EpisodeAccessCount { id, count } => (
                 Role::EpisodeTable,
-                entry_offset(state, Role::EpisodeTable, id, table::ACCESS_COUNT)?,
+                entry_offset(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
                 count,
             ),
             Op::KeyInsert { hash, id } => {
@@ -548,6 +559,7 @@ fn apply(
 /// ones find it raised) restores it without a map of the nodes. Returns the files changed.
 fn derive_heads(
     handles: &[Option<Arc<FileHandle>>; FILES],
+    tables: &Tables,
     state: &VersionState,
 ) -> Result<[bool; FILES]> {
     let mut stamps = Stamps::new(handles);
@@ -564,8 +576,8 @@ fn derive_heads(
             (Role::EpisodeTable, b.episode),
             (Role::ConceptTable, b.concept),
         ] {
-            let off = state
-                .entry_offset(role, id, table::BIND_HEAD)
+            let off = tables
+                .entry_offset(state, role, id, table::BIND_HEAD)
                 .ok_or_else(|| {
                     Error::corrupt(
                         bnd.path(),
@@ -584,7 +596,7 @@ fn derive_heads(
 
 /// Bytes each file must hold for `state` to be readable (`None`: past any file there can
 /// be, which only a damaged commit record can say).
-fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64> {
+fn committed_len(info: &DbInfo, tables: &Tables, state: &VersionState, role: Role) -> Option<u64> {
     match role {
         Role::Episodes => state
             .episode_slots
@@ -592,7 +604,7 @@ fn committed_len(info: &DbInfo, state: &VersionState, role: Role) -> Option<u64>
         Role::Concepts => state
             .concept_slots
             .checked_mul(info.concept_layout.stride as u64),
-        Role::EpisodeTable | Role::ConceptTable => state.table_len(role),
+        Role::EpisodeTable | Role::ConceptTable => tables.len(state, role),
         Role::Bindings => state.bindings.checked_mul(binding::SIZE),
         Role::Heap => Some(state.heap_len),
         Role::Keys => state.key_cells.checked_mul(16),
@@ -624,18 +636,21 @@ fn consistent(info: &DbInfo, state: &VersionState) -> bool {
         && state.heads_from <= state.bindings
         && state.episode_table_from <= state.episode_ids
         && state.concept_table_from <= state.concept_ids
+        // Every run holds at least one id below the tail.
+        && state.episode_table_runs <= state.episode_table_from
+        && state.concept_table_runs <= state.concept_table_from
 }
 
 /// Whether op `op` of the commit of `state` names only records that state holds.
-fn op_in_range(op: &Op, s: &VersionState) -> bool {
+fn op_in_range(op: &Op, t: &Tables, s: &VersionState) -> bool {
     match *op {
         Op::EpisodeDeleted(id)
         | Op::EpisodeAccessedAt { id, .. }
-        | Op::EpisodeAccessCount { id, .. } => s.table_ids(Role::EpisodeTable).contains(&id),
+        | Op::EpisodeAccessCount { id, .. } => t.holds(s, Role::EpisodeTable, id),
         Op::ConceptHead { id, slot } => {
-            s.table_ids(Role::ConceptTable).contains(&id) && slot < s.concept_slots
+            t.holds(s, Role::ConceptTable, id) && slot < s.concept_slots
         }
-        Op::ConceptDeleted(id) => s.table_ids(Role::ConceptTable).contains(&id),
+        Op::ConceptDeleted(id) => t.holds(s, Role::ConceptTable, id),
         Op::BindingDeleted(r) => r < s.bindings,
         Op::KeyInsert { .. } => s.key_cells > 0,
     }
@@ -660,32 +675,47 @@ fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
     })
 }
 
-/// Opens the files of `state`, checks they hold the committed lengths.
+/// Opens the files of `state`, reads the node tables' directories, and checks the files
+/// hold the committed lengths.
 fn open_files(
     info: &DbInfo,
     state: &VersionState,
     writable: bool,
     cache: Option<&HashMap<String, Arc<FileHandle>>>,
-) -> Result<[Option<Arc<FileHandle>>; FILES]> {
+) -> Result<([Option<Arc<FileHandle>>; FILES], Tables)> {
     let mut handles: [Option<Arc<FileHandle>>; FILES] = Default::default();
+    let mut tables = Tables::default();
     for (role, (number, kind)) in ROLES.into_iter().zip(state.files.all()) {
         if number == 0 {
             continue;
         }
         let name = meta::file_name(number, kind);
+        let impossible = || {
+            Error::corrupt(
+                info.dir.join(&name),
+                0,
+                "commit record states impossible sizes",
+            )
+        };
+        if !consistent(info, state) {
+            return Err(impossible());
+        }
         let handle = match cache.and_then(|c| c.get(&name)) {
             Some(h) => h.clone(),
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
-        let needed = committed_len(info, state, role)
-            .filter(|_| consistent(info, state))
-            .ok_or_else(|| {
-                Error::corrupt(
-                    info.dir.join(&name),
-                    0,
-                    "commit record states impossible sizes",
-                )
-            })?;
+        match role {
+            Role::EpisodeTable => {
+                tables.episodes =
+                    TableIndex::read(&handle, state.episode_table_runs, state.episode_table_from)?
+            }
+            Role::ConceptTable => {
+                tables.concepts =
+                    TableIndex::read(&handle, state.concept_table_runs, state.concept_table_from)?
+            }
+            _ => {}
+        }
+        let needed = committed_len(info, &tables, state, role).ok_or_else(impossible)?;
         let map = handle.covering(needed)?;
         if matches!(role, Role::EpisodeTable | Role::ConceptTable) {
             // Every lookup by id reads its node's 48-byte entry, so the table is fetched in
@@ -695,7 +725,7 @@ fn open_files(
         }
         handles[role as usize] = Some(handle);
     }
-    Ok(handles)
+    Ok((handles, tables))
 }
 
 /// The version of `state` over `handles`; its network catalog extends `prev`'s when both
@@ -704,6 +734,7 @@ fn version(
     info: &Arc<DbInfo>,
     state: VersionState,
     handles: &[Option<Arc<FileHandle>>; FILES],
+    tables: Tables,
     prev: Option<&Version>,
 ) -> Result<Version> {
     let files = handles.clone().map(|h| h.map(FileView::new));
@@ -739,6 +770,7 @@ fn version(
         info: info.clone(),
         state,
         files,
+        tables,
         nets,
     })
 }
@@ -771,7 +803,7 @@ fn newest_commit_with(dir: &Path, state_len: usize) -> Result<(VersionState, Vec
 fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     let dir = &info.dir;
     let (state, ops) = newest_commit(dir)?;
-    let handles = open_files(info, &state, true, None).map_err(|e| match e {
+    let (handles, tables) = open_files(info, &state, true, None).map_err(|e| match e {
         Error::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::corrupt(path, 0, "data file named by the last commit is missing")
         }
@@ -780,8 +812,8 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     // Redone stamps are synced like any commit's: by the next commit, on close, or (for a
     // read-only opener that recovered) before it lets go of the lock. Re-derived heads wait
     // for the next checkpoint like any head stamp.
-    let dirty = apply(&handles, &state, &ops)?;
-    let lazy = derive_heads(&handles, &state)?;
+    let dirty = apply(&handles, &tables, &state, &ops)?;
+    let lazy = derive_heads(&handles, &tables, &state)?;
     let live: Vec<String> = state
         .files
         .all()
@@ -812,6 +844,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         syncers: Syncers::new(),
         bound_concepts: 0,
         expiring: None,
+        tables,
     };
     Ok((writer, state))
 }
@@ -928,20 +961,21 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
     install_commit(dir, &state, manifest)
 }
 
-/// Rewrites a format-7 directory as this format in place; they differ only in the version
-/// state's last two words (the tables' first ids), 0 in every format-7 database. The newest
-/// format-7 commit is recovered as usual (ops redone, heads re-derived, files synced), then
-/// its state is committed again at the next txn in this format, into the other slot, then
-/// the head and last the MANIFEST (renamed into place). A crash before the rename leaves a
-/// format-7 directory whose newest format-7 record is the one recovered (the new record
-/// never decodes as format 7), so the next open upgrades again; after it, the format-7
-/// record left in the other slot never decodes as this format.
-fn upgrade_from_7(info: &Arc<DbInfo>) -> Result<()> {
+/// Rewrites a directory of an older format (one [`meta::upgradable_state_len`] knows) as
+/// this format in place: they differ only in the version state's last words, 0 in every
+/// such database. The newest old commit is recovered as usual (ops redone, heads
+/// re-derived, files synced), then its state is committed again at the next txn in this
+/// format, into the other slot, then the head and last the MANIFEST (renamed into place).
+/// A crash before the rename leaves an old directory whose newest old record is the one
+/// recovered (the new record never decodes as an old one: their op areas differ by 16 or
+/// 32 bytes, not a whole number of 24-byte ops), so the next open upgrades again; after it,
+/// the old record left in the other slot never decodes as this format.
+fn upgrade(info: &Arc<DbInfo>, state_len: usize) -> Result<()> {
     let dir = &info.dir;
-    let (state, ops) = newest_commit_with(dir, meta::V7_STATE_LEN)?;
-    let handles = open_files(info, &state, true, None)?;
-    apply(&handles, &state, &ops)?;
-    derive_heads(&handles, &state)?;
+    let (state, ops) = newest_commit_with(dir, state_len)?;
+    let (handles, tables) = open_files(info, &state, true, None)?;
+    apply(&handles, &tables, &state, &ops)?;
+    derive_heads(&handles, &tables, &state)?;
     for h in handles.iter().flatten() {
         h.sync()?;
     }
@@ -1056,11 +1090,11 @@ impl Engram {
         };
         check_settings(&manifest, &opts)?;
         let info = info_for(&dir, manifest);
-        if format == meta::UPGRADABLE_VERSION {
-            upgrade_from_7(&info)?;
+        if let Some(state_len) = meta::upgradable_state_len(format) {
+            upgrade(&info, state_len)?;
         }
         let (writer, state) = recover(&info)?;
-        let v = version(&info, state, &writer.handles, None)?;
+        let v = version(&info, state, &writer.handles, writer.tables.clone(), None)?;
         Ok(Engram {
             info,
             current: RwLock::new(Arc::new(v)),
@@ -1085,13 +1119,13 @@ impl Engram {
         // upgrade an older format; beside a writer of that format, refuse it.
         match lock(&dir, false) {
             Ok(guard) => {
-                if format == meta::UPGRADABLE_VERSION {
-                    upgrade_from_7(&info)?;
+                if let Some(state_len) = meta::upgradable_state_len(format) {
+                    upgrade(&info, state_len)?;
                 }
                 recover(&info)?.0.sync_dirty()?;
                 drop(guard);
             }
-            Err(_) if format == meta::UPGRADABLE_VERSION => {
+            Err(_) if format != meta::FORMAT_VERSION => {
                 return Err(Error::FormatVersion {
                     found: format,
                     supported: meta::FORMAT_VERSION,
@@ -1104,6 +1138,7 @@ impl Engram {
                 info: info.clone(),
                 state: VersionState::default(),
                 files: Default::default(),
+                tables: Tables::default(),
                 nets: Default::default(),
             })),
             info,
@@ -1133,7 +1168,7 @@ impl Engram {
             }
             let mut cache = self.read_only_handles.lock();
             match open_files(&self.info, &state, false, Some(&cache)) {
-                Ok(handles) => {
+                Ok((handles, tables)) => {
                     cache.clear();
                     for h in handles.iter().flatten() {
                         let name = h.path().file_name().unwrap_or_default();
@@ -1141,7 +1176,7 @@ impl Engram {
                     }
                     let prev = self.current.read().clone();
                     let prev = prev.files.iter().any(Option::is_some).then_some(&*prev);
-                    let v = Arc::new(version(&self.info, state, &handles, prev)?);
+                    let v = Arc::new(version(&self.info, state, &handles, tables, prev)?);
                     self.caches.reset(state.txn);
                     *self.current.write() = v.clone();
                     return Ok(v);
@@ -1156,7 +1191,8 @@ impl Engram {
 
     fn publish(&self, w: &Writer, state: VersionState) -> Result<()> {
         let prev = self.current.read().clone();
-        *self.current.write() = Arc::new(version(&self.info, state, &w.handles, Some(&prev))?);
+        let v = version(&self.info, state, &w.handles, w.tables.clone(), Some(&prev))?;
+        *self.current.write() = Arc::new(v);
         // Other processes read the head; it is rebuilt by recovery, so a failed write here
         // only delays what they see and is not an error of the (already durable) commit.
         let _ = write_head(&w.dir, &state);
@@ -1236,7 +1272,7 @@ impl Engram {
         let number = w.next_file_number();
         let now = self.clock.now();
         let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now)?;
-        let handles = open_files(&self.info, &state, true, None).inspect_err(|_| {
+        let (handles, tables) = open_files(&self.info, &state, true, None).inspect_err(|_| {
             compact::remove_files(&self.info.dir, number);
         })?;
         file::write_durable(
@@ -1245,6 +1281,7 @@ impl Engram {
         )?;
         let old = w.files;
         w.handles = handles;
+        w.tables = tables;
         w.files = state.files;
         w.dirty = [false; FILES];
         w.lazy = [false; FILES];

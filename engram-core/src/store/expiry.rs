@@ -24,7 +24,7 @@ impl ExpiryQueue {
     /// Every stored episode of `v` that has a time to live.
     pub(crate) fn scan(v: &Version) -> Result<ExpiryQueue> {
         let mut entries = Vec::new();
-        for id in v.state.table_ids(Role::EpisodeTable) {
+        for id in v.table_ids(Role::EpisodeTable) {
             if v.episode_entry(id, ANY_TIME)?.is_some() {
                 let at = v.expires_at(id)?;
                 if at != table::NEVER {

@@ -11,12 +11,18 @@ pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 8;
-/// The older format a writer upgrades in place on open: its version state lacks the last
-/// two words (the tables' first ids), which are 0 in every such database.
-pub(crate) const UPGRADABLE_VERSION: u32 = 7;
-/// Bytes of the version state in a format-7 commit record.
-pub(crate) const V7_STATE_LEN: usize = 27 * 8;
+pub const FORMAT_VERSION: u32 = 9;
+
+/// Bytes of the version state in the commit records of an older format a writer upgrades
+/// in place on open, if it does. Each lacks this format's last words, all 0 in such a
+/// database: format 7 the tables' first ids and runs, format 8 their runs.
+pub(crate) fn upgradable_state_len(version: u32) -> Option<usize> {
+    match version {
+        7 => Some(27 * 8),
+        8 => Some(29 * 8),
+        _ => None,
+    }
+}
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
@@ -63,7 +69,7 @@ impl Manifest {
     }
 
     /// The manifest and the format version it states (this build's, or
-    /// [`UPGRADABLE_VERSION`]).
+    /// one [`upgradable_state_len`] knows).
     pub(crate) fn decode(dir: &Path, b: &[u8]) -> Result<(Self, u32)> {
         let not_ours = |reason: &str| Error::NotADatabase {
             path: dir.to_path_buf(),
@@ -73,7 +79,7 @@ impl Manifest {
             return Err(not_ours("MANIFEST has no engram magic"));
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION && version != UPGRADABLE_VERSION {
+        if version != FORMAT_VERSION && upgradable_state_len(version).is_none() {
             return Err(Error::FormatVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -207,6 +213,11 @@ pub(crate) struct VersionState {
     pub episode_table_from: u64,
     /// The same for concepts.
     pub concept_table_from: u64,
+    /// Runs of older ids the episode table still holds entries for, listed in the
+    /// directory at the start of its file (format version 9; see `store::tables`).
+    pub episode_table_runs: u64,
+    /// The same for concepts.
+    pub concept_table_runs: u64,
 }
 
 impl Default for VersionState {
@@ -232,14 +243,16 @@ impl Default for VersionState {
             heads_from: 0,
             episode_table_from: 0,
             concept_table_from: 0,
+            episode_table_runs: 0,
+            concept_table_runs: 0,
         }
     }
 }
 
-pub(crate) const STATE_LEN: usize = 29 * 8;
+pub(crate) const STATE_LEN: usize = 31 * 8;
 
 impl VersionState {
-    fn words(&self) -> [u64; 29] {
+    fn words(&self) -> [u64; 31] {
         let f = &self.files;
         [
             self.txn,
@@ -271,6 +284,8 @@ impl VersionState {
             self.heads_from,
             self.episode_table_from,
             self.concept_table_from,
+            self.episode_table_runs,
+            self.concept_table_runs,
         ]
     }
 
@@ -280,7 +295,7 @@ impl VersionState {
         }
     }
 
-    /// Decodes `b`, whose words past its end (format 7's missing two) read as 0.
+    /// Decodes `b`, whose words past its end (those older formats lack) read as 0.
     pub(crate) fn decode(b: &[u8]) -> Self {
         let w = |i: usize| {
             if (i + 1) * 8 <= b.len() {
@@ -321,6 +336,8 @@ impl VersionState {
             heads_from: w(26),
             episode_table_from: w(27),
             concept_table_from: w(28),
+            episode_table_runs: w(29),
+            concept_table_runs: w(30),
         }
     }
 }

@@ -18,6 +18,7 @@ mod recall;
 mod records;
 mod search;
 mod snapshot;
+mod tables;
 mod verify;
 mod write;
 

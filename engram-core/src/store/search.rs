@@ -445,14 +445,12 @@ impl ReadTxn {
         }
         let metric = v.info.manifest.metric;
         let kernel = Kernel::best_pair(); // pair-at-a-time scoring
-        let ids = v.state.table_ids(Role::ConceptTable);
-        let (from, n) = (ids.start, (ids.end - ids.start) as usize);
-        let top = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| -> Result<TopK> {
+        let ids: Vec<u64> = v.table_ids(Role::ConceptTable).collect();
+        let top = ids
+            .par_chunks(CHUNK)
+            .map(|chunk| -> Result<TopK> {
                 let mut top = TopK::new(k);
-                let chunk = (c * CHUNK) as u64..((c + 1) * CHUNK).min(n) as u64;
-                for id in chunk.start + from..chunk.end + from {
+                for &id in chunk {
                     if let Some(e) = v.concept_entry(id)? {
                         let rec = v.concept_at(id, e.slot)?;
                         let centroid = crate::store::records::native_f32(&rec.centroid);

@@ -15,6 +15,7 @@ use crate::store::records::{
     self, ArchivedConceptRecord, ArchivedEpisodeRecord, Int8Layout, NONE, SlotLayout,
     binding::Binding, table,
 };
+use crate::store::tables::Tables;
 
 /// The data files of one version, in [`Role`] order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,35 +100,13 @@ impl FileView {
     }
 }
 
-impl VersionState {
-    /// The ids whose entries `role`'s table (`EpisodeTable` or `ConceptTable`) holds.
-    pub(crate) fn table_ids(&self, role: Role) -> std::ops::Range<u64> {
-        match role {
-            Role::EpisodeTable => self.episode_table_from..self.episode_ids,
-            _ => self.concept_table_from..self.concept_ids,
-        }
-    }
-
-    /// Bytes of `role`'s table (`None` for a state whose first id is past its ids, which
-    /// only a damaged commit record can hold).
-    pub(crate) fn table_len(&self, role: Role) -> Option<u64> {
-        let ids = self.table_ids(role);
-        ids.end.checked_sub(ids.start)?.checked_mul(table::ENTRY)
-    }
-
-    /// Byte offset of `field` of node `id`'s entry, if its table holds one.
-    pub(crate) fn entry_offset(&self, role: Role, id: u64, field: u64) -> Option<u64> {
-        let ids = self.table_ids(role);
-        ids.contains(&id)
-            .then(|| (id - ids.start) * table::ENTRY + field)
-    }
-}
-
 /// One committed version of the database.
 pub(crate) struct Version {
     pub info: Arc<DbInfo>,
     pub state: VersionState,
     pub files: [Option<FileView>; FILES],
+    /// Where the node tables hold each id's entry.
+    pub tables: Tables,
     /// The network catalog as of this version (shared until a commit changes it).
     pub nets: Arc<crate::store::network::NetCatalog>,
 }
@@ -155,10 +134,20 @@ impl Version {
         Ok(&self.file(role)?.map)
     }
 
+    /// Byte offset of `field` of node `id`'s entry in `role`'s table, if it holds one.
+    pub(crate) fn entry_offset(&self, role: Role, id: u64, field: u64) -> Option<u64> {
+        self.tables.entry_offset(&self.state, role, id, field)
+    }
+
+    /// The ids `role`'s table holds entries for, ascending.
+    pub(crate) fn table_ids(&self, role: Role) -> impl Iterator<Item = u64> + '_ {
+        self.tables.ids(&self.state, role)
+    }
+
     /// Node `id`'s entry; that of a node compaction dropped (no slot, no bindings) for an id
-    /// below the table's first.
+    /// the table no longer holds.
     pub(crate) fn entry(&self, role: Role, id: u64) -> Result<Entry> {
-        let Some(base) = self.state.entry_offset(role, id, 0) else {
+        let Some(base) = self.entry_offset(role, id, 0) else {
             return Ok(Entry {
                 slot: NONE,
                 deleted_txn: 0,
@@ -182,7 +171,6 @@ impl Version {
     pub(crate) fn table_word(&self, role: Role, id: u64, field: u64) -> Result<u64> {
         let map = self.map(role)?;
         let off = self
-            .state
             .entry_offset(role, id, field)
             .ok_or_else(|| Error::corrupt(map.path(), 0, format!("no table entry for id {id}")))?;
         Ok(map.atomic_u64(off)?.load(Ordering::Acquire))
@@ -589,7 +577,7 @@ impl ReadTxn {
             cons.prefetch(id * stride, PREFETCH.min(stride));
             // An entry past the table's read-ahead part may be on disk, and so may a record
             // this map has not checked yet: its read starts now, beside the entry's.
-            let entry_at = self.v.state.entry_offset(Role::ConceptTable, id, 0);
+            let entry_at = self.v.entry_offset(Role::ConceptTable, id, 0);
             if entry_at.is_some_and(|at| at >= table::READ_AHEAD) && !cons.is_verified(id) {
                 cons.start_reading(id * stride, stride);
             }
@@ -743,7 +731,7 @@ impl ReadTxn {
     pub fn episode_ids(&self) -> Result<Vec<u64>> {
         // The count sizes the vector only up to a bound: it comes from a file.
         let mut ids = Vec::with_capacity(self.v.state.live_episodes.min(1 << 20) as usize);
-        for id in self.v.state.table_ids(Role::EpisodeTable) {
+        for id in self.v.table_ids(Role::EpisodeTable) {
             if self.v.episode_entry(id, self.now)?.is_some() {
                 ids.push(id);
             }
@@ -754,7 +742,7 @@ impl ReadTxn {
     /// Ids of all live concepts, ascending.
     pub fn concept_ids(&self) -> Result<Vec<u64>> {
         let mut ids = Vec::new();
-        for id in self.v.state.table_ids(Role::ConceptTable) {
+        for id in self.v.table_ids(Role::ConceptTable) {
             if self.v.concept_entry(id)?.is_some() {
                 ids.push(id);
             }

@@ -80,12 +80,12 @@ impl ReadTxn {
                 v.file(role)
                     .map(|f| f.map.path().to_path_buf())
                     .unwrap_or_default(),
-                v.state.entry_offset(role, id, 0).unwrap_or(0),
+                v.entry_offset(role, id, 0).unwrap_or(0),
                 what.to_string(),
             )
         };
         let mut by_episode = 0u64;
-        for id in v.state.table_ids(Role::EpisodeTable) {
+        for id in v.table_ids(Role::EpisodeTable) {
             let Some(ep) = self.episode(id)? else {
                 continue;
             };
@@ -112,7 +112,7 @@ impl ReadTxn {
             }
             by_episode += list.len() as u64;
         }
-        for id in v.state.table_ids(Role::ConceptTable) {
+        for id in v.table_ids(Role::ConceptTable) {
             let Some(c) = self.concept(id)? else { continue };
             c.label()?;
             r.blobs += 1;

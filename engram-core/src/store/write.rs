@@ -248,7 +248,11 @@ impl<'db> WriteTxn<'db> {
         let ep_stride = base.info.episode_layout.stride as u64;
         let con_stride = base.info.concept_layout.stride as u64;
         // Published versions passed the open's consistency check: their tables' lengths exist.
-        let table_end = |role| s.table_len(role).expect("consistent published state");
+        let table_end = |role| {
+            base.tables
+                .len(&s, role)
+                .expect("consistent published state")
+        };
         WriteTxn {
             db,
             w,
