@@ -707,9 +707,20 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
     );
     assert_eq!(snap.concept_fan_count(concepts[3]).unwrap(), 1);
     drop(snap);
-    // A second compaction over tables with runs, and a backup of them.
+    // A second compaction over tables with runs, and a backup of them; a read-only handle
+    // follows both (a new table file's directory read, an old one's kept).
+    let ro = Engram::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..clock.opts.clone()
+        },
+    )
+    .unwrap();
+    check(&ro, 3);
     db.compact().unwrap();
     check(&db, 3);
+    check(&ro, 3);
     let copy = tempfile::tempdir().unwrap();
     db.backup(copy.path()).unwrap();
     check(&clock.open(copy.path()), 3);
@@ -718,7 +729,10 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
     let next = tx.insert_episode(&input(5, &V, None)).unwrap();
     assert_eq!(next, tail + 1, "ids go on from the last assigned");
     tx.commit().unwrap();
-    drop(db);
+    let snap = ro.begin_read().unwrap();
+    assert!(snap.episode(pinned[3]).unwrap().is_none());
+    assert!(snap.episode(next).unwrap().is_some());
+    drop((snap, ro, db));
     let db = clock.open(dir.path());
     let snap = db.begin_read().unwrap();
     assert!(snap.episode(pinned[3]).unwrap().is_none());

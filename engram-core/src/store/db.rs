@@ -675,13 +675,15 @@ fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
     })
 }
 
-/// Opens the files of `state`, reads the node tables' directories, and checks the files
-/// hold the committed lengths.
+/// Opens the files of `state`, reads the node tables' directories (or takes those of
+/// `known`, a version reading the same table files), and checks the files hold the
+/// committed lengths.
 fn open_files(
     info: &DbInfo,
     state: &VersionState,
     writable: bool,
     cache: Option<&HashMap<String, Arc<FileHandle>>>,
+    known: Option<&Version>,
 ) -> Result<([Option<Arc<FileHandle>>; FILES], Tables)> {
     let mut handles: [Option<Arc<FileHandle>>; FILES] = Default::default();
     let mut tables = Tables::default();
@@ -704,14 +706,36 @@ fn open_files(
             Some(h) => h.clone(),
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
+        // A table file's directory never changes: a version reading the same file has it.
+        let same = |v: &VersionState| {
+            let s = state;
+            v.files.all()[role as usize].0 == number
+                && (v.episode_table_runs, v.episode_table_from)
+                    == (s.episode_table_runs, s.episode_table_from)
+                && (v.concept_table_runs, v.concept_table_from)
+                    == (s.concept_table_runs, s.concept_table_from)
+        };
+        let known = known.filter(|v| same(&v.state)).map(|v| &v.tables);
         match role {
             Role::EpisodeTable => {
-                tables.episodes =
-                    TableIndex::read(&handle, state.episode_table_runs, state.episode_table_from)?
+                tables.episodes = match known {
+                    Some(t) => t.episodes.clone(),
+                    None => TableIndex::read(
+                        &handle,
+                        state.episode_table_runs,
+                        state.episode_table_from,
+                    )?,
+                }
             }
             Role::ConceptTable => {
-                tables.concepts =
-                    TableIndex::read(&handle, state.concept_table_runs, state.concept_table_from)?
+                tables.concepts = match known {
+                    Some(t) => t.concepts.clone(),
+                    None => TableIndex::read(
+                        &handle,
+                        state.concept_table_runs,
+                        state.concept_table_from,
+                    )?,
+                }
             }
             _ => {}
         }
@@ -803,7 +827,7 @@ fn newest_commit_with(dir: &Path, state_len: usize) -> Result<(VersionState, Vec
 fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     let dir = &info.dir;
     let (state, ops) = newest_commit(dir)?;
-    let (handles, tables) = open_files(info, &state, true, None).map_err(|e| match e {
+    let (handles, tables) = open_files(info, &state, true, None, None).map_err(|e| match e {
         Error::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::corrupt(path, 0, "data file named by the last commit is missing")
         }
@@ -973,7 +997,7 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
 fn upgrade(info: &Arc<DbInfo>, state_len: usize) -> Result<()> {
     let dir = &info.dir;
     let (state, ops) = newest_commit_with(dir, state_len)?;
-    let (handles, tables) = open_files(info, &state, true, None)?;
+    let (handles, tables) = open_files(info, &state, true, None, None)?;
     apply(&handles, &tables, &state, &ops)?;
     derive_heads(&handles, &tables, &state)?;
     for h in handles.iter().flatten() {
@@ -1167,7 +1191,8 @@ impl Engram {
                 return Ok(cur);
             }
             let mut cache = self.read_only_handles.lock();
-            match open_files(&self.info, &state, false, Some(&cache)) {
+            let known = cur.files.iter().any(Option::is_some).then_some(&*cur);
+            match open_files(&self.info, &state, false, Some(&cache), known) {
                 Ok((handles, tables)) => {
                     cache.clear();
                     for h in handles.iter().flatten() {
@@ -1272,9 +1297,10 @@ impl Engram {
         let number = w.next_file_number();
         let now = self.clock.now();
         let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now)?;
-        let (handles, tables) = open_files(&self.info, &state, true, None).inspect_err(|_| {
-            compact::remove_files(&self.info.dir, number);
-        })?;
+        let (handles, tables) =
+            open_files(&self.info, &state, true, None, None).inspect_err(|_| {
+                compact::remove_files(&self.info.dir, number);
+            })?;
         file::write_durable(
             &self.info.dir.join(meta::commit_file(state.txn)),
             &meta::encode_commit(&state, &[]),
