@@ -268,3 +268,64 @@ fn verify_checks_what_reads_never_touch() {
         assert!(matches!(err, Error::Corruption { .. }), "{ext}: {err}");
     }
 }
+
+/// A node table's directory of id runs (format 9) is checked at open: a flip in any of its
+/// runs or its checksum is `Corruption`, as is a table file cut inside it; its padding is
+/// never read.
+#[test]
+fn a_damaged_table_directory_is_refused_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let db = Engram::open(&good, opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let ids: Vec<u64> = (0..30u64)
+        .map(|i| {
+            let v: Vec<f32> = (0..DIM).map(|d| (i + d as u64) as f32).collect();
+            tx.insert_episode(&EpisodeInput {
+                agent: 0,
+                timestamp: 0,
+                embedding: &v,
+                payload: b"p",
+                key: None,
+            })
+            .unwrap()
+        })
+        .collect();
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for &id in &ids[1..20] {
+        tx.delete_episode(id).unwrap();
+    }
+    tx.commit().unwrap();
+    db.compact().unwrap(); // episode 0 is a run of its own, 20.. the tail
+    drop(db);
+    let expected = read_all(&good).unwrap();
+    let table = files(&good)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|x| x == "etab"))
+        .unwrap();
+    let name = table.file_name().unwrap().to_owned();
+    let bytes = std::fs::read(&table).unwrap();
+    assert_eq!(bytes.len(), 64 + 11 * 48, "a 64-byte directory, 11 entries");
+    for off in 0..64 {
+        let case = tmp.path().join(format!("flip-{off}"));
+        copy_dir(&good, &case);
+        let mut b = bytes.clone();
+        b[off] ^= 0x5a;
+        std::fs::write(case.join(&name), &b).unwrap();
+        let outcome = read_all(&case);
+        if off < 16 + 4 {
+            assert!(
+                matches!(outcome, Err(Error::Corruption { .. })),
+                "byte {off}: {outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome.unwrap(), expected, "padding byte {off}");
+        }
+        std::fs::remove_dir_all(&case).unwrap();
+    }
+    let case = tmp.path().join("cut");
+    copy_dir(&good, &case);
+    std::fs::write(case.join(&name), &bytes[..12]).unwrap();
+    assert!(matches!(read_all(&case), Err(Error::Corruption { .. })));
+}
