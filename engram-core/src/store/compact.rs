@@ -113,16 +113,14 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
-    // Every entry the old tables hold, in order (so an old entry's index is its place
-    // here); the new tables keep those of the nodes still stored (`tables::plan`).
+    // The new entries of the nodes still stored, ascending by id (memory follows what is
+    // stored, not the ids ever assigned); `write_table` lays them out.
     let mut etab: Vec<(u64, table::Words)> =
         Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
     let mut next_expiry = table::NEVER;
     for id in v.table_ids(Role::EpisodeTable) {
+        // Deleted before, or expired now: either way gone from this version on.
         let Some(e) = v.episode_entry(id, now)? else {
-            // Deleted before, or expired now: either way gone from this version on.
-            let deleted_txn = v.entry(Role::EpisodeTable, id)?.deleted_txn;
-            etab.push((id, gone(deleted_txn, txn)));
             continue;
         };
         let expires_at = v.expires_at(id)?;
@@ -175,8 +173,6 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
     for id in v.table_ids(Role::ConceptTable) {
         let Some(e) = v.concept_entry(id)? else {
-            let deleted_txn = v.entry(Role::ConceptTable, id)?.deleted_txn;
-            ctab.push((id, gone(deleted_txn, txn)));
             continue;
         };
         let rec = v.concept_at(id, e.slot)?;
@@ -202,25 +198,17 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     // Re-link the lists in the original append order so each stays newest first.
     bindings.sort_unstable_by_key(|(at, _)| *at);
     let mut bnd = Sink::create(dir, number, "bnd")?;
-    let at = |role, id| v.tables.index(&s, role, id).map(|i| i as usize);
+    let at = |t: &[(u64, table::Words)], id| t.binary_search_by_key(&id, |e| e.0).ok();
     for (i, (_, b)) in bindings.iter().enumerate() {
-        let (Some((_, ep)), Some((_, con))) = (
-            at(Role::EpisodeTable, b.episode).and_then(|i| etab.get_mut(i)),
-            at(Role::ConceptTable, b.concept).and_then(|i| ctab.get_mut(i)),
-        ) else {
-            return Err(Error::corrupt(
-                &bnd.path,
-                i as u64,
-                "binding to an unknown node",
-            ));
-        };
-        if con.slot == NONE {
+        // Walked from a stored episode, so only its concept can be missing.
+        let (Some(e), Some(c)) = (at(&etab, b.episode), at(&ctab, b.concept)) else {
             return Err(Error::corrupt(
                 &bnd.path,
                 i as u64,
                 "live binding to a dead concept",
             ));
-        }
+        };
+        let (ep, con) = (&mut etab[e].1, &mut ctab[c].1);
         let rec = Binding {
             next_by_episode: ep.bind_head,
             next_by_concept: con.bind_head,
@@ -260,12 +248,9 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         heap_len: heap.len,
         key_cells,
         key_count: keys.len() as u64,
-        live_episodes: etab.iter().filter(|(_, e)| e.slot != NONE).count() as u64,
+        live_episodes: etab.len() as u64,
         live_concepts: s.live_concepts,
-        empty_concepts: ctab
-            .iter()
-            .filter(|(_, e)| e.slot != NONE && e.bind_head == NONE)
-            .count() as u64,
+        empty_concepts: ctab.iter().filter(|(_, e)| e.bind_head == NONE).count() as u64,
         live_bindings: bindings.len() as u64,
         // Every head is written into the fresh tables, which are synced before the commit.
         heads_from: bindings.len() as u64,
@@ -299,48 +284,34 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     Ok(state)
 }
 
-/// The entry of a node no longer stored, deleted by txn `deleted_txn` (0: it expired, or
-/// its id had no entry left, and is gone as of the compaction's txn `txn`).
-fn gone(deleted_txn: u64, txn: u64) -> table::Words {
-    table::Words {
-        deleted_txn: if deleted_txn == 0 {
-            txn.max(1)
-        } else {
-            deleted_txn
-        },
-        ..table::Words::new(NONE, NONE, table::NEVER)
-    }
-}
-
-/// Writes table `kind` holding the entries of the stored nodes among `entries` (every entry
-/// of the old table, ascending by id; a node is stored if it has a slot) out of `ids`
-/// assigned, laid out as [`tables::plan`] says, and returns its tail's first id and its
-/// number of runs. Ids inside a run or the tail that are not stored get a dead entry.
+/// Writes table `kind` holding `stored` (the entries of the nodes still stored, ascending
+/// by id) out of `ids` assigned, laid out as [`tables::plan`] says, and returns its tail's
+/// first id and its number of runs. The other ids of a run or the tail get the entry of a
+/// node gone as of the compaction's txn `txn`.
 fn write_table(
     dir: &Path,
     number: u64,
     kind: &str,
-    entries: &[(u64, table::Words)],
+    stored: &[(u64, table::Words)],
     ids: u64,
     txn: u64,
 ) -> Result<(u64, u64)> {
-    let stored = entries
-        .iter()
-        .filter(|(_, e)| e.slot != NONE)
-        .map(|(id, _)| *id);
-    let (runs, from) = tables::plan(stored, ids);
+    let (runs, from) = tables::plan(stored.iter().map(|e| e.0), ids);
+    let gone = table::Words {
+        deleted_txn: txn.max(1),
+        ..table::Words::new(NONE, NONE, table::NEVER)
+    };
     let mut t = Sink::create(dir, number, kind)?;
     t.write(&tables::encode_directory(&runs))?;
-    let mut old = entries.iter().peekable();
+    let mut stored = stored.iter().peekable();
     for id in runs
         .iter()
         .flat_map(|&(first, n)| first..first + n)
         .chain(from..ids)
     {
-        while old.next_if(|(i, _)| *i < id).is_some() {}
-        let e = match old.peek() {
-            Some(&&(i, e)) if i == id => e,
-            _ => gone(0, txn),
+        let e = match stored.next_if(|e| e.0 == id) {
+            Some(&(_, e)) => e,
+            None => gone,
         };
         t.write(&e.encode())?;
     }
