@@ -54,6 +54,16 @@ fn input<'a>(agent: u64, v: &'a [f32], key: Option<&'a [u8]>) -> EpisodeInput<'a
 
 const V: [f32; DIM] = [1.0, 0.5, 0.25, 0.0];
 
+/// Bytes of the directory's files of kind `kind` (`etab`, `ctab`).
+fn table_bytes(dir: &std::path::Path, kind: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == kind))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
 /// Every read path's answer about `id` in one snapshot: get, by key, exact search, int8
 /// search, recall, the concept's bindings, the id listing, the binding's strength (cached
 /// after its first read) and the episode's fan count.
@@ -486,14 +496,7 @@ fn compaction_drops_the_table_entries_of_forgotten_leading_ids() {
     tx.delete_concept(first).unwrap();
     tx.commit().unwrap(); // reaps the 20
     db.compact().unwrap();
-    let table_bytes = |kind: &str| -> u64 {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == kind))
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum()
-    };
+    let table_bytes = |kind| table_bytes(dir.path(), kind);
     assert_eq!(
         table_bytes("etab"),
         10 * 48,
@@ -623,14 +626,7 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
         t
     };
     db.compact().unwrap();
-    let table_bytes = |kind: &str| -> u64 {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == kind))
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum()
-    };
+    let table_bytes = |kind| table_bytes(dir.path(), kind);
     // The 4 pinned episodes are 4 runs (a 4 × 16-byte directory and its checksum, padded
     // to 128 bytes) with an entry each, then the tail's one entry: not 4,005 entries.
     assert_eq!(table_bytes("etab"), 128 + 5 * 48);

@@ -706,38 +706,17 @@ fn open_files(
             Some(h) => h.clone(),
             None => FileHandle::open(&info.dir.join(&name), writable, false)?,
         };
-        // A table file's directory never changes: a version reading the same file has it.
-        let same = |v: &VersionState| {
-            let s = state;
-            v.files.all()[role as usize].0 == number
-                && (v.episode_table_runs, v.episode_table_from)
-                    == (s.episode_table_runs, s.episode_table_from)
-                && (v.concept_table_runs, v.concept_table_from)
-                    == (s.concept_table_runs, s.concept_table_from)
-        };
-        let known = known.filter(|v| same(&v.state)).map(|v| &v.tables);
-        match role {
-            Role::EpisodeTable => {
-                tables.episodes = match known {
-                    Some(t) => t.episodes.clone(),
-                    None => TableIndex::read(
-                        &handle,
-                        state.episode_table_runs,
-                        state.episode_table_from,
-                    )?,
-                }
-            }
-            Role::ConceptTable => {
-                tables.concepts = match known {
-                    Some(t) => t.concepts.clone(),
-                    None => TableIndex::read(
-                        &handle,
-                        state.concept_table_runs,
-                        state.concept_table_from,
-                    )?,
-                }
-            }
-            _ => {}
+        if let Some(t) = tables.of_mut(role) {
+            // A table file's directory never changes: a version reading the same file has it.
+            let (runs, from) = Tables::directory(state, role);
+            let same = |v: &&Version| {
+                v.state.files.all()[role as usize].0 == number
+                    && Tables::directory(&v.state, role) == (runs, from)
+            };
+            *t = match known.filter(same) {
+                Some(v) => v.tables.of(role).clone(),
+                None => TableIndex::read(&handle, runs, from)?,
+            };
         }
         let needed = committed_len(info, &tables, state, role).ok_or_else(impossible)?;
         let map = handle.covering(needed)?;

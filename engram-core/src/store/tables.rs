@@ -179,10 +179,27 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    fn of(&self, role: Role) -> &TableIndex {
+    pub(crate) fn of(&self, role: Role) -> &TableIndex {
         match role {
             Role::EpisodeTable => &self.episodes,
             _ => &self.concepts,
+        }
+    }
+
+    /// `role`'s directory, if `role` is a node table.
+    pub(crate) fn of_mut(&mut self, role: Role) -> Option<&mut TableIndex> {
+        match role {
+            Role::EpisodeTable => Some(&mut self.episodes),
+            Role::ConceptTable => Some(&mut self.concepts),
+            _ => None,
+        }
+    }
+
+    /// What `s` says of `role`'s directory: its runs, and the first id of the tail.
+    pub(crate) fn directory(s: &VersionState, role: Role) -> (u64, u64) {
+        match role {
+            Role::EpisodeTable => (s.episode_table_runs, s.episode_table_from),
+            _ => (s.concept_table_runs, s.concept_table_from),
         }
     }
 
