@@ -45,8 +45,8 @@ pub(crate) struct TableIndex {
     below_tail: u64,
 }
 
-/// Bytes of a directory of `runs` runs: 16 each, then their crc32c, zero-padded to 64 (an
-/// entry's words never straddle a cache line); none at all for no runs.
+/// Bytes of a directory of `runs` runs: 16 each, then their crc32c, zero-padded to 64 (the
+/// entries keep the cache-line offsets they have with no directory); none for no runs.
 pub(crate) fn directory_len(runs: u64) -> Option<u64> {
     match runs {
         0 => Some(0),
