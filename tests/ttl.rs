@@ -586,13 +586,15 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
             })
             .unwrap(),
         );
-        let gone_concept = tx
-            .insert_concept(&ConceptInput {
-                centroid: &V,
-                label: "gone",
-            })
-            .unwrap();
-        tx.delete_concept(gone_concept).unwrap();
+        for _ in 0..4 {
+            let gone = tx
+                .insert_concept(&ConceptInput {
+                    centroid: &V,
+                    label: "gone",
+                })
+                .unwrap();
+            tx.delete_concept(gone).unwrap();
+        }
         for i in 0..1_000u32 {
             let e = if i % 2 == 0 {
                 tx.insert_episode_with_ttl(&input(2, &V, None), Ttl::After(2))
@@ -630,11 +632,8 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
     // The 4 pinned episodes are 4 runs (a 4 × 16-byte directory and its checksum, padded
     // to 128 bytes) with an entry each, then the tail's one entry: not 4,005 entries.
     assert_eq!(table_bytes("etab"), 128 + 5 * 48);
-    assert!(
-        table_bytes("ctab") <= 64 + 8 * 48,
-        "{}",
-        table_bytes("ctab")
-    );
+    // Each kept concept is followed by 4 deleted ones: 4 runs of one, an empty tail.
+    assert_eq!(table_bytes("ctab"), 128 + 4 * 48);
 
     let check = |db: &Engram, expect_fan: usize| {
         let snap = db.begin_read().unwrap();
@@ -666,9 +665,22 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
         snap.verify().unwrap();
     };
     check(&db, 4);
-    // Writes naming ids in the runs: an unbind (a redo op on the binding), a delete and a
-    // persisted access (redo ops on run entries), a bind (a head stamp).
+    // Writes naming ids in the runs: an unbind (a redo op on the binding), a delete, a
+    // concept's new version and a persisted access (redo ops on run entries), a bind (a
+    // head stamp).
+    let moved = [0.0, 1.0, 0.0, 0.0];
+    assert_eq!(
+        db.begin_read()
+            .unwrap()
+            .lookup_concept(concepts[1])
+            .unwrap()
+            .unwrap()
+            .centroid(),
+        V
+    );
     let mut tx = db.begin_write().unwrap();
+    tx.update_concept(concepts[1], &moved, Some("moved"))
+        .unwrap();
     tx.unbind(pinned[1], concepts[0]).unwrap();
     tx.bind(pinned[2], concepts[3], 0.25).unwrap();
     assert!(matches!(
@@ -693,6 +705,8 @@ fn compaction_keeps_only_the_table_entries_of_stored_ids_among_forgotten_ones() 
     let db = clock.open(dir.path());
     check(&db, 3);
     let snap = db.begin_read().unwrap();
+    let c = snap.lookup_concept(concepts[1]).unwrap().unwrap();
+    assert_eq!((c.centroid(), c.label()), (&moved[..], "moved"));
     assert!(
         snap.episode(pinned[0])
             .unwrap()
