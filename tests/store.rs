@@ -649,7 +649,11 @@ fn reopening_removes_only_our_unnamed_files() {
 /// against the format-7 and format-8 builds: each verifies and reads such a directory.)
 fn downgrade(dir: &std::path::Path, version: u32) {
     const STATE: usize = 31 * 8;
-    let old_state = if version == 7 { 27 * 8 } else { 29 * 8 };
+    let old_state = match version {
+        7 => 27 * 8,
+        8 => 29 * 8,
+        _ => STATE,
+    };
     let crc = |b: &[u8]| crc32c::crc32c(b).to_le_bytes();
     for name in ["commit.0", "commit.1"] {
         let path = dir.join(name);
@@ -662,7 +666,7 @@ fn downgrade(dir: &std::path::Path, version: u32) {
             b[16 + old_state..16 + STATE].iter().all(|&x| x == 0),
             "tables trimmed"
         );
-        let mut out = b[..4].to_vec();
+        let mut out = b"EGCR".to_vec();
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&((body - (STATE - old_state)) as u64).to_le_bytes());
         out.extend_from_slice(&b[16..16 + old_state]);
@@ -682,6 +686,25 @@ fn downgrade(dir: &std::path::Path, version: u32) {
         out[slot * 256..slot * 256 + old.len()].copy_from_slice(&old);
     }
     std::fs::write(dir.join("head"), out).unwrap();
+    // Binding records of formats 7 to 9: 64 bytes, with a created_txn word (0 here: this
+    // build never reads it) and a reserved one.
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "bnd") {
+            let new = std::fs::read(&path).unwrap();
+            let mut old = Vec::new();
+            for r in new.chunks_exact(48) {
+                let mut o = [0u8; 64];
+                o[0..16].copy_from_slice(&r[0..16]);
+                o[24..44].copy_from_slice(&r[16..36]);
+                let c = crc(&o[..44]);
+                o[44..48].copy_from_slice(&c);
+                o[48..56].copy_from_slice(&r[40..48]);
+                old.extend_from_slice(&o);
+            }
+            std::fs::write(&path, old).unwrap();
+        }
+    }
     let mut m = std::fs::read(dir.join("MANIFEST")).unwrap();
     m[8..12].copy_from_slice(&version.to_le_bytes());
     let c = crc(&m[..508]);
@@ -694,13 +717,14 @@ fn format_of(dir: &std::path::Path) -> u32 {
     u32::from_le_bytes(m[8..12].try_into().unwrap())
 }
 
-/// A format-7 or format-8 directory opens: upgraded in place (by a writer, or by a
+/// A directory of format 7, 8 or 9 opens: upgraded in place (by a writer, or by a
 /// read-only opener with no writer alive), every record read back, and again after a crash
-/// in the middle of the upgrade (the new record written, the MANIFEST not yet). Beside a
-/// live writer, which only an older build could be, a read-only opener refuses it.
+/// in the middle of the upgrade (the new record, head and binding file written, the
+/// MANIFEST not yet). Beside a live writer, which only an older build could be, a
+/// read-only opener refuses it.
 #[test]
 fn older_format_directories_are_upgraded_in_place() {
-    for version in [7, 8] {
+    for version in [7, 8, 9] {
         upgrade_in_place(version);
     }
 }
@@ -728,6 +752,9 @@ fn upgrade_in_place(version: u32) {
         .collect();
     tx.commit().unwrap();
     let mut tx = db.begin_write().unwrap();
+    tx.unbind(ids[1], c).unwrap(); // a stamp the rewritten binding file must keep
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
     tx.delete_episode(ids[0]).unwrap(); // redone by the upgrade's recovery
     tx.commit().unwrap();
     drop(db);
@@ -745,7 +772,9 @@ fn upgrade_in_place(version: u32) {
         let snap = db.begin_read().unwrap();
         assert_eq!(snap.episode_ids().unwrap(), ids[1..]);
         assert_eq!(snap.episode_by_key(&[7]).unwrap().unwrap().id(), ids[7]);
-        assert_eq!(snap.concept_fan_count(c).unwrap(), 19);
+        assert_eq!(snap.concept_fan_count(c).unwrap(), 18);
+        assert_eq!(snap.binding_strength(ids[1], c).unwrap(), None);
+        assert_eq!(snap.binding_strength(ids[2], c).unwrap(), Some(0.5));
         snap.verify().unwrap();
         db
     };
@@ -760,6 +789,24 @@ fn upgrade_in_place(version: u32) {
     };
     let (read_only, interrupted, beside_writer) = (copy("ro"), copy("cut"), copy("locked"));
     let upgraded = copy("upgraded");
+    // A damaged old binding record stops the upgrade with an error naming it, and leaves
+    // the old directory as it was.
+    let damaged = copy("damaged");
+    let old_bnd = std::fs::read_dir(&damaged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bnd"))
+        .unwrap();
+    let mut b = std::fs::read(&old_bnd).unwrap();
+    b[64 * 5 + 3] ^= 0x10;
+    std::fs::write(&old_bnd, &b).unwrap();
+    let r = Engram::open(&damaged, opts());
+    assert!(
+        matches!(&r, Err(Error::Corruption { file, offset, .. }) if *file == old_bnd && *offset == 64 * 5),
+        "{:?}",
+        r.err()
+    );
+    assert_eq!(format_of(&damaged), version);
     // A writer upgrades, and writes on.
     let db = check(&old, false);
     let mut tx = db.begin_write().unwrap();
@@ -776,12 +823,32 @@ fn upgrade_in_place(version: u32) {
         20
     );
     check(&read_only, true);
-    // Interrupted before the MANIFEST: the new format's record of the upgrade (txn 3,
-    // slot 1) beside the old directory.
+    // Interrupted before the MANIFEST: the new format's record of the upgrade (txn 4,
+    // slot 0), its head and its binding file beside the old directory.
     drop(check(&upgraded, false));
-    std::fs::copy(upgraded.join("commit.1"), interrupted.join("commit.1")).unwrap();
+    let bnd = |d: &std::path::Path| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".bnd"))
+            .collect();
+        v.sort();
+        v
+    };
+    let (old_bnd, new_bnd) = (bnd(&interrupted), bnd(&upgraded));
+    assert_ne!(old_bnd, new_bnd, "the upgrade rewrites the binding file");
+    let mut written = new_bnd.clone();
+    written.extend(["commit.0".into(), "head".into()]);
+    for name in written {
+        std::fs::copy(upgraded.join(&name), interrupted.join(&name)).unwrap();
+    }
     assert_eq!(format_of(&interrupted), version);
     check(&interrupted, false);
+    assert_eq!(
+        bnd(&interrupted),
+        new_bnd,
+        "the old binding file is removed"
+    );
     let lock = std::fs::File::open(beside_writer.join("LOCK")).unwrap();
     lock.lock().unwrap();
     let r = Engram::open(

@@ -20,7 +20,7 @@ use super::{COMMIT, dir_bytes, insert_padded, insert_record, median, settle, war
 /// Episodes per concept: the concepts an agent's clustering would form.
 const PER_CONCEPT: usize = 100;
 /// Interleaved ingests of both engines (fresh directories each), per workload: five, as
-/// three left the same engine's 64-byte floor anywhere from 0.2 to 7.9 %.
+/// three left the same engine's bytes floor anywhere from 0.2 to 7.9 %.
 const RUNS: usize = 5;
 /// Interleaved rounds of lookups and searches.
 const ROUNDS: usize = 16;
@@ -39,13 +39,12 @@ enum Workload {
     Same,
     /// The dual engine, binding every episode to one of `n / 100` concepts it stores first.
     Bind,
-    /// Another episodes-only engine, each payload 64 bytes longer: a binding record's bytes
+    /// Another episodes-only engine, each payload a binding record longer: its bytes
     /// through the same write path, the floor of what binding can cost.
     Padded,
 }
 
-/// Bytes of one binding record.
-const BINDING_BYTES: usize = 64;
+const BINDING_BYTES: usize = engram_core::BINDING_RECORD_BYTES as usize;
 
 /// Which engine goes first in step `i`.
 fn order(i: usize) -> [usize; 2] {
@@ -312,7 +311,7 @@ pub fn dual_job(
         "  of which storing concepts", "", ""
     );
     ingest_line(
-        "  floor: +64 B payload (ep/s)",
+        &format!("  floor: +{BINDING_BYTES} B payload (ep/s)"),
         &padded,
         bytes_floor,
         commit_extra[1],

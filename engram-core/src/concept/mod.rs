@@ -166,9 +166,11 @@ impl Caches {
         self.strengths.get(&pair, snapshot)
     }
 
-    pub(crate) fn fill_strength(&self, pair: (u64, u64), strength: f32, from: u64, snapshot: u64) {
+    /// A record does not say which commit wrote it, so the entry is valid from `snapshot`
+    /// on: older snapshots miss rather than risk a binding they do not see.
+    pub(crate) fn fill_strength(&self, pair: (u64, u64), strength: f32, snapshot: u64) {
         self.strengths
-            .insert(pair, strength, from, snapshot, &self.committing, 48);
+            .insert(pair, strength, snapshot, snapshot, &self.committing, 48);
     }
 
     pub(crate) fn fan(&self, node: Node, id: u64, snapshot: u64) -> Option<u64> {

@@ -15,10 +15,11 @@ use crate::store::access::AccessLog;
 use crate::store::clock::Clock;
 use crate::store::compact;
 use crate::store::expiry::ExpiryQueue;
+use crate::store::fault::{self, IoOp};
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
-    self, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest, Metric, Op,
-    VersionState,
+    self, CommitLayout, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest,
+    Metric, Op, VersionState,
 };
 use crate::store::network;
 use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
@@ -779,11 +780,11 @@ fn version(
 }
 
 fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
-    newest_commit_with(dir, meta::STATE_LEN)
+    newest_commit_with(dir, meta::COMMIT)
 }
 
-/// The newest commit record whose version state is `state_len` bytes long.
-fn newest_commit_with(dir: &Path, state_len: usize) -> Result<(VersionState, Vec<Op>)> {
+/// The newest commit record of `layout`.
+fn newest_commit_with(dir: &Path, layout: CommitLayout) -> Result<(VersionState, Vec<Op>)> {
     let mut best: Option<(VersionState, Vec<Op>)> = None;
     for txn in 0..2 {
         let path = dir.join(meta::commit_file(txn));
@@ -792,7 +793,7 @@ fn newest_commit_with(dir: &Path, state_len: usize) -> Result<(VersionState, Vec
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("read", path, e)),
         };
-        if let Some(c) = meta::decode_commit(&bytes, state_len)
+        if let Some(c) = meta::decode_commit(&bytes, layout)
             && best.as_ref().is_none_or(|b| c.0.txn > b.0.txn)
         {
             best = Some(c);
@@ -964,18 +965,29 @@ fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
     install_commit(dir, &state, manifest)
 }
 
-/// Rewrites a directory of an older format (one [`meta::upgradable_state_len`] knows) as
-/// this format in place: they differ only in the version state's last words, 0 in every
-/// such database. The newest old commit is recovered as usual (ops redone, heads
-/// re-derived, files synced), then its state is committed again at the next txn in this
-/// format, into the other slot, then the head and last the MANIFEST (renamed into place).
-/// A crash before the rename leaves an old directory whose newest old record is the one
-/// recovered (the new record never decodes as an old one: their op areas differ by 16 or
-/// 32 bytes, not a whole number of 24-byte ops), so the next open upgrades again; after it,
-/// the old record left in the other slot never decodes as this format.
-fn upgrade(info: &Arc<DbInfo>, state_len: usize) -> Result<()> {
+/// Rewrites a directory of an older format (one [`meta::upgradable`] knows) as this format
+/// in place. They differ in the version state's last words, 0 in every such database, and
+/// in the binding records, which lose their created_txn word: the newest old commit's
+/// records are rewritten into a new `.bnd`, which its state then names. That state is
+/// recovered as usual (ops redone, heads re-derived, files synced), then committed again
+/// at the next txn in this format, into the other slot, then the head and last the
+/// MANIFEST (renamed into place). A crash before the rename leaves an old directory whose
+/// newest old record is the one recovered (the new record never decodes as an old one),
+/// so the next open upgrades again, and recovery removes the old `.bnd` once the new
+/// commit names the other. Record for record, the two files answer the same reads.
+fn upgrade(info: &Arc<DbInfo>, layout: CommitLayout) -> Result<()> {
     let dir = &info.dir;
-    let (state, ops) = newest_commit_with(dir, state_len)?;
+    let (mut state, ops) = newest_commit_with(dir, layout)?;
+    if state.files.bindings != 0 {
+        let number = state.files.all().iter().map(|f| f.0).max().unwrap_or(0) + 1;
+        rewrite_bindings(
+            &dir.join(meta::file_name(state.files.bindings, "bnd")),
+            &dir.join(meta::file_name(number, "bnd")),
+            state.bindings,
+        )?;
+        file::sync_dir(dir)?;
+        state.files.bindings = number;
+    }
     let (handles, tables) = open_files(info, &state, true, None, None)?;
     apply(&handles, &tables, &state, &ops)?;
     derive_heads(&handles, &tables, &state)?;
@@ -994,6 +1006,50 @@ fn upgrade(info: &Arc<DbInfo>, state_len: usize) -> Result<()> {
     )?;
     write_head(dir, &next)?;
     install_manifest(dir, &info.manifest)
+}
+
+/// Writes the first `count` binding records of `old`, a format 7 to 9 file, into a new
+/// file `new` in this format, and syncs it. A file left at `new` by an interrupted upgrade
+/// is replaced.
+fn rewrite_bindings(old: &Path, new: &Path, count: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: u64 = 4096;
+    let src = File::open(old).map_err(|e| Error::io("open", old, e))?;
+    let dst = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(new)
+        .map_err(|e| Error::io("create", new, e))?;
+    let mut buf = vec![0u8; (PIECE * binding::FORMAT_9_SIZE) as usize];
+    let mut out = Vec::with_capacity((PIECE * binding::SIZE) as usize);
+    let mut at = 0;
+    while at < count {
+        let n = (count - at).min(PIECE);
+        let bytes = &mut buf[..(n * binding::FORMAT_9_SIZE) as usize];
+        let off = at * binding::FORMAT_9_SIZE;
+        src.read_exact_at(bytes, off).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::corrupt(old, off, "binding file shorter than its commit says")
+            }
+            _ => Error::io("read", old, e),
+        })?;
+        out.clear();
+        for (i, r) in (at..).zip(bytes.chunks_exact(binding::FORMAT_9_SIZE as usize)) {
+            let record = binding::from_format_9(r).ok_or_else(|| {
+                Error::corrupt(old, i * binding::FORMAT_9_SIZE, "binding checksum mismatch")
+            })?;
+            out.extend_from_slice(&record);
+        }
+        fault::write_all_at(&dst, &out, at * binding::SIZE, "rewrite_bindings")
+            .map_err(|e| Error::io("write", new, e))?;
+        at += n;
+    }
+    fault::io(IoOp::Sync, "rewrite_bindings")
+        .and_then(|()| dst.sync_data())
+        .map_err(|e| Error::io("fsync", new, e))?;
+    fault::synced(new);
+    Ok(())
 }
 
 /// Writes the manifest beside the directory's files and renames it into place, durably.
@@ -1093,8 +1149,8 @@ impl Engram {
         };
         check_settings(&manifest, &opts)?;
         let info = info_for(&dir, manifest);
-        if let Some(state_len) = meta::upgradable_state_len(format) {
-            upgrade(&info, state_len)?;
+        if let Some(layout) = meta::upgradable(format) {
+            upgrade(&info, layout)?;
         }
         let (writer, state) = recover(&info)?;
         let v = version(&info, state, &writer.handles, writer.tables.clone(), None)?;
@@ -1122,8 +1178,8 @@ impl Engram {
         // upgrade an older format; beside a writer of that format, refuse it.
         match lock(&dir, false) {
             Ok(guard) => {
-                if let Some(state_len) = meta::upgradable_state_len(format) {
-                    upgrade(&info, state_len)?;
+                if let Some(layout) = meta::upgradable(format) {
+                    upgrade(&info, layout)?;
                 }
                 recover(&info)?.0.sync_dirty()?;
                 drop(guard);

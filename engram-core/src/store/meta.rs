@@ -11,22 +11,41 @@ pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
-/// Bytes of the version state in the commit records of an older format a writer upgrades
-/// in place on open, if it does. Each lacks this format's last words, all 0 in such a
-/// database: format 7 the tables' first ids and runs, format 8 their runs.
-pub(crate) fn upgradable_state_len(version: u32) -> Option<usize> {
+/// What tells a format's commit records apart: their magic and the bytes of their version
+/// state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CommitLayout {
+    magic: u32,
+    pub state_len: usize,
+}
+
+/// This format's commit records: the magic is `EG` and the format version (u16).
+pub(crate) const COMMIT: CommitLayout = CommitLayout {
+    magic: u32::from_le_bytes([b'E', b'G', FORMAT_VERSION as u8, 0]),
+    state_len: STATE_LEN,
+};
+
+/// The commit records of an older format a writer upgrades in place on open, if it does.
+/// Formats 7 to 9 share the magic `EGCR`; formats 7 and 8 lack this format's last state
+/// words, all 0 in such a database (format 7 the tables' first ids and runs, format 8
+/// their runs). All three store 64-byte binding records, which the upgrade rewrites.
+pub(crate) fn upgradable(version: u32) -> Option<CommitLayout> {
+    let old = |words: usize| CommitLayout {
+        magic: u32::from_le_bytes(*b"EGCR"),
+        state_len: words * 8,
+    };
     match version {
-        7 => Some(27 * 8),
-        8 => Some(29 * 8),
+        7 => Some(old(27)),
+        8 => Some(old(29)),
+        9 => Some(old(31)),
         _ => None,
     }
 }
 const MANIFEST_MAGIC: &[u8; 8] = b"ENGRAMDB";
 const MANIFEST_LEN: usize = 512;
 pub(crate) const MAX_MODEL_LEN: usize = 256;
-const COMMIT_MAGIC: u32 = u32::from_le_bytes(*b"EGCR");
 const HEAD_MAGIC: u32 = u32::from_le_bytes(*b"EGHD");
 pub(crate) const HEAD_SLOT: u64 = 256;
 
@@ -69,7 +88,7 @@ impl Manifest {
     }
 
     /// The manifest and the format version it states (this build's, or
-    /// one [`upgradable_state_len`] knows).
+    /// one [`upgradable`] knows).
     pub(crate) fn decode(dir: &Path, b: &[u8]) -> Result<(Self, u32)> {
         let not_ours = |reason: &str| Error::NotADatabase {
             path: dir.to_path_buf(),
@@ -79,7 +98,7 @@ impl Manifest {
             return Err(not_ours("MANIFEST has no engram magic"));
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION && upgradable_state_len(version).is_none() {
+        if version != FORMAT_VERSION && upgradable(version).is_none() {
             return Err(Error::FormatVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -412,7 +431,7 @@ pub(crate) fn commit_file(txn: u64) -> String {
 /// A commit record: the state after the transaction and the in-place ops to redo.
 pub(crate) fn encode_commit(state: &VersionState, ops: &[Op]) -> Vec<u8> {
     let mut b = Vec::with_capacity(16 + STATE_LEN + 8 + ops.len() * OP_LEN);
-    b.extend_from_slice(&COMMIT_MAGIC.to_le_bytes());
+    b.extend_from_slice(&COMMIT.magic.to_le_bytes());
     b.extend_from_slice(&[0; 4]); // crc, filled below
     let body_len = STATE_LEN + 8 + ops.len() * OP_LEN;
     b.extend_from_slice(&(body_len as u64).to_le_bytes());
@@ -426,11 +445,13 @@ pub(crate) fn encode_commit(state: &VersionState, ops: &[Op]) -> Vec<u8> {
     b
 }
 
-/// Decodes a commit record whose version state is `state_len` bytes ([`STATE_LEN`], or
-/// format 7's); `None` for anything torn, foreign or damaged. A record of one format never
-/// decodes as the other: their op areas differ by 16 bytes, not a whole number of ops.
-pub(crate) fn decode_commit(b: &[u8], state_len: usize) -> Option<(VersionState, Vec<Op>)> {
-    if b.len() < 16 + state_len + 8 || u32_at(b, 0) != COMMIT_MAGIC {
+/// Decodes a commit record of `layout` ([`COMMIT`], or an older format's); `None` for
+/// anything torn, foreign or damaged. A record of one format never decodes as another's:
+/// from format 10 on the magic names the format, and the op areas of formats 7, 8 and 9
+/// differ by 16 or 32 bytes, not a whole number of ops.
+pub(crate) fn decode_commit(b: &[u8], layout: CommitLayout) -> Option<(VersionState, Vec<Op>)> {
+    let state_len = layout.state_len;
+    if b.len() < 16 + state_len + 8 || u32_at(b, 0) != layout.magic {
         return None;
     }
     let body_len = usize::try_from(u64_at(b, 8)).ok()?;
@@ -502,12 +523,12 @@ mod tests {
             Op::EpisodeAccessCount { id: 1, count: 3 },
         ];
         let b = encode_commit(&state, &ops);
-        assert_eq!(decode_commit(&b, STATE_LEN), Some((state, ops.to_vec())));
+        assert_eq!(decode_commit(&b, COMMIT), Some((state, ops.to_vec())));
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x40;
-            assert_eq!(decode_commit(&c, STATE_LEN), None, "flip at {i} accepted");
+            assert_eq!(decode_commit(&c, COMMIT), None, "flip at {i} accepted");
         }
-        assert_eq!(decode_commit(&b[..b.len() - 1], STATE_LEN), None);
+        assert_eq!(decode_commit(&b[..b.len() - 1], COMMIT), None);
     }
 }

@@ -30,6 +30,8 @@ pub use db::{
 pub use form::{ConsolidationParams, ConsolidationReport, FormationParams, FormationReport};
 pub use meta::{FORMAT_VERSION, Manifest};
 pub use network::{Network, PAGE, Tensor, TensorInput};
+/// Bytes one binding stores in its `.bnd` record (`docs/format.md`).
+pub const BINDING_RECORD_BYTES: u64 = records::binding::SIZE;
 pub use recall::{Activated, Cue, Decay, Provenance, RecallParams};
 pub use search::{Filter, Hit, Recalled};
 pub use snapshot::{BindingInfo, Concept, Episode, ReadTxn};

@@ -440,19 +440,44 @@ pub(crate) mod table {
     }
 }
 
-/// Binding records (`.bnd`): 64 bytes each, immutable but for the `deleted_txn` word.
+/// Binding records (`.bnd`): 48 bytes each, immutable but for the `deleted_txn` word. A
+/// record's transaction is not stored: records are appended in commit order, so a
+/// snapshot sees exactly those below its `bindings` count.
 pub(crate) mod binding {
     use super::*;
 
-    pub(crate) const SIZE: u64 = 64;
-    pub(crate) const DELETED_TXN: u64 = 48;
-    const CHECKED: usize = 44;
+    pub(crate) const SIZE: u64 = 48;
+    pub(crate) const DELETED_TXN: u64 = 40;
+    const CHECKED: usize = 36;
+    /// Bytes of a record of formats 7 to 9, which [`from_format_9`] rewrites.
+    pub(crate) const FORMAT_9_SIZE: u64 = 64;
+
+    /// A format 7 to 9 record (episode, concept, created_txn, the two next records, strength,
+    /// crc32c of bytes 0..44, deleted_txn at 48) in this format, or `None` if its checksum
+    /// fails.
+    pub(crate) fn from_format_9(old: &[u8]) -> Option<[u8; SIZE as usize]> {
+        if old.len() != FORMAT_9_SIZE as usize
+            || crc32c::crc32c(&old[..44]).to_le_bytes() != old[44..48]
+        {
+            return None;
+        }
+        let u = |i: usize| u64::from_le_bytes(old[i..i + 8].try_into().expect("8 bytes"));
+        let mut b = Binding {
+            episode: u(0),
+            concept: u(8),
+            next_by_episode: u(24),
+            next_by_concept: u(32),
+            strength: f32::from_le_bytes(old[40..44].try_into().expect("4 bytes")),
+        }
+        .encode();
+        b[DELETED_TXN as usize..].copy_from_slice(&old[48..56]);
+        Some(b)
+    }
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     pub(crate) struct Binding {
         pub episode: u64,
         pub concept: u64,
-        pub created_txn: u64,
         pub next_by_episode: u64,
         pub next_by_concept: u64,
         pub strength: f32,
@@ -530,31 +555,29 @@ pub(crate) mod binding {
             let mut b = [0u8; SIZE as usize];
             b[0..8].copy_from_slice(&self.episode.to_le_bytes());
             b[8..16].copy_from_slice(&self.concept.to_le_bytes());
-            b[16..24].copy_from_slice(&self.created_txn.to_le_bytes());
-            b[24..32].copy_from_slice(&self.next_by_episode.to_le_bytes());
-            b[32..40].copy_from_slice(&self.next_by_concept.to_le_bytes());
-            b[40..44].copy_from_slice(&self.strength.to_le_bytes());
+            b[16..24].copy_from_slice(&self.next_by_episode.to_le_bytes());
+            b[24..32].copy_from_slice(&self.next_by_concept.to_le_bytes());
+            b[32..36].copy_from_slice(&self.strength.to_le_bytes());
             let crc = crc32c::crc32c(&b[..CHECKED]);
-            b[44..48].copy_from_slice(&crc.to_le_bytes());
+            b[36..40].copy_from_slice(&crc.to_le_bytes());
             b
         }
 
         /// Reads and checks the immutable part of record `index`.
         pub(crate) fn read(map: &Mapping, index: u64) -> Result<Binding> {
             let off = index.saturating_mul(SIZE);
-            let b = map.bytes(off, 48)?;
+            let b = map.bytes(off, DELETED_TXN as usize)?;
             let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-            let crc = u32::from_le_bytes(b[44..48].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(b[36..40].try_into().expect("4 bytes"));
             if crc32c::crc32c(&b[..CHECKED]) != crc {
                 return Err(Error::corrupt(map.path(), off, "binding checksum mismatch"));
             }
             Ok(Binding {
                 episode: u(0),
                 concept: u(8),
-                created_txn: u(16),
-                next_by_episode: u(24),
-                next_by_concept: u(32),
-                strength: f32::from_le_bytes(b[40..44].try_into().expect("4 bytes")),
+                next_by_episode: u(16),
+                next_by_concept: u(24),
+                strength: f32::from_le_bytes(b[32..36].try_into().expect("4 bytes")),
             })
         }
     }
@@ -718,5 +741,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn binding_records_match_the_format_spec_and_convert_from_format_9() {
+        let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let b = binding::Binding {
+            episode: 0x11,
+            concept: 0x22,
+            next_by_episode: 0x33,
+            next_by_concept: NONE,
+            strength: 0.25,
+        };
+        let new = b.encode();
+        for (at, want) in [(0, 0x11), (8, 0x22), (16, 0x33), (24, NONE), (40, 0)] {
+            assert_eq!(u64_at(&new, at), want, "u64 at {at}");
+        }
+        assert_eq!(f32::from_bits(u32_at(&new, 32)), 0.25);
+        assert_eq!(u32_at(&new, 36), crc32c::crc32c(&new[..36]));
+        let mut old = [0u8; 64];
+        for (at, w) in [
+            (0, 0x11),
+            (8, 0x22),
+            (16, 7),
+            (24, 0x33),
+            (32, NONE),
+            (48, 9),
+        ] {
+            old[at..at + 8].copy_from_slice(&u64::to_le_bytes(w));
+        }
+        old[40..44].copy_from_slice(&0.25f32.to_le_bytes());
+        let crc = crc32c::crc32c(&old[..44]);
+        old[44..48].copy_from_slice(&crc.to_le_bytes());
+        let converted = binding::from_format_9(&old).expect("a valid old record");
+        assert_eq!(converted[..40], new[..40]);
+        assert_eq!(u64_at(&converted, 40), 9, "deleted_txn kept");
+        for i in 0..48 {
+            let mut bad = old;
+            bad[i] ^= 1;
+            assert_eq!(binding::from_format_9(&bad), None, "flip at {i} accepted");
+        }
+        assert_eq!(binding::from_format_9(&old[..63]), None);
     }
 }

@@ -274,7 +274,7 @@ impl Version {
             by_episode,
             self.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
-            |at, b| self.binding_live(at, b),
+            |at, _| self.binding_live(at),
         )
     }
 
@@ -290,12 +290,13 @@ impl Version {
             by_episode,
             self.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
-            |at, b| self.binding_live(at, b),
+            |at, _| self.binding_live(at),
         )
     }
 
-    fn binding_live(&self, at: u64, b: &Binding) -> Result<bool> {
-        Ok(b.created_txn <= self.state.txn && !self.stamped(self.binding_deleted_txn(at)?))
+    /// Records are appended in commit order, so this version's are those below its count.
+    fn binding_live(&self, at: u64) -> Result<bool> {
+        Ok(at < self.state.bindings && !self.stamped(self.binding_deleted_txn(at)?))
     }
 
     pub(crate) fn heap_bytes(&self, blob: &records::ArchivedBlob) -> Result<&[u8]> {
@@ -620,7 +621,7 @@ impl ReadTxn {
             .find(|(_, b)| b.concept == concept);
         Ok(found.map(|(_, b)| {
             self.caches
-                .fill_strength((episode, concept), b.strength, b.created_txn, txn);
+                .fill_strength((episode, concept), b.strength, txn);
             b.strength
         }))
     }

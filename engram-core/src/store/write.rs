@@ -817,7 +817,6 @@ impl<'db> WriteTxn<'db> {
         self.new_bindings.push(Binding {
             episode,
             concept,
-            created_txn: self.state.txn,
             next_by_episode: head_e,
             next_by_concept: head_c,
             strength,
