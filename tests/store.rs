@@ -1,5 +1,8 @@
 //! Round trips, snapshots, updates and deletes, bad input: the store as a user drives it.
 
+#[path = "harness/formats.rs"]
+mod formats;
+
 use engram_core::{
     ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, FormationParams, Metric, Options,
     RecallParams, cluster,
@@ -643,80 +646,6 @@ fn reopening_removes_only_our_unnamed_files() {
     );
 }
 
-/// Rewrites a database this build wrote, with no table trimmed, as format `version` (7 or
-/// 8) wrote it: the version state without the words that format lacks (0 here) in both
-/// commit records and both head slots, and that version in the MANIFEST. (Checked once
-/// against the format-7 and format-8 builds: each verifies and reads such a directory.)
-fn downgrade(dir: &std::path::Path, version: u32) {
-    const STATE: usize = 31 * 8;
-    let old_state = match version {
-        7 => 27 * 8,
-        8 => 29 * 8,
-        _ => STATE,
-    };
-    let crc = |b: &[u8]| crc32c::crc32c(b).to_le_bytes();
-    for name in ["commit.0", "commit.1"] {
-        let path = dir.join(name);
-        let b = std::fs::read(&path).unwrap();
-        if b.len() < 16 {
-            continue;
-        }
-        let body = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
-        assert!(
-            b[16 + old_state..16 + STATE].iter().all(|&x| x == 0),
-            "tables trimmed"
-        );
-        let mut out = b"EGCR".to_vec();
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&((body - (STATE - old_state)) as u64).to_le_bytes());
-        out.extend_from_slice(&b[16..16 + old_state]);
-        out.extend_from_slice(&b[16 + STATE..16 + body]);
-        let c = crc(&out[8..]);
-        out[4..8].copy_from_slice(&c);
-        std::fs::write(&path, out).unwrap();
-    }
-    let head = std::fs::read(dir.join("head")).unwrap();
-    let mut out = vec![0u8; head.len()];
-    for slot in 0..head.len().div_ceil(256) {
-        let s = &head[slot * 256..];
-        let mut old = s[..8].to_vec();
-        old.extend_from_slice(&s[8..8 + old_state]);
-        let c = crc(&old[8..]);
-        old[4..8].copy_from_slice(&c);
-        out[slot * 256..slot * 256 + old.len()].copy_from_slice(&old);
-    }
-    std::fs::write(dir.join("head"), out).unwrap();
-    // Binding records of formats 7 to 9: 64 bytes, with a created_txn word (0 here: this
-    // build never reads it) and a reserved one.
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.extension().is_some_and(|x| x == "bnd") {
-            let new = std::fs::read(&path).unwrap();
-            let mut old = Vec::new();
-            for r in new.chunks_exact(48) {
-                let mut o = [0u8; 64];
-                o[0..16].copy_from_slice(&r[0..16]);
-                o[24..44].copy_from_slice(&r[16..36]);
-                let c = crc(&o[..44]);
-                o[44..48].copy_from_slice(&c);
-                o[48..56].copy_from_slice(&r[40..48]);
-                old.extend_from_slice(&o);
-            }
-            std::fs::write(&path, old).unwrap();
-        }
-    }
-    let mut m = std::fs::read(dir.join("MANIFEST")).unwrap();
-    m[8..12].copy_from_slice(&version.to_le_bytes());
-    let c = crc(&m[..508]);
-    m[508..].copy_from_slice(&c);
-    std::fs::write(dir.join("MANIFEST"), m).unwrap();
-}
-
-fn format_of(dir: &std::path::Path) -> u32 {
-    let m = std::fs::read(dir.join("MANIFEST")).unwrap();
-    u32::from_le_bytes(m[8..12].try_into().unwrap())
-}
-
 /// A directory of format 7, 8 or 9 opens: upgraded in place (by a writer, or by a
 /// read-only opener with no writer alive), every record read back, and again after a crash
 /// in the middle of the upgrade (the new record, head and binding file written, the
@@ -758,7 +687,7 @@ fn upgrade_in_place(version: u32) {
     tx.delete_episode(ids[0]).unwrap(); // redone by the upgrade's recovery
     tx.commit().unwrap();
     drop(db);
-    downgrade(&old, version);
+    formats::downgrade(&old, version);
     let check = |path: &std::path::Path, read_only: bool| {
         let db = Engram::open(
             path,
@@ -768,7 +697,7 @@ fn upgrade_in_place(version: u32) {
             },
         )
         .unwrap();
-        assert_eq!(format_of(path), engram_core::FORMAT_VERSION);
+        assert_eq!(formats::format_of(path), engram_core::FORMAT_VERSION);
         let snap = db.begin_read().unwrap();
         assert_eq!(snap.episode_ids().unwrap(), ids[1..]);
         assert_eq!(snap.episode_by_key(&[7]).unwrap().unwrap().id(), ids[7]);
@@ -806,7 +735,7 @@ fn upgrade_in_place(version: u32) {
         "{:?}",
         r.err()
     );
-    assert_eq!(format_of(&damaged), version);
+    assert_eq!(formats::format_of(&damaged), version);
     // A writer upgrades, and writes on.
     let db = check(&old, false);
     let mut tx = db.begin_write().unwrap();
@@ -842,7 +771,7 @@ fn upgrade_in_place(version: u32) {
     for name in written {
         std::fs::copy(upgraded.join(&name), interrupted.join(&name)).unwrap();
     }
-    assert_eq!(format_of(&interrupted), version);
+    assert_eq!(formats::format_of(&interrupted), version);
     check(&interrupted, false);
     assert_eq!(
         bnd(&interrupted),

@@ -144,10 +144,16 @@ fn fix_checksums(name: &str, b: &mut [u8]) {
         }
         "head" => {
             for slot in b.chunks_mut(256) {
-                if slot.len() >= 208 {
-                    let crc = crc32c::crc32c(&slot[8..208]);
+                if slot.len() == 256 {
+                    let crc = crc32c::crc32c(&slot[8..]);
                     put(slot, 4, crc);
                 }
+            }
+        }
+        _ if name.ends_with(".bnd") => {
+            for record in b.chunks_exact_mut(48) {
+                let crc = crc32c::crc32c(&record[..36]);
+                put(record, 36, crc);
             }
         }
         _ if name.ends_with(".eps") || name.ends_with(".con") => {
@@ -237,7 +243,7 @@ pub fn records(data: &[u8]) {
         (".con", 128),
         (".etab", 48),
         (".ctab", 48),
-        (".bnd", 64),
+        (".bnd", 48),
         (".i8", 64),
         (".pages", 4096),
         ("commit.", 0),
