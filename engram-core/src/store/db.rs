@@ -189,7 +189,7 @@ impl Writer {
     }
 
     pub(crate) fn next_file_number(&self) -> u64 {
-        self.files.all().iter().map(|f| f.0).max().unwrap_or(0) + 1
+        self.files.next()
     }
 
     pub(crate) fn create_keys_file(&mut self, number: u64, bytes: &[u8]) -> Result<()> {
@@ -979,7 +979,7 @@ fn upgrade(info: &Arc<DbInfo>, layout: CommitLayout) -> Result<()> {
     let dir = &info.dir;
     let (mut state, ops) = newest_commit_with(dir, layout)?;
     if state.files.bindings != 0 {
-        let number = state.files.all().iter().map(|f| f.0).max().unwrap_or(0) + 1;
+        let number = state.files.next();
         rewrite_bindings(
             &dir.join(meta::file_name(state.files.bindings, "bnd")),
             &dir.join(meta::file_name(number, "bnd")),

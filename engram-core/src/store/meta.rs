@@ -18,13 +18,16 @@ pub const FORMAT_VERSION: u32 = 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CommitLayout {
     magic: u32,
-    pub state_len: usize,
+    state_len: usize,
 }
 
 /// This format's commit records: the magic is `EG` and the format version (u16).
-pub(crate) const COMMIT: CommitLayout = CommitLayout {
-    magic: u32::from_le_bytes([b'E', b'G', FORMAT_VERSION as u8, 0]),
-    state_len: STATE_LEN,
+pub(crate) const COMMIT: CommitLayout = {
+    let v = (FORMAT_VERSION as u16).to_le_bytes();
+    CommitLayout {
+        magic: u32::from_le_bytes([b'E', b'G', v[0], v[1]]),
+        state_len: STATE_LEN,
+    }
 };
 
 /// The commit records of an older format a writer upgrades in place on open, if it does.
@@ -166,6 +169,11 @@ pub(crate) struct FileNumbers {
 }
 
 impl FileNumbers {
+    /// A number no file of these uses yet.
+    pub(crate) fn next(&self) -> u64 {
+        self.all().iter().map(|f| f.0).max().unwrap_or(0) + 1
+    }
+
     pub(crate) fn all(&self) -> [(u64, &'static str); crate::store::snapshot::FILES] {
         [
             (self.episodes, "eps"),
@@ -530,5 +538,19 @@ mod tests {
             assert_eq!(decode_commit(&c, COMMIT), None, "flip at {i} accepted");
         }
         assert_eq!(decode_commit(&b[..b.len() - 1], COMMIT), None);
+        // Format 9's state is as long as this one's: only the magic tells the records apart.
+        let mut old = b.clone();
+        old[..4].copy_from_slice(b"EGCR");
+        let format_9 = upgradable(9).unwrap();
+        assert_eq!(decode_commit(&old, format_9), Some((state, ops.to_vec())));
+        assert_eq!(decode_commit(&old, COMMIT), None);
+        for v in [7, 8, 9] {
+            assert_eq!(
+                decode_commit(&b, upgradable(v).unwrap()),
+                None,
+                "format {v}"
+            );
+        }
+        assert_eq!(&b[..4], b"EG\x0a\x00");
     }
 }
