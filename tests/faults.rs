@@ -215,15 +215,7 @@ fn a_failed_upgrade_is_an_error_and_the_next_open_upgrades() {
     }
     drop(db);
     formats::downgrade(&template, 9);
-    let copy = |name: &str| {
-        let to = tmp.path().join(name);
-        std::fs::create_dir(&to).unwrap();
-        for e in std::fs::read_dir(&template).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-        to
-    };
+    let copy = |name: &str| formats::copy_dir(&template, &tmp.path().join(name));
     let dry = copy("dry");
     fault::arm(IoOp::Write, u64::MAX, Fault::Io);
     drop(Engram::open(&dry, opts()).unwrap());

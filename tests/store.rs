@@ -707,15 +707,7 @@ fn upgrade_in_place(version: u32) {
         snap.verify().unwrap();
         db
     };
-    let copy = |to: &str| {
-        let to = dir.path().join(to);
-        std::fs::create_dir(&to).unwrap();
-        for e in std::fs::read_dir(&old).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-        to
-    };
+    let copy = |to: &str| formats::copy_dir(&old, &dir.path().join(to));
     let (read_only, interrupted, beside_writer) = (copy("ro"), copy("cut"), copy("locked"));
     let upgraded = copy("upgraded");
     // A damaged old binding record stops the upgrade with an error naming it, and leaves

@@ -74,3 +74,13 @@ pub fn format_of(dir: &std::path::Path) -> u32 {
     let m = std::fs::read(dir.join("MANIFEST")).unwrap();
     u32::from_le_bytes(m[8..12].try_into().unwrap())
 }
+
+/// A copy of the flat directory `from` at `to`, for one trial on the same old files.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    to.to_path_buf()
+}
