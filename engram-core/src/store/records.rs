@@ -503,18 +503,21 @@ pub(crate) mod binding {
         Ok(out)
     }
 
-    /// Whether the list from `head` holds a record `keep` accepts; stops at the first.
-    pub(crate) fn any(
+    /// The first record of the list from `head` (newest first) that `keep` accepts; stops
+    /// there.
+    pub(crate) fn find(
         head: u64,
         by_episode: bool,
         file: &std::path::Path,
         read: impl Fn(u64) -> Result<Binding>,
         keep: impl Fn(u64, &Binding) -> Result<bool>,
-    ) -> Result<bool> {
-        let mut found = false;
+    ) -> Result<Option<(u64, Binding)>> {
+        let mut found = None;
         follow(head, by_episode, file, read, |at, b| {
-            found = keep(at, &b)?;
-            Ok(!found)
+            if keep(at, &b)? {
+                found = Some((at, b));
+            }
+            Ok(found.is_none())
         })?;
         Ok(found)
     }

@@ -285,12 +285,23 @@ impl Version {
         if head < self.state.bindings && !self.stamped(self.binding_deleted_txn(head)?) {
             return Ok(true);
         }
-        records::binding::any(
+        Ok(self.find_live(head, by_episode, |_| true)?.is_some())
+    }
+
+    /// The newest binding along one list that is live in this version and `matches`;
+    /// reads no record past it.
+    pub(crate) fn find_live(
+        &self,
+        head: u64,
+        by_episode: bool,
+        matches: impl Fn(&Binding) -> bool,
+    ) -> Result<Option<(u64, Binding)>> {
+        records::binding::find(
             head,
             by_episode,
             self.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
-            |at, _| self.binding_live(at),
+            |at, b| Ok(matches(b) && self.binding_live(at)?),
         )
     }
 
@@ -616,9 +627,7 @@ impl ReadTxn {
         let e = self.visible_episode(episode)?;
         let found = self
             .v
-            .walk(e.bind_head, true)?
-            .into_iter()
-            .find(|(_, b)| b.concept == concept);
+            .find_live(e.bind_head, true, |b| b.concept == concept)?;
         Ok(found.map(|(_, b)| {
             self.caches
                 .fill_strength((episode, concept), b.strength, txn);

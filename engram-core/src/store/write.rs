@@ -718,13 +718,14 @@ impl<'db> WriteTxn<'db> {
         if head != NONE && self.binding_live(head)? {
             return Ok(true);
         }
-        records::binding::any(
+        Ok(records::binding::find(
             head,
             by_episode,
             self.base.file(Role::Bindings)?.map.path(),
             |at| self.binding(at),
             |at, _| self.binding_live(at),
-        )
+        )?
+        .is_some())
     }
 
     fn binding_live(&self, at: u64) -> Result<bool> {
