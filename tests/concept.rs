@@ -109,19 +109,28 @@ fn cache_disabled_still_answers() {
 fn cached_answers_match_the_snapshot_under_a_concurrent_writer() {
     const CONCEPTS: u64 = 8;
     const EPISODES: u64 = 32;
+    // Every episode is also bound to these, after its binding under test, so that binding
+    // sits deep enough in the episode's list for the strength cache to keep it.
+    const FILLERS: u64 = 4;
     let dir = tempfile::tempdir().unwrap();
     let db = Engram::open(dir.path(), opts(4)).unwrap();
     let mut tx = db.begin_write().unwrap();
-    for i in 0..CONCEPTS {
+    for i in 0..CONCEPTS + FILLERS {
         tx.insert_concept(&ConceptInput {
             centroid: &vector(i as f32),
             label: "v0",
         })
         .unwrap();
     }
+    let bind_fillers = |tx: &mut engram_core::WriteTxn, e: u64| {
+        for f in CONCEPTS..CONCEPTS + FILLERS {
+            tx.bind(e, f, 1.0).unwrap();
+        }
+    };
     for i in 0..EPISODES {
         let e = tx.insert_episode(&episode(&vector(i as f32))).unwrap();
         tx.bind(e, i % CONCEPTS, 0.5).unwrap();
+        bind_fillers(&mut tx, e);
     }
     tx.commit().unwrap();
     let stop = AtomicBool::new(false);
@@ -145,7 +154,10 @@ fn cached_answers_match_the_snapshot_under_a_concurrent_writer() {
                                 snap.binding_strength(b.episode, id).unwrap(),
                                 Some(b.strength)
                             );
-                            assert_eq!(snap.episode_fan_count(b.episode).unwrap(), 1);
+                            assert_eq!(
+                                snap.episode_fan_count(b.episode).unwrap(),
+                                1 + FILLERS as usize
+                            );
                         }
                         checked += 1;
                     }
@@ -161,13 +173,16 @@ fn cached_answers_match_the_snapshot_under_a_concurrent_writer() {
             tx.unbind(e, e % CONCEPTS).unwrap();
             let strength = round as f32 / 200.0;
             tx.bind(e, (e + round) % CONCEPTS, strength).unwrap();
-            // Move it back so every episode keeps exactly one binding.
+            // Move it back so every episode keeps exactly one binding under test, below its
+            // fillers again.
             tx.unbind(e, (e + round) % CONCEPTS).unwrap();
             tx.bind(e, e % CONCEPTS, strength).unwrap();
+            bind_fillers(&mut tx, e);
             tx.commit().unwrap();
         }
         stop.store(true, Ordering::Relaxed);
     });
+    assert!(db.stats().strength_hits > 0, "{:?}", db.stats());
 }
 
 #[test]
@@ -183,6 +198,16 @@ fn read_only_handles_drop_their_caches_when_the_writer_commits() {
         .unwrap();
     let e = tx.insert_episode(&episode(&vector(0.0))).unwrap();
     tx.bind(e, c, 0.25).unwrap();
+    // Bound after it, so the strength cache keeps the pair under test (a deep one).
+    for i in 0..4 {
+        let f = tx
+            .insert_concept(&ConceptInput {
+                centroid: &vector(i as f32),
+                label: "filler",
+            })
+            .unwrap();
+        tx.bind(e, f, 1.0).unwrap();
+    }
     tx.commit().unwrap();
     let ro = Engram::open(
         dir.path(),
@@ -196,6 +221,8 @@ fn read_only_handles_drop_their_caches_when_the_writer_commits() {
     assert_eq!(old.lookup_concept(c).unwrap().unwrap().label(), "old");
     assert_eq!(old.concept_fan_count(c).unwrap(), 1);
     assert_eq!(old.binding_strength(e, c).unwrap(), Some(0.25));
+    assert_eq!(old.binding_strength(e, c).unwrap(), Some(0.25));
+    assert_eq!(ro.stats().strength_hits, 1, "a deep pair is cached");
     let mut tx = db.begin_write().unwrap();
     tx.update_concept(c, &vector(2.0), Some("new")).unwrap();
     tx.bind(e, c, 0.75).unwrap();
@@ -209,11 +236,17 @@ fn read_only_handles_drop_their_caches_when_the_writer_commits() {
         ("new", vector(2.0).as_slice())
     );
     assert_eq!(new.concept_fan_count(c).unwrap(), 2);
+    let hits = ro.stats().strength_hits;
     assert_eq!(new.binding_strength(e, c).unwrap(), Some(0.75));
     // The old snapshot still answers for its own commit.
     assert_eq!(old.lookup_concept(c).unwrap().unwrap().label(), "old");
     assert_eq!(old.concept_fan_count(c).unwrap(), 1);
     assert_eq!(old.binding_strength(e, c).unwrap(), Some(0.25));
+    assert_eq!(
+        ro.stats().strength_hits,
+        hits,
+        "the commit dropped the handle's cache: no snapshot hit"
+    );
 }
 
 #[test]

@@ -65,8 +65,8 @@ fn main() {
         "{episodes} episodes, {per_episode} bindings each, {CONCEPTS} concepts; {LOOKUPS} lookups per case (ns)"
     );
     println!(
-        "{:<28} {:>7} {:>7} {:>7} {:>8}",
-        "case", "p50", "p99", "p99.9", "hits"
+        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "case", "mean", "p50", "p99", "p99.9", "hits"
     );
     for access in [Access::Zipf, Access::Uniform] {
         let stream: Vec<u64> = id_stream(pairs.len(), LOOKUPS, access, 9);
@@ -87,7 +87,7 @@ fn main() {
             let h = time_each(&stream, strength);
             let hits = db.stats().strength_hits - before;
             println!(
-                "{:<28} {:>7} {:>7} {:>7} {:>7.1}%",
+                "{:<28} {:>7.0} {:>7} {:>7} {:>7} {:>7.1}%",
                 format!(
                     "{}/{name}",
                     if access == Access::Zipf {
@@ -96,6 +96,7 @@ fn main() {
                         "uniform"
                     }
                 ),
+                h.mean(),
                 h.value_at_quantile(0.5),
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),

@@ -394,6 +394,11 @@ fn next_older(prev: u64, slot: u64, map: &Mapping) -> Result<u64> {
 /// Bytes of a record prefetched ahead of a random read.
 const PREFETCH: u64 = 1024;
 
+/// Binding records a strength lookup reads before its pair is worth caching: a walk this
+/// short costs no more than a cache hit, and its pairs would crowd out deeper ones
+/// (`examples/strength_lookup`).
+const WALKED_UNCACHED: usize = 4;
+
 /// A clock time before every expiry: reading at it ignores time to live.
 pub(crate) const ANY_TIME: i64 = i64::MIN;
 
@@ -625,12 +630,16 @@ impl ReadTxn {
             return Ok(Some(s));
         }
         let e = self.visible_episode(episode)?;
-        let found = self
-            .v
-            .find_live(e.bind_head, true, |b| b.concept == concept)?;
+        let read = std::cell::Cell::new(0);
+        let found = self.v.find_live(e.bind_head, true, |b| {
+            read.set(read.get() + 1);
+            b.concept == concept
+        })?;
         Ok(found.map(|(_, b)| {
-            self.caches
-                .fill_strength((episode, concept), b.strength, txn);
+            if read.get() > WALKED_UNCACHED {
+                self.caches
+                    .fill_strength((episode, concept), b.strength, txn);
+            }
             b.strength
         }))
     }
