@@ -14,15 +14,23 @@ use crate::store::records::{
 use crate::store::snapshot::{Role, Version};
 use crate::store::tables;
 
-struct Sink {
+/// A new file written front to back through a buffer, then synced: compaction's and
+/// backup's files, and the binding file an upgrade rewrites.
+pub(crate) struct Sink {
     out: BufWriter<File>,
     path: PathBuf,
     len: u64,
+    /// Where injected faults say they fired.
+    site: &'static str,
 }
 
 impl Sink {
     fn create(dir: &Path, number: u64, kind: &str) -> Result<Sink> {
-        let path = dir.join(meta::file_name(number, kind));
+        Sink::new(dir.join(meta::file_name(number, kind)), "compact")
+    }
+
+    /// Creates `path`, which must not exist yet.
+    pub(crate) fn new(path: PathBuf, site: &'static str) -> Result<Sink> {
         let f = File::options()
             .write(true)
             .create_new(true)
@@ -32,23 +40,24 @@ impl Sink {
             out: BufWriter::with_capacity(1 << 20, f),
             path,
             len: 0,
+            site,
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        crate::store::fault::io(crate::store::fault::IoOp::Write, "compact")
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        crate::store::fault::io(crate::store::fault::IoOp::Write, self.site)
             .and_then(|()| self.out.write_all(bytes))
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.len += bytes.len() as u64;
         Ok(())
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         let f = self
             .out
             .into_inner()
             .map_err(|e| Error::io("write", &self.path, e.into_error()))?;
-        crate::store::fault::io(crate::store::fault::IoOp::Sync, "compact")
+        crate::store::fault::io(crate::store::fault::IoOp::Sync, self.site)
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("fsync", &self.path, e))?;
         crate::store::fault::synced(&self.path);

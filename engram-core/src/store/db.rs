@@ -15,7 +15,6 @@ use crate::store::access::AccessLog;
 use crate::store::clock::Clock;
 use crate::store::compact;
 use crate::store::expiry::ExpiryQueue;
-use crate::store::fault::{self, IoOp};
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
     self, CommitLayout, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest,
@@ -1015,12 +1014,13 @@ fn rewrite_bindings(old: &Path, new: &Path, count: u64) -> Result<()> {
     use std::os::unix::fs::FileExt;
     const PIECE: u64 = 4096;
     let src = File::open(old).map_err(|e| Error::io("open", old, e))?;
-    let dst = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(new)
-        .map_err(|e| Error::io("create", new, e))?;
+    match std::fs::remove_file(new) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("remove", new, e));
+        }
+        _ => {}
+    }
+    let mut dst = compact::Sink::new(new.to_path_buf(), "rewrite_bindings")?;
     let mut buf = vec![0u8; (PIECE * binding::FORMAT_9_SIZE) as usize];
     let mut out = Vec::with_capacity((PIECE * binding::SIZE) as usize);
     let mut at = 0;
@@ -1041,15 +1041,10 @@ fn rewrite_bindings(old: &Path, new: &Path, count: u64) -> Result<()> {
             })?;
             out.extend_from_slice(&record);
         }
-        fault::write_all_at(&dst, &out, at * binding::SIZE, "rewrite_bindings")
-            .map_err(|e| Error::io("write", new, e))?;
+        dst.write(&out)?;
         at += n;
     }
-    fault::io(IoOp::Sync, "rewrite_bindings")
-        .and_then(|()| dst.sync_data())
-        .map_err(|e| Error::io("fsync", new, e))?;
-    fault::synced(new);
-    Ok(())
+    dst.finish()
 }
 
 /// Writes the manifest beside the directory's files and renames it into place, durably.
