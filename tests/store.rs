@@ -5,7 +5,7 @@ mod formats;
 
 use engram_core::{
     ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, FormationParams, Metric, Options,
-    RecallParams, cluster,
+    RecallParams, Reclaimable, TensorInput, cluster, quant::QuantScheme,
 };
 
 const DIM: usize = 16;
@@ -197,6 +197,83 @@ fn compaction_reclaims_disk_space() {
         snap.episode(19_500).unwrap().unwrap().embedding(),
         vector(19_500).as_slice()
     );
+}
+
+#[test]
+fn reclaimable_counts_what_compaction_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        int8_mirror: Some(true),
+        ..opts()
+    };
+    let db = Engram::open(dir.path(), opts).unwrap();
+    let weights: Vec<f32> = (0..3_000).map(|i| (i % 13) as f32 - 6.0).collect();
+    let policy = [TensorInput {
+        name: "w",
+        shape: &[3_000],
+        data: &weights,
+        importance: None,
+    }];
+    let mut tx = db.begin_write().unwrap();
+    let eps: Vec<u64> = (0..10)
+        .map(|i| tx.insert_episode(&episode(&vector(i), b"p", None)).unwrap())
+        .collect();
+    let concept = |tx: &mut engram_core::WriteTxn<'_>, seed| {
+        tx.insert_concept(&ConceptInput {
+            centroid: &vector(seed),
+            label: "c",
+        })
+        .unwrap()
+    };
+    let (a, b) = (concept(&mut tx, 100), concept(&mut tx, 101));
+    for &e in &eps {
+        tx.bind(e, a, 1.0).unwrap();
+    }
+    for &e in &eps[..3] {
+        tx.bind(e, b, 0.5).unwrap();
+    }
+    tx.put_network(1, "policy", &policy, QuantScheme::Q8)
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(
+        db.begin_read().unwrap().reclaimable(),
+        Reclaimable::default()
+    );
+
+    let mut tx = db.begin_write().unwrap();
+    tx.update_concept(a, &vector(102), None).unwrap(); // its first version is garbage
+    tx.unbind(eps[0], b).unwrap();
+    tx.delete_episode(eps[9]).unwrap(); // with its binding to a
+    tx.delete_concept(b).unwrap(); // with its two bindings left
+    tx.put_network(1, "policy", &policy, QuantScheme::Q8)
+        .unwrap(); // replaces the first version's pages
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    let r = snap.reclaimable();
+    assert_eq!((r.episodes, r.concept_versions, r.bindings), (1, 2, 4));
+    let net_bytes = snap.network(1, "policy").unwrap().unwrap().bytes() as u64;
+    drop(snap);
+
+    db.compact().unwrap();
+    assert_eq!(
+        db.begin_read().unwrap().reclaimable(),
+        Reclaimable::default()
+    );
+    // Compacted files hold exactly the live records: their lengths give each record's size.
+    let len = |ext: &str| -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let (live_eps, live_concepts, live_bindings) = (9, 1, 9);
+    let expected = (len("eps") + len("i8")) / live_eps * r.episodes
+        + len("con") / live_concepts * r.concept_versions
+        + len("bnd") / live_bindings * r.bindings
+        + net_bytes.next_multiple_of(engram_core::PAGE as u64);
+    assert_eq!(r.bytes, expected);
 }
 
 #[test]

@@ -427,10 +427,17 @@ fn a_sliding_time_to_live_window_is_reaped_batch_by_batch() {
     let mut db = clock.open(dir.path());
     // Episodes of each batch still stored (tick → count).
     let mut batches = std::collections::BTreeMap::new();
+    // Episode slots in the files: compaction keeps the live ones' only.
+    let mut slots = 0;
     for tick in 0..40i64 {
         clock.set(1_000 + tick);
         match tick {
-            15 => db.compact().unwrap(),
+            15 => {
+                db.compact().unwrap();
+                let snap = db.begin_read().unwrap();
+                assert_eq!(snap.reclaimable().episodes, 0);
+                slots = snap.episode_count();
+            }
             25 => {
                 drop(db);
                 db = clock.open(dir.path());
@@ -454,6 +461,9 @@ fn a_sliding_time_to_live_window_is_reaped_batch_by_batch() {
         let stored: u64 = batches.values().sum();
         assert_eq!(snap.episode_count(), stored, "tick {tick}");
         assert_eq!(snap.episode_ids().unwrap().len() as u64, stored);
+        slots += BATCH;
+        // Reaped (and deleted) episodes are what the next compaction gives back.
+        assert_eq!(snap.reclaimable().episodes, slots - stored, "tick {tick}");
     }
     db.begin_read().unwrap().verify().unwrap();
 }

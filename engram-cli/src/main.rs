@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use engram_core::cluster::{Count, Params, Phase};
 use engram_core::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram, EpisodeInput,
-    FORMAT_VERSION, Filter, FormationParams, Metric, Options,
+    FORMAT_VERSION, Filter, FormationParams, Metric, Options, Reclaimable,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -461,12 +461,14 @@ fn stats(dir: &Path, j: bool) -> Res<()> {
         })
         .collect();
     files.sort();
+    let r = snap.reclaimable();
     let v = json!({
         "dir": dir, "format_version": FORMAT_VERSION, "dimension": m.dimension, "metric": format!("{:?}", m.metric),
         "model": m.model, "int8_mirror": m.int8_mirror, "last_commit": snap.txn(),
         "episodes": snap.episode_count(), "concepts": snap.concept_count(), "bindings": snap.binding_count(),
         "networks": snap.network_count(), "network_bytes": snap.network_storage(), "empty_concepts": snap.empty_concept_count(),
         "concept_cache_entries": DEFAULT_CONCEPT_CACHE_ENTRIES, "strength_cache_entries": DEFAULT_STRENGTH_CACHE_ENTRIES,
+        "reclaimable": { "episodes": r.episodes, "concept_versions": r.concept_versions, "bindings": r.bindings, "bytes": r.bytes },
         "files": files.iter().map(|(n, b)| json!({ "name": n, "bytes": b })).collect::<Vec<_>>(),
     });
     emit(j, v, || {
@@ -494,6 +496,15 @@ fn stats(dir: &Path, j: bool) -> Res<()> {
             snap.network_count(),
             snap.network_storage()
         );
+        if r != Reclaimable::default() {
+            say!(
+                "`engram compact` would free {} bytes of records: {} episodes, {} concept versions, {} bindings (and their heap blobs)",
+                r.bytes,
+                r.episodes,
+                r.concept_versions,
+                r.bindings
+            );
+        }
         say!(
             "cache defaults: {DEFAULT_CONCEPT_CACHE_ENTRIES} concepts, {DEFAULT_STRENGTH_CACHE_ENTRIES} binding strengths"
         );

@@ -213,6 +213,15 @@ fn a_user_session_from_import_to_bench() {
         100
     );
     assert_eq!(json(&["verify", s(&db)])["episodes"], 3899);
+    // The forgotten episodes and their bindings wait for the next compaction.
+    let reclaimable = &json(&["stats", s(&db)])["reclaimable"];
+    assert_eq!(
+        (&reclaimable["episodes"], &reclaimable["bindings"]),
+        (&Value::from(101), &Value::from(101))
+    );
+    assert!(ok(&["stats", s(&db)]).contains("101 episodes"));
+    json(&["compact", s(&db)]);
+    assert_eq!(json(&["stats", s(&db)])["reclaimable"]["bytes"], 0);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::store::meta::{self, FileNumbers, VersionState};
 use crate::store::records::{
     self, ArchivedBlob, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
-use crate::store::snapshot::{Role, Version};
+use crate::store::snapshot::{ReadTxn, Role, Version};
 use crate::store::tables;
 
 /// A new file written front to back through a buffer, then synced: compaction's and
@@ -62,6 +62,61 @@ impl Sink {
             .map_err(|e| Error::io("fsync", &self.path, e))?;
         crate::store::fault::synced(&self.path);
         Ok(())
+    }
+}
+
+/// What compacting a snapshot's version would give back: the records no live node,
+/// binding or network uses any more. See [`ReadTxn::reclaimable`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimable {
+    /// Episode slots of deleted and forgotten episodes.
+    pub episodes: u64,
+    /// Concept slots other than the newest version of each live concept: replaced
+    /// versions and deleted concepts.
+    pub concept_versions: u64,
+    /// Binding records of removed bindings, and of bindings whose episode or concept is gone.
+    pub bindings: u64,
+    /// Bytes of the above in `.eps` (with `.i8` rows), `.con` and `.bnd`, plus the pages
+    /// of replaced and deleted networks. Heap blobs, key cells and table entries are not
+    /// counted: sizing them takes a scan.
+    pub bytes: u64,
+}
+
+impl ReadTxn {
+    /// What [`crate::Engram::compact`] would drop if run on this snapshot, from counts every
+    /// commit keeps (no scan), so that a caller can decide when compacting is worth its
+    /// cost. Episodes whose time to live ran out are counted once a commit has reaped them.
+    pub fn reclaimable(&self) -> Reclaimable {
+        let v = &self.v;
+        let s = &v.state;
+        let episodes = s.episode_slots.saturating_sub(s.live_episodes);
+        let concept_versions = s.concept_slots.saturating_sub(s.live_concepts);
+        let bindings = s.bindings.saturating_sub(s.live_bindings);
+        let episode_bytes = v.info.episode_layout.stride as u64
+            + match v.info.manifest.int8_mirror {
+                true => v.info.int8_layout.stride as u64,
+                false => 0,
+            };
+        let page = crate::store::network::PAGE as u64;
+        let live_pages = v.nets.live_bytes().next_multiple_of(page);
+        let network_pages = s.pages.saturating_mul(page).saturating_sub(live_pages);
+        // Saturating: the counts come from disk, and a forged one must not panic here.
+        let bytes = [
+            (episodes, episode_bytes),
+            (concept_versions, v.info.concept_layout.stride as u64),
+            (bindings, records::binding::SIZE),
+            (1, network_pages),
+        ]
+        .iter()
+        .fold(0u64, |sum, &(n, each)| {
+            sum.saturating_add(n.saturating_mul(each))
+        });
+        Reclaimable {
+            episodes,
+            concept_versions,
+            bindings,
+            bytes,
+        }
     }
 }
 

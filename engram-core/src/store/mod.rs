@@ -23,6 +23,7 @@ mod verify;
 mod write;
 
 pub use clock::Clock;
+pub use compact::Reclaimable;
 pub use db::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_DIMENSION, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram,
     Options,

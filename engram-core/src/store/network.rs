@@ -202,6 +202,14 @@ impl NetCatalog {
         self.page_crcs.len() as u64
     }
 
+    /// Bytes of the live networks' weights: what compaction copies into fresh pages.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.by_agent
+            .values()
+            .flatten()
+            .fold(0, |sum, (_, e)| sum.saturating_add(e.len))
+    }
+
     /// Every live network, by agent then name.
     fn all(&self) -> Vec<(u64, &str, &Arc<NetEntry>)> {
         let mut v: Vec<(u64, &str, &Arc<NetEntry>)> = self
