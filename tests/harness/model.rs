@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use engram_core::{Clock, ConceptInput, Engram, EpisodeInput, Error, Options, ReadTxn, Ttl};
 
-pub const DIM: usize = 8;
+/// Odd, so that every record has the padding before its root (`docs/format.md`).
+pub const DIM: usize = 7;
 
 #[derive(Clone, Debug)]
 pub enum Step {

@@ -242,16 +242,18 @@ pub(crate) fn concept_view<'m>(
     Ok(rec)
 }
 
-/// Checks that an archive's vector is where every writer puts it and scans read it: the
-/// whole archive before the root `Root`, `dim` floats from offset 0. bytecheck only proves
-/// the pointer lands in bounds; a damaged (checksum-consistent) record could point
-/// elsewhere or be short.
+/// Checks that an archive's vector is where every writer puts it and scans read it: `dim`
+/// floats from offset 0, then the root `Root` at the next multiple of its alignment (after
+/// 4 padding bytes when `dim` is odd), ending the archive. bytecheck only proves the
+/// pointer lands in bounds; a damaged (checksum-consistent) record could point elsewhere or
+/// be short.
 fn vector_in_place<Root>(map: &Mapping, off: u64, archive: &[u8], vector: &[f32_le]) -> Result<()> {
     let root = std::mem::size_of::<Root>();
     let in_place = std::ptr::eq(vector.as_ptr().cast::<u8>(), archive.as_ptr())
         && vector
             .len()
             .checked_mul(4)
+            .map(|n| n.next_multiple_of(std::mem::align_of::<Root>()))
             .and_then(|n| n.checked_add(root))
             == Some(archive.len());
     match in_place {
