@@ -250,16 +250,18 @@ fn consolidation_binds_new_episodes_and_updates_concepts_exactly() {
         }
         assert!((f64::from(concept.coherence()) - norm / members.len() as f64).abs() < 1e-4);
     }
-    // Nothing left to do; a threshold above 1 is no cosine.
+    // Nothing left to do; a threshold outside [-1, 1] is no cosine.
     assert_eq!(db.consolidate(&params).unwrap().pending, 0);
-    let strict = ConsolidationParams {
-        min_similarity: 2.0,
-        ..params
-    };
-    assert!(matches!(
-        db.consolidate(&strict),
-        Err(Error::InvalidArgument(_))
-    ));
+    for min_similarity in [2.0, -2.0, f32::NAN] {
+        let bad = ConsolidationParams {
+            min_similarity,
+            ..params.clone()
+        };
+        assert!(matches!(
+            db.consolidate(&bad),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }
 
 #[test]

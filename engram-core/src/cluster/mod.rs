@@ -175,9 +175,12 @@ pub fn cluster(
     progress: Option<OnProgress<'_>>,
 ) -> Result<Clustering> {
     let ctl = Ctl(progress);
-    if params.max_iterations == 0 || params.min_size == 0 {
+    if params.max_iterations == 0
+        || params.min_size == 0
+        || params.max_points_per_cluster == Some(0)
+    {
         return Err(Error::InvalidArgument(
-            "max_iterations and min_size must be at least 1".into(),
+            "max_iterations, min_size and max_points_per_cluster must be at least 1".into(),
         ));
     }
     let n = points.len();
@@ -204,7 +207,7 @@ pub fn cluster(
             let k = k.min(n);
             let train = match params.max_points_per_cluster {
                 Some(p) if p.saturating_mul(k) < n => {
-                    seed::sample(&all, p.max(1) * k, params.seed, seed::SAMPLE)
+                    seed::sample(&all, p * k, params.seed, seed::SAMPLE)
                 }
                 _ => all.clone(),
             };

@@ -221,6 +221,25 @@ fn degenerate_inputs() {
         cluster(&points, &bad, None),
         Err(Error::InvalidArgument(_))
     ));
+    for bad in [
+        Params {
+            max_points_per_cluster: Some(0),
+            ..k_params(1)
+        },
+        Params {
+            min_size: 0,
+            ..k_params(1)
+        },
+        Params {
+            max_iterations: 0,
+            ..k_params(1)
+        },
+    ] {
+        assert!(matches!(
+            cluster(&points, &bad, None),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
     assert!(matches!(
         Points::dense(&[1.0, f32::NAN], 2),
         Err(Error::NonFinite { index: 1, .. })

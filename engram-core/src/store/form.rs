@@ -145,9 +145,9 @@ impl WriteTxn<'_> {
     /// ```
     pub fn consolidate(&mut self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
         self.require_dual()?;
-        if !(params.min_similarity.is_finite() && params.min_similarity <= 1.0) {
+        if !(-1.0..=1.0).contains(&params.min_similarity) {
             return Err(Error::InvalidArgument(format!(
-                "min_similarity {} is not a cosine",
+                "min_similarity {} is not a cosine in [-1, 1]",
                 params.min_similarity
             )));
         }
