@@ -98,8 +98,11 @@ impl ReadTxn {
                 false => 0,
             };
         let page = crate::store::network::PAGE as u64;
-        let live_pages = v.nets.live_bytes().next_multiple_of(page);
-        let network_pages = s.pages.saturating_mul(page).saturating_sub(live_pages);
+        let live_pages = v.nets.live_bytes().checked_next_multiple_of(page);
+        let network_pages = s
+            .pages
+            .saturating_mul(page)
+            .saturating_sub(live_pages.unwrap_or(u64::MAX));
         // Saturating: the counts come from disk, and a forged one must not panic here.
         let bytes = [
             (episodes, episode_bytes),
