@@ -416,6 +416,58 @@ fn an_episode_stored_already_expired_is_never_visible_and_reaped_by_its_own_comm
     snap.verify().unwrap();
 }
 
+/// A clock at either end of i64 cannot reach the store's sentinels: at `i64::MAX` an
+/// episode with no time to live stays visible (it once hid every episode), and an access
+/// recorded at `i64::MIN` reads back as an access, not as "never".
+#[test]
+fn a_clock_at_the_ends_of_its_range_keeps_the_sentinels_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Db::new();
+    let db = clock.open(dir.path());
+    let mut tx = db.begin_write().unwrap();
+    let forever = tx.insert_episode(&input(1, &V, None)).unwrap();
+    let brief = tx
+        .insert_episode_with_ttl(&input(1, &V, None), Ttl::After(10))
+        .unwrap();
+    tx.commit().unwrap();
+    let cue = Cue {
+        embedding: &V,
+        filter: Filter::default(),
+    };
+    let params = RecallParams {
+        hops: 0,
+        record_access: true,
+        ..RecallParams::default()
+    };
+    // The clock runs backwards first: nothing has expired at i64::MIN.
+    for t in [i64::MIN, i64::MAX] {
+        clock.set(t);
+        let snap = db.begin_read().unwrap();
+        let ids: Vec<u64> = snap
+            .search(&V, 5, &Filter::default())
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let expected = match t {
+            i64::MAX => vec![forever],
+            _ => vec![forever, brief],
+        };
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected, "clock {t}");
+        assert_eq!(snap.episode_ids().unwrap(), expected, "clock {t}");
+        assert_eq!(snap.recall(&cue, &params).unwrap().len(), expected.len());
+        db.persist_accesses().unwrap();
+        let e = db.begin_read().unwrap();
+        let e = e.episode(forever).unwrap().unwrap();
+        assert_eq!(e.expires_at().unwrap(), None, "clock {t}");
+        let at = e.last_access().unwrap().expect("an access was recorded");
+        assert_eq!(at, t.clamp(i64::MIN + 1, i64::MAX - 1));
+    }
+    db.begin_read().unwrap().verify().unwrap();
+}
+
 /// A sliding window: each tick stores a batch that lives three ticks. Every commit reaps
 /// exactly the batch whose time ran out, whether the writer's expiry queue was filled by its
 /// first reap or by the commits after it, across deletes, a compaction and a reopen.

@@ -37,9 +37,11 @@ impl Clock {
         })
     }
 
-    /// The current time.
+    /// The current time, clamped to `i64::MIN + 1 ..= i64::MAX - 1`: the two extremes are
+    /// the store's sentinels for "never expires" and "never accessed" (`docs/format.md`).
+    /// Unclamped, a clock reading `i64::MAX` hid every episode, expiring or not.
     pub fn now(&self) -> i64 {
-        (self.0)()
+        (self.0)().clamp(i64::MIN + 1, i64::MAX - 1)
     }
 }
 
