@@ -1,7 +1,7 @@
 //! The model check shared by the proptest (`tests/model.rs`) and the `ops` fuzz target
-//! (`fuzz/`): random sequences of insert/update/delete/bind/commit/abort/reopen/compact,
-//! episodes with a time to live and a clock that moves, checked against a plain in-memory
-//! model after every step that publishes.
+//! (`fuzz/`): random sequences of insert/update/delete/bind/reinforce/forget/commit/abort/
+//! reopen/compact, episodes with a time to live and a clock that moves, checked against a
+//! plain in-memory model after every step that publishes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +51,17 @@ pub enum Step {
     DeleteConcept {
         pick: u8,
     },
+    /// Adds `(delta - 128) / 64` to a pair's strength.
+    Reinforce {
+        e: u8,
+        c: u8,
+        delta: u8,
+    },
+    /// Forgets agent `1 + agent % 2`'s committed episodes with a timestamp before `before`.
+    ForgetWhere {
+        agent: u8,
+        before: u8,
+    },
     Commit,
     Abort,
     Reopen,
@@ -92,7 +103,18 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                     _ => Step::Compact,
                 },
                 12 => Step::Tick { by: b % 3 },
-                _ => Step::Commit,
+                _ => match a % 4 {
+                    0 => Step::Reinforce {
+                        e: b,
+                        c: a / 4,
+                        delta: a ^ b,
+                    },
+                    1 => Step::ForgetWhere {
+                        agent: a / 4,
+                        before: b % 6,
+                    },
+                    _ => Step::Commit,
+                },
             }
         })
         .collect()
@@ -108,6 +130,15 @@ struct Model {
     bindings: BTreeMap<(u64, u64), f32>,
     next_episode: u64,
     next_concept: u64,
+}
+
+/// Episodes spread over two agents and four timestamps, for `forget_where`.
+fn agent(seed: u8) -> u64 {
+    1 + u64::from(seed % 2)
+}
+
+fn timestamp(seed: u8) -> i64 {
+    i64::from(seed / 2 % 4)
 }
 
 fn vector(seed: u8) -> Vec<f32> {
@@ -184,6 +215,7 @@ fn check_snapshot(snap: &ReadTxn, m: &Model) {
         assert_eq!(ep.expires_at().unwrap(), m.expiry.get(&id).copied());
         assert_eq!(ep.embedding(), vector(seed).as_slice());
         assert_eq!(ep.payload().unwrap(), &[seed]);
+        assert_eq!((ep.agent(), ep.timestamp()), (agent(seed), timestamp(seed)));
         if let Some(k) = key {
             assert_eq!(snap.episode_by_key(&[k]).unwrap().unwrap().id(), id);
         }
@@ -290,8 +322,8 @@ pub fn run(steps: Vec<Step>) {
                 let k = key.map(|k| [k]);
                 let id = t
                     .insert_episode(&EpisodeInput {
-                        agent: 1,
-                        timestamp: 0,
+                        agent: agent(seed),
+                        timestamp: timestamp(seed),
                         embedding: &vector(seed),
                         payload: &[seed],
                         key: k.as_ref().map(|k| &k[..]),
@@ -315,8 +347,8 @@ pub fn run(steps: Vec<Step>) {
             Step::InsertExpiring { seed, ttl } => {
                 let t = tx.as_mut().unwrap();
                 let input = EpisodeInput {
-                    agent: 1,
-                    timestamp: 0,
+                    agent: agent(seed),
+                    timestamp: timestamp(seed),
                     embedding: &vector(seed),
                     payload: &[seed],
                     key: None,
@@ -420,6 +452,48 @@ pub fn run(steps: Vec<Step>) {
                     tx.as_mut().unwrap().delete_concept(c).unwrap();
                     pending.concepts.remove(&c);
                     pending.bindings.retain(|(_, bc), _| *bc != c);
+                }
+            }
+            Step::Reinforce { e, c, delta } => {
+                let (Some(e), Some(c)) = (
+                    pick(pending.episodes.keys().copied().collect(), e),
+                    pick(pending.concepts.keys().copied().collect(), c),
+                ) else {
+                    continue;
+                };
+                let delta = (f32::from(delta) - 128.0) / 64.0;
+                let r = tx.as_mut().unwrap().reinforce(e, c, delta);
+                let visible = pending.visible(e, now());
+                match pending.bindings.get_mut(&(e, c)) {
+                    Some(s) if visible => {
+                        *s = (*s + delta).max(0.0);
+                        assert_eq!(r.unwrap(), *s);
+                    }
+                    _ => assert!(
+                        matches!(r, Err(Error::NotFound { .. })),
+                        "reinforce {e} {c}"
+                    ),
+                }
+            }
+            Step::ForgetWhere { agent: a, before } => {
+                let a = agent(a);
+                let before = i64::from(before);
+                let n = tx.as_mut().unwrap().forget_where(a, before).unwrap();
+                // What the transaction's base held, and this transaction has not deleted.
+                let gone: Vec<u64> = committed
+                    .episodes
+                    .iter()
+                    .filter(|&(&id, &(seed, _))| {
+                        agent(seed) == a
+                            && timestamp(seed) < before
+                            && committed.visible(id, now())
+                            && pending.episodes.contains_key(&id)
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                assert_eq!(n, gone.len() as u64, "forget_where({a}, {before})");
+                for id in gone {
+                    pending.delete(id);
                 }
             }
             Step::Commit => {
