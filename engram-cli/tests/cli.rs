@@ -301,11 +301,17 @@ fn bad_files_are_refused_with_the_row_and_nothing_is_committed() {
         assert!(e.contains("payload lines for 3 vectors"), "{e}");
     }
 
+    // A file with no rows is no error, and commits nothing either.
+    let empty = tmp.path().join("e.npy");
+    write_npy(&empty, 4, &[]);
     assert_eq!(
-        json(&["stats", s(&db)])["episodes"],
-        0,
-        "nothing partial committed"
+        json(&["import", s(&db), "--vectors", s(&empty)])["imported"],
+        0
     );
+
+    let stats = json(&["stats", s(&db)]);
+    assert_eq!(stats["episodes"], 0, "nothing partial committed");
+    assert_eq!(stats["last_commit"], 0, "no commit at all");
 
     // The good formats import, with stable ids.
     std::fs::write(&fvecs, &fv[..2 * 20]).unwrap();
