@@ -1,6 +1,6 @@
 //! Random sequences of insert/update/delete/bind/reinforce/forget/commit/abort/reopen/
-//! compact, episodes with a time to live and a moving clock, checked against a plain
-//! in-memory model after every step that publishes (the model is `harness/model.rs`, shared
+//! compact, networks put and deleted, episodes with a time to live and a moving clock,
+//! checked against a plain in-memory model after every step that publishes (the model is `harness/model.rs`, shared
 //! with the `ops` fuzz target).
 
 // The byte decoder in the harness is for the fuzz target and the corpus replay.
@@ -24,6 +24,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(|pick| Step::DeleteConcept { pick }),
         2 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(e, c, delta)| Step::Reinforce { e, c, delta }),
         1 => (any::<u8>(), 0u8..6).prop_map(|(agent, before)| Step::ForgetWhere { agent, before }),
+        1 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(agent, name, seed)| Step::PutNetwork { agent, name, seed }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(agent, name)| Step::DeleteNetwork { agent, name }),
         3 => Just(Step::Commit),
         1 => Just(Step::Abort),
         1 => Just(Step::Reopen),

@@ -1,13 +1,16 @@
 //! The model check shared by the proptest (`tests/model.rs`) and the `ops` fuzz target
 //! (`fuzz/`): random sequences of insert/update/delete/bind/reinforce/forget/commit/abort/
-//! reopen/compact, episodes with a time to live and a clock that moves, checked against a
-//! plain in-memory model after every step that publishes.
+//! reopen/compact, networks put and deleted, episodes with a time to live and a clock that
+//! moves, checked against a plain in-memory model after every step that publishes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use engram_core::{Clock, ConceptInput, Engram, EpisodeInput, Error, Options, ReadTxn, Ttl};
+use engram_core::quant::QuantScheme;
+use engram_core::{
+    Clock, ConceptInput, Engram, EpisodeInput, Error, Options, ReadTxn, TensorInput, Ttl,
+};
 
 /// Odd, so that every record has the padding before its root (`docs/format.md`).
 pub const DIM: usize = 7;
@@ -61,6 +64,17 @@ pub enum Step {
     ForgetWhere {
         agent: u8,
         before: u8,
+    },
+    /// Stores (or replaces) network `name % 3` of agent `agent % 2`: one tensor whose
+    /// length (1 to ~5,000 weights) and values follow `seed`.
+    PutNetwork {
+        agent: u8,
+        name: u8,
+        seed: u8,
+    },
+    DeleteNetwork {
+        agent: u8,
+        name: u8,
     },
     Commit,
     Abort,
@@ -128,6 +142,8 @@ struct Model {
     expiry: BTreeMap<u64, i64>,
     concepts: BTreeMap<u64, (u8, String)>,
     bindings: BTreeMap<(u64, u64), f32>,
+    /// (agent, name) → the seed of its weights.
+    networks: BTreeMap<(u64, String), u8>,
     next_episode: u64,
     next_concept: u64,
 }
@@ -144,6 +160,17 @@ fn timestamp(seed: u8) -> i64 {
 fn vector(seed: u8) -> Vec<f32> {
     (0..DIM)
         .map(|i| f32::from(seed) + i as f32 * 0.25)
+        .collect()
+}
+
+fn network_key(agent: u8, name: u8) -> (u64, String) {
+    (u64::from(agent % 2), format!("net{}", name % 3))
+}
+
+/// Weights that F16 holds exactly, over 1 to 13 pages.
+fn weights(seed: u8) -> Vec<f32> {
+    (0..1 + usize::from(seed) * 20)
+        .map(|i| f32::from(seed) + (i % 64) as f32 * 0.25)
         .collect()
 }
 
@@ -267,6 +294,18 @@ fn check_snapshot(snap: &ReadTxn, m: &Model) {
             assert_eq!(cached.centroid(), vector(*seed).as_slice());
             assert_eq!(cached.label(), label);
         }
+    }
+    assert_eq!(
+        snap.networks(),
+        m.networks.keys().cloned().collect::<Vec<_>>()
+    );
+    for ((agent, name), &seed) in &m.networks {
+        let net = snap.network(*agent, name).unwrap().unwrap();
+        let w = net.tensor("w").unwrap().unwrap();
+        let want = weights(seed);
+        let mut got = vec![0f32; want.len()];
+        w.dequantize_into(&mut got).unwrap();
+        assert_eq!(got, want, "network {agent}/{name}");
     }
     let empty: Vec<u64> = m
         .concepts
@@ -494,6 +533,29 @@ pub fn run(steps: Vec<Step>) {
                 assert_eq!(n, gone.len() as u64, "forget_where({a}, {before})");
                 for id in gone {
                     pending.delete(id);
+                }
+            }
+            Step::PutNetwork { agent, name, seed } => {
+                let key = network_key(agent, name);
+                let w = weights(seed);
+                let tensor = TensorInput {
+                    name: "w",
+                    shape: &[w.len()],
+                    data: &w,
+                    importance: None,
+                };
+                tx.as_mut()
+                    .unwrap()
+                    .put_network(key.0, &key.1, &[tensor], QuantScheme::F16)
+                    .unwrap();
+                pending.networks.insert(key, seed);
+            }
+            Step::DeleteNetwork { agent, name } => {
+                let key = network_key(agent, name);
+                let r = tx.as_mut().unwrap().delete_network(key.0, &key.1);
+                match pending.networks.remove(&key) {
+                    Some(_) => r.unwrap(),
+                    None => assert!(matches!(r, Err(Error::NotFound { .. })), "{key:?}"),
                 }
             }
             Step::Commit => {
