@@ -1,6 +1,7 @@
-//! `engram`: open a database directory to create, inspect, load, search, cluster, verify,
-//! compact, back up and benchmark it. Human-readable output by default, `--json` for
-//! machines; long work shows a progress bar on a terminal and stays quiet when piped.
+//! `engram`: open a database directory to create, inspect (counts, episodes, concepts), load,
+//! search, cluster, verify, compact, back up and benchmark it. Human-readable output by
+//! default, `--json` for machines; long work shows a progress bar on a terminal and stays
+//! quiet when piped.
 
 /// `println!` that ends the process quietly when the reader went away (`engram … | head`).
 macro_rules! say {
@@ -97,6 +98,16 @@ enum Cmd {
         hops: usize,
         #[arg(long, default_value_t = 1.0)]
         fan_alpha: f32,
+    },
+    /// One episode, by id or by its unique key: agent, timestamp, expiry, accesses, payload
+    /// and the concepts it is bound to.
+    Episode {
+        dir: PathBuf,
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        id: Option<u64>,
+        /// The episode's unique key (UTF-8), instead of its id.
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Delete one episode (--episode) or an agent's episodes older than a time (--agent and
     /// --before), in one transaction.
@@ -359,6 +370,7 @@ fn run(cli: &Cli) -> Res<()> {
                 say!("{}", Value::Array(all));
             }
         }
+        Cmd::Episode { dir, id, key } => show_episode(dir, *id, key.as_deref(), j)?,
         Cmd::Forget {
             dir,
             episode,
@@ -777,6 +789,82 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn show_episode(dir: &Path, id: Option<u64>, key: Option<&str>, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let ep = match (id, key) {
+        (Some(id), _) => snap
+            .episode(id)
+            .map_err(err)?
+            .ok_or(format!("no episode {id}"))?,
+        (None, Some(k)) => snap
+            .episode_by_key(k.as_bytes())
+            .map_err(err)?
+            .ok_or(format!("no episode with key {k:?}"))?,
+        (None, None) => return Err("give an episode id or --key".into()),
+    };
+    let id = ep.id();
+    let norm = ep
+        .embedding()
+        .iter()
+        .map(|x| f64::from(*x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let payload = ep.payload().map_err(err)?;
+    let text = String::from_utf8_lossy(payload);
+    let key = ep.key().map_err(err)?.map(String::from_utf8_lossy);
+    let (expires, last, count) = (
+        ep.expires_at().map_err(err)?,
+        ep.last_access().map_err(err)?,
+        ep.access_count().map_err(err)?,
+    );
+    let mut bindings = snap.bindings_of_episode(id).map_err(err)?;
+    bindings.sort_by(|a, b| {
+        b.strength
+            .total_cmp(&a.strength)
+            .then(a.concept.cmp(&b.concept))
+    });
+    let mut bound = Vec::new();
+    for b in bindings {
+        let c = snap
+            .concept(b.concept)
+            .map_err(err)?
+            .ok_or(format!("concept {} vanished", b.concept))?;
+        bound.push((b.concept, b.strength, c.label().map_err(err)?.to_string()));
+    }
+    emit(
+        j,
+        json!({ "id": id, "agent": ep.agent(), "timestamp": ep.timestamp(), "key": key, "expires_at": expires,
+                "last_access": last, "access_count": count, "embedding_norm": norm,
+                "payload_bytes": payload.len(), "payload": text,
+                "bindings": bound.iter().map(|(c, s, l)| json!({ "concept": c, "strength": s, "label": l })).collect::<Vec<_>>() }),
+        || {
+            say!(
+                "episode {id}: agent {}, timestamp {}",
+                ep.agent(),
+                ep.timestamp()
+            );
+            if let Some(k) = &key {
+                say!("  key {k:?}");
+            }
+            say!(
+                "  embedding norm {norm:.6}; {}; {}",
+                expires.map_or("never expires".into(), |t| format!("expires at {t}")),
+                match last {
+                    Some(t) => format!("{count} accesses, the last at {t}"),
+                    None => "never accessed".into(),
+                }
+            );
+            say!("  payload, {} bytes: {text}", payload.len());
+            say!("  bound to {} concepts", bound.len());
+            for (c, s, l) in &bound {
+                say!("  {s:.4}  concept {c:<8} {l}");
+            }
+        },
+    );
     Ok(())
 }
 

@@ -141,6 +141,33 @@ fn a_user_session_from_import_to_bench() {
     let shown = json(&["concepts", "show", s(&db), "0", "--top", "3"]);
     assert!((shown["centroid_norm"].as_f64().unwrap() - 1.0).abs() < 1e-4);
     assert_eq!(shown["top"].as_array().unwrap().len(), 3);
+    // Episode 5 as the import stored it, bound to the concept that lists it as a member.
+    let ep = json(&["episode", s(&db), "5"]);
+    assert_eq!(
+        (ep["agent"].as_u64(), ep["timestamp"].as_i64()),
+        (Some(0), Some(5))
+    );
+    assert!(
+        ep["payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("Battery Monitor is")
+    );
+    assert!((ep["embedding_norm"].as_f64().unwrap() - 1.0).abs() < 1e-3);
+    let bound = ep["bindings"].as_array().unwrap();
+    assert_eq!(bound.len(), 1);
+    let c = bound[0]["concept"].to_string();
+    let members = json(&["concepts", "show", s(&db), &c, "--top", "4000"]);
+    assert!(
+        members["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["episode"] == 5)
+    );
+    assert!(ok(&["episode", s(&db), "5"]).contains("bound to 1 concepts"));
+    assert!(fails(&["episode", s(&db), "4000"]).contains("no episode 4000"));
+    assert!(fails(&["episode", s(&db), "--key", "k"]).contains("no episode with key"));
     let via = json(&[
         "search",
         s(&db),
@@ -355,4 +382,89 @@ fn verify_fails_on_damage() {
     std::fs::write(&eps, bytes).unwrap();
     let e = fails(&["verify", s(&db)]);
     assert!(e.contains("checksum"), "{e}");
+}
+
+/// What a library user stored (a key, a time to live, binary payload, accesses, two
+/// bindings) is what `engram episode` shows, by key as by id.
+#[test]
+fn an_episode_written_by_the_library_shows_by_key() {
+    use engram_core::{
+        Clock, ConceptInput, Cue, Engram, EpisodeInput, Filter, Options, RecallParams, Ttl,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        dimension: Some(2),
+        clock: Clock::new(|| 1_000),
+        ..Options::default()
+    };
+    let id = {
+        let db = Engram::open(tmp.path(), opts).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let id = tx
+            .insert_episode_with_ttl(
+                &EpisodeInput {
+                    agent: 7,
+                    timestamp: -3,
+                    embedding: &[3.0, 4.0],
+                    payload: b"bytes \xff here",
+                    key: Some("msg-1".as_bytes()),
+                },
+                // The CLI reads with the real clock: an expiry in 2096 (µs).
+                Ttl::At(4_000_000_000_000_000),
+            )
+            .unwrap();
+        for (label, strength) in [("weak", 0.25), ("strong", 0.75)] {
+            let c = tx
+                .insert_concept(&ConceptInput {
+                    centroid: &[1.0, 0.0],
+                    label,
+                })
+                .unwrap();
+            tx.bind(id, c, strength).unwrap();
+        }
+        tx.commit().unwrap();
+        let cue = Cue {
+            embedding: &[3.0, 4.0],
+            filter: Filter::default(),
+        };
+        let params = RecallParams {
+            record_access: true,
+            ..RecallParams::default()
+        };
+        db.begin_read().unwrap().recall(&cue, &params).unwrap();
+        db.persist_accesses().unwrap();
+        id
+    };
+    let dir = s(tmp.path());
+    let ep = json(&["episode", dir, "--key", "msg-1"]);
+    assert_eq!(ep, json(&["episode", dir, &id.to_string()]));
+    assert_eq!(ep["id"], id);
+    assert_eq!(
+        (ep["agent"].as_u64(), ep["timestamp"].as_i64()),
+        (Some(7), Some(-3))
+    );
+    assert_eq!(ep["key"], "msg-1");
+    assert_eq!(ep["expires_at"], 4_000_000_000_000_000i64);
+    assert_eq!(
+        (ep["access_count"].as_u64(), ep["last_access"].as_i64()),
+        (Some(1), Some(1_000))
+    );
+    assert_eq!(ep["embedding_norm"], 5.0);
+    assert_eq!(
+        (ep["payload_bytes"].as_u64(), ep["payload"].as_str()),
+        (Some(12), Some("bytes \u{fffd} here"))
+    );
+    let labels: Vec<&str> = ep["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["strong", "weak"], "strongest first");
+    let text = ok(&["episode", dir, "--key", "msg-1"]);
+    assert!(
+        text.contains("expires at 4000000000000000")
+            && text.contains("1 accesses, the last at 1000"),
+        "{text}"
+    );
 }
