@@ -4,6 +4,7 @@
 //! network version, a `forget_where` of the previous batch's scratch episodes, and an
 //! episode whose time to live ends two batches later), and no partial batch is visible.
 //! `ENGRAM_CRASH_KILLS=N` (or `ENGRAM_SOAK_KILLS=N`) runs N kills (default 60).
+//! A second child creates databases in a loop, and every directory a kill leaves opens.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -295,4 +296,62 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
     let end = verify(&dir);
     assert!(end >= acked_total);
     eprintln!("{kills} kills survived; {end} batches present, {acked_total} acknowledged");
+}
+
+/// The child of the creation test: creates databases `0`, `1`, ... under a directory until
+/// killed, printing `CREATED n` after each open returns. Does nothing in a normal run.
+#[test]
+fn create_child() {
+    let Ok(root) = std::env::var("ENGRAM_CREATE_CHILD") else {
+        return;
+    };
+    println!("READY");
+    for n in 0u64.. {
+        drop(Engram::open(std::path::Path::new(&root).join(n.to_string()), opts()).unwrap());
+        println!("CREATED {n}");
+    }
+}
+
+/// A process killed while it creates a database leaves a directory that opens: the next
+/// open starts the creation again (or finds it finished).
+#[test]
+fn a_creation_killed_at_any_moment_opens_the_next_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut interrupted = 0;
+    for kill in 0..20 {
+        let root = tmp.path().join(kill.to_string());
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "create_child", "--nocapture", "--test-threads=1"])
+            .env("ENGRAM_CREATE_CHILD", &root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Past the test harness's own lines.
+        assert!(
+            lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.ends_with("READY"))
+        );
+        std::thread::sleep(Duration::from_micros(xorshift(&mut seed) % 20_000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let created = lines
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("CREATED"))
+            .count();
+        let dirs = std::fs::read_dir(&root).map_or(0, |d| d.count());
+        // The last directory is the one being created when the kill came, if any.
+        assert!(dirs <= created + 1, "{dirs} directories, {created} created");
+        interrupted += usize::from(dirs == created + 1);
+        for n in 0..dirs {
+            let db = Engram::open(root.join(n.to_string()), opts())
+                .unwrap_or_else(|e| panic!("kill {kill}, database {n}: {e}"));
+            assert_eq!(db.begin_read().unwrap().episode_count(), 0);
+        }
+    }
+    eprintln!("{interrupted} of 20 kills interrupted a creation");
 }

@@ -199,6 +199,60 @@ fn a_failed_compaction_or_backup_leaves_no_partial_files() {
     );
 }
 
+/// Creating a database that fails at any of its writes, syncs or maps (a full disk) is an
+/// error, and the directory is not left unusable: the next open creates the database.
+/// A crash leaves the same files, so it opens too. Anything the creation could not have
+/// written (a foreign file, a data file that is not empty, as a partial backup's) still
+/// makes the open refuse the directory, and touch nothing.
+#[test]
+fn a_creation_that_fails_anywhere_opens_the_next_time() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failed = 0;
+    for op in [IoOp::Write, IoOp::Sync, IoOp::Grow, IoOp::Map] {
+        for nth in 1.. {
+            let dir = tmp.path().join(format!("{op:?}-{nth}"));
+            fault::arm(op, nth, Fault::NoSpace);
+            let first = Engram::open(&dir, opts());
+            let (_, site) = fault::disarm();
+            if site.is_none() {
+                first.unwrap();
+                break;
+            }
+            drop(first); // an error, or (at the last syncs) a database already in place
+            failed += 1;
+            let db = Engram::open(&dir, opts()).unwrap_or_else(|e| panic!("{op:?} #{nth}: {e}"));
+            let mut tx = db.begin_write().unwrap();
+            tx.insert_episode(&engram_core::EpisodeInput {
+                agent: 0,
+                timestamp: 0,
+                embedding: &[1.0; workload::DIM],
+                payload: b"",
+                key: None,
+            })
+            .unwrap();
+            tx.commit().unwrap();
+            assert_eq!(db.begin_read().unwrap().verify().unwrap().live_episodes, 1);
+        }
+    }
+    assert!(failed >= 20, "{failed} failing calls");
+
+    // Leftovers of a creation beside a foreign file, or with data in a data file: refused.
+    for (name, bytes) in [("notes.txt", &b""[..]), ("000001.eps", b"data")] {
+        let dir = tmp.path().join(format!("foreign-{name}"));
+        fault::arm(IoOp::Sync, 9, Fault::NoSpace); // at the first commit slot
+        assert!(Engram::open(&dir, opts()).is_err());
+        fault::disarm();
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let before = listing(&dir);
+        assert!(matches!(
+            Engram::open(&dir, opts()),
+            Err(Error::NotADatabase { .. })
+        ));
+        assert_eq!(listing(&dir), before, "{name}: the directory was touched");
+    }
+}
+
 /// A fault at any write, sync or map call of an upgrade from format 9 (its binding file
 /// rewritten, its new commit record, head and MANIFEST) fails the open with an I/O error
 /// and loses nothing: the next open, with no fault, upgrades the directory and finds every

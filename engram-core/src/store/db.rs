@@ -938,6 +938,48 @@ fn lock(dir: &Path, patient: bool) -> Result<File> {
     })
 }
 
+fn not_empty(path: PathBuf) -> Error {
+    Error::NotADatabase {
+        path,
+        reason: "directory is not empty and has no MANIFEST".into(),
+    }
+}
+
+/// What [`create`] leaves in a directory whose MANIFEST it did not get to rename into place,
+/// except the lock file: `None` if the directory holds anything else, or a data file that
+/// is not empty (creation writes them empty).
+fn creation_leftovers(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let data: Vec<String> = FileNumbers::default()
+        .all()
+        .iter()
+        .map(|&(_, kind)| meta::file_name(1, kind))
+        .collect();
+    let mut leftovers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Ok(None);
+        };
+        if name == LOCK {
+            continue;
+        }
+        let ours = [MANIFEST_TMP, HEAD].contains(&name)
+            || (0..2).any(|txn| meta::commit_file(txn) == name)
+            || (data.iter().any(|d| d == name)
+                && entry
+                    .metadata()
+                    .map_err(|e| Error::io("stat", entry.path(), e))?
+                    .len()
+                    == 0);
+        if !ours {
+            return Ok(None);
+        }
+        leftovers.push(entry.path());
+    }
+    Ok(Some(leftovers))
+}
+
 /// Writes a new, empty database into `dir` (which holds at most our lock file).
 fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
     let files = FileNumbers {
@@ -1100,11 +1142,8 @@ impl Engram {
         }
         // Refuse foreign directories before touching them (no stray LOCK file in them).
         if read_manifest(&dir)?.is_none() {
-            if !dir_is_empty_but(&dir, &[LOCK])? {
-                return Err(Error::NotADatabase {
-                    path: dir,
-                    reason: "directory is not empty and has no MANIFEST".into(),
-                });
+            if creation_leftovers(&dir)?.is_none() {
+                return Err(not_empty(dir));
             }
             if !opts.create_if_missing {
                 return Err(Error::NotADatabase {
@@ -1137,6 +1176,12 @@ impl Engram {
                     .is_some_and(|s| s.len() > meta::MAX_MODEL_LEN)
                 {
                     return Err(Error::InvalidArgument("model name over 256 bytes".into()));
+                }
+                // A creation that failed or crashed before its MANIFEST's rename left only
+                // files of its own, none with data: start it again. Checked again under the
+                // lock, so that a creation in progress elsewhere is never touched.
+                for path in creation_leftovers(&dir)?.ok_or_else(|| not_empty(dir.clone()))? {
+                    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                 }
                 create(&dir, &m)?;
                 (m, meta::FORMAT_VERSION)
