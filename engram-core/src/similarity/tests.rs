@@ -86,6 +86,20 @@ proptest! {
     }
 }
 
+/// Rows starting at each of the 16 float offsets in a cache line (the AVX-512 kernel loads
+/// a row's first floats up to a line boundary apart), at lengths shorter and longer than
+/// that head.
+#[test]
+fn kernels_agree_at_every_offset_of_a_row_in_its_cache_line() {
+    for dim in [1, 3, 15, 16, 17, 64, 79, 768] {
+        let buf: Vec<f32> = (0..dim + 16).map(|i| (i % 13) as f32 - 6.0).collect();
+        let q: Vec<f32> = (0..dim).map(|i| (i % 7) as f32 * 0.5 - 1.0).collect();
+        for offset in 0..16 {
+            all_kernels_agree(&q, &buf[offset..offset + dim], dim, dim);
+        }
+    }
+}
+
 #[test]
 fn cosine_with_a_zero_vector_is_zero_for_every_kernel() {
     for dim in [1, 7, 8, 16, 33, 768] {

@@ -301,10 +301,31 @@ unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
     let (qp, rp) = (q.as_ptr(), r.as_ptr());
     let z = _mm512_setzero_ps();
     let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-    let mut i = 0;
-    // SAFETY: full loads read 16 floats below i + 64 <= n (or i + 16 <= n); the masked load
-    // touches only lanes below n - i. All inside both slices.
+    // A row that does not start on a cache line would split every 64-byte load across two
+    // lines (1 in 2 rows of 3,104-byte slots, every row of a malloc'd matrix): its first
+    // floats, up to the next line, go through one masked load, and the rest load whole lines.
+    let head = ((64 - (rp as usize & 63)) & 63) / 4;
+    let mut i = head.min(n);
+    // SAFETY: the masked loads touch only lanes below `i` (at most n); full loads read 16
+    // floats below i + 64 <= n (or i + 16 <= n); the tail's masked load only lanes below
+    // n - i. All inside both slices.
     unsafe {
+        if i > 0 {
+            let mask = ((1u32 << i) - 1) as u16;
+            let qv = _mm512_maskz_loadu_ps(mask, qp);
+            let rv = _mm512_maskz_loadu_ps(mask, rp);
+            match M {
+                L2 => {
+                    let d = _mm512_sub_ps(qv, rv);
+                    a0 = _mm512_fmadd_ps(d, d, a0);
+                }
+                COS => {
+                    a0 = _mm512_fmadd_ps(qv, rv, a0);
+                    a2 = _mm512_fmadd_ps(rv, rv, a2);
+                }
+                _ => a0 = _mm512_fmadd_ps(qv, rv, a0),
+            }
+        }
         while i + 64 <= n {
             let (q0, q1) = (_mm512_loadu_ps(qp.add(i)), _mm512_loadu_ps(qp.add(i + 16)));
             let (q2, q3) = (
