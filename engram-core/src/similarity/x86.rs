@@ -311,20 +311,7 @@ unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
     // n - i. All inside both slices.
     unsafe {
         if i > 0 {
-            let mask = ((1u32 << i) - 1) as u16;
-            let qv = _mm512_maskz_loadu_ps(mask, qp);
-            let rv = _mm512_maskz_loadu_ps(mask, rp);
-            match M {
-                L2 => {
-                    let d = _mm512_sub_ps(qv, rv);
-                    a0 = _mm512_fmadd_ps(d, d, a0);
-                }
-                COS => {
-                    a0 = _mm512_fmadd_ps(qv, rv, a0);
-                    a2 = _mm512_fmadd_ps(rv, rv, a2);
-                }
-                _ => a0 = _mm512_fmadd_ps(qv, rv, a0),
-            }
+            masked_step::<M>(((1u32 << i) - 1) as u16, qp, rp, &mut a0, &mut a2);
         }
         while i + 64 <= n {
             let (q0, q1) = (_mm512_loadu_ps(qp.add(i)), _mm512_loadu_ps(qp.add(i + 16)));
@@ -371,19 +358,7 @@ unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
             } else {
                 ((1u32 << (n - i)) - 1) as u16
             };
-            let qv = _mm512_maskz_loadu_ps(mask, qp.add(i));
-            let rv = _mm512_maskz_loadu_ps(mask, rp.add(i));
-            match M {
-                L2 => {
-                    let d = _mm512_sub_ps(qv, rv);
-                    a0 = _mm512_fmadd_ps(d, d, a0);
-                }
-                COS => {
-                    a0 = _mm512_fmadd_ps(qv, rv, a0);
-                    a2 = _mm512_fmadd_ps(rv, rv, a2);
-                }
-                _ => a0 = _mm512_fmadd_ps(qv, rv, a0),
-            }
+            masked_step::<M>(mask, qp.add(i), rp.add(i), &mut a0, &mut a2);
             i += 16;
         }
     }
@@ -397,6 +372,40 @@ unsafe fn row1_avx512<const M: u8>(q: &[f32], r: &[f32]) -> (f32, f32) {
             _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))),
             0.0,
         )
+    }
+}
+
+/// Accumulates the lanes of `mask` of one 16-float step of [`row1_avx512`] into `a0`
+/// (and `a2`, the row's squares, for cosine).
+///
+/// # Safety
+/// The CPU must support AVX-512F; the lanes of `mask` at `q` and `r` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn masked_step<const M: u8>(
+    mask: __mmask16,
+    q: *const f32,
+    r: *const f32,
+    a0: &mut __m512,
+    a2: &mut __m512,
+) {
+    // SAFETY: the caller vouches for the masked lanes; masked-off lanes are not read.
+    let (qv, rv) = unsafe {
+        (
+            _mm512_maskz_loadu_ps(mask, q),
+            _mm512_maskz_loadu_ps(mask, r),
+        )
+    };
+    match M {
+        L2 => {
+            let d = _mm512_sub_ps(qv, rv);
+            *a0 = _mm512_fmadd_ps(d, d, *a0);
+        }
+        COS => {
+            *a0 = _mm512_fmadd_ps(qv, rv, *a0);
+            *a2 = _mm512_fmadd_ps(rv, rv, *a2);
+        }
+        _ => *a0 = _mm512_fmadd_ps(qv, rv, *a0),
     }
 }
 
