@@ -96,7 +96,7 @@ enum Cmd {
         k: usize,
         #[arg(long, default_value_t = 2)]
         hops: usize,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         fan_alpha: f32,
     },
     /// One episode, by id or by its unique key: agent, timestamp, expiry, accesses, payload
@@ -152,7 +152,8 @@ enum ConceptsCmd {
             required_unless_present = "min_coherence"
         )]
         k: Option<usize>,
-        #[arg(long)]
+        /// A cosine in [-1, 1].
+        #[arg(long, allow_negative_numbers = true)]
         min_coherence: Option<f32>,
         #[arg(long, default_value_t = 2)]
         min_size: usize,

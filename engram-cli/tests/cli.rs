@@ -203,6 +203,19 @@ fn a_user_session_from_import_to_bench() {
         .contains("activation")
     );
 
+    // Negative values reach the library's checks (clap took them for flags).
+    let e = fails(&[
+        "recall",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "--fan-alpha",
+        "-1",
+    ]);
+    assert!(e.contains("fan_alpha -1"), "{e}");
+    let e = fails(&["concepts", "form", s(&db), "--min-coherence", "-5"]);
+    assert!(e.contains("min_coherence -5 is not a cosine"), "{e}");
+
     let verified = json(&["verify", s(&db)]);
     assert_eq!(
         (verified["ok"].as_bool(), verified["bindings"].as_u64()),
