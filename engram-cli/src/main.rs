@@ -743,12 +743,7 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
                 .concept(*id)
                 .map_err(err)?
                 .ok_or(format!("no concept {id}"))?;
-            let norm = c
-                .centroid()
-                .iter()
-                .map(|x| f64::from(*x).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let norm = l2_norm(c.centroid());
             let mut members = snap.bindings_of_concept(*id).map_err(err)?;
             members.sort_by(|a, b| {
                 b.strength
@@ -793,6 +788,10 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
     Ok(())
 }
 
+fn l2_norm(v: &[f32]) -> f64 {
+    v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+}
+
 fn show_episode(dir: &Path, id: Option<u64>, key: Option<&str>, j: bool) -> Res<()> {
     let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
@@ -808,12 +807,7 @@ fn show_episode(dir: &Path, id: Option<u64>, key: Option<&str>, j: bool) -> Res<
         (None, None) => return Err("give an episode id or --key".into()),
     };
     let id = ep.id();
-    let norm = ep
-        .embedding()
-        .iter()
-        .map(|x| f64::from(*x).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let norm = l2_norm(ep.embedding());
     let payload = ep.payload().map_err(err)?;
     let text = String::from_utf8_lossy(payload);
     let key = ep.key().map_err(err)?.map(String::from_utf8_lossy);
