@@ -274,8 +274,8 @@ impl ReadTxn {
     }
 
     /// Approximate top-`k` through the int8 mirror: the codes (a quarter of the f32 bytes)
-    /// are scanned for the best `candidates`, which are then rescored exactly in f32. Needs a
-    /// database created with `Options { int8_mirror: Some(true), .. }`.
+    /// are scanned for the best `candidates` (at least `k`), which are then rescored exactly
+    /// in f32. Needs a database created with `Options { int8_mirror: Some(true), .. }`.
     pub fn search_int8(
         &self,
         query: &[f32],
