@@ -329,3 +329,42 @@ fn a_damaged_table_directory_is_refused_at_open() {
     std::fs::write(case.join(&name), &bytes[..12]).unwrap();
     assert!(matches!(read_all(&case), Err(Error::Corruption { .. })));
 }
+
+/// A file missing from the directory (deleted by hand, a bad copy) is never a crash state:
+/// every file a commit names, and both commit records, exist from the creation on. Each
+/// missing one is an error for a writer and a read-only open alike, and the open removes
+/// nothing: put back, the database reads as before. (A missing commit record was skipped:
+/// the open fell back to the other record, lost the newest commits and deleted the files
+/// only they named.) The head and the lock file are rebuilt.
+#[test]
+fn a_missing_file_is_an_error_and_the_open_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    build(&good);
+    let want = read_all(&good).unwrap();
+    for file in files(&good) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let case = tmp.path().join(format!("m-{name}"));
+        copy_dir(&good, &case);
+        std::fs::remove_file(case.join(&name)).unwrap();
+        if name == "head" {
+            assert_eq!(read_all(&case).unwrap(), want);
+            continue;
+        }
+        let left = files(&case);
+        for read_only in [false, true] {
+            let r = Engram::open(
+                &case,
+                Options {
+                    read_only,
+                    ..opts()
+                },
+            )
+            .and_then(|db| db.begin_read().map(|s| s.episode_count()));
+            assert!(r.is_err(), "{name} missing, read-only {read_only}: {r:?}");
+            assert_eq!(files(&case), left, "{name} missing: the open removed files");
+        }
+        std::fs::copy(&file, case.join(&name)).unwrap();
+        assert_eq!(read_all(&case).unwrap(), want, "{name} put back");
+    }
+}

@@ -782,14 +782,18 @@ fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
     newest_commit_with(dir, meta::COMMIT)
 }
 
-/// The newest commit record of `layout`.
+/// The newest commit record of `layout`. Both commit files exist from the creation on (and
+/// in a backup): a missing one is damage, not a crash state, and falling back to the other
+/// record would lose the commits it holds, and then the files only they name.
 fn newest_commit_with(dir: &Path, layout: CommitLayout) -> Result<(VersionState, Vec<Op>)> {
     let mut best: Option<(VersionState, Vec<Op>)> = None;
     for txn in 0..2 {
         let path = dir.join(meta::commit_file(txn));
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(path, 0, "commit record file is missing"));
+            }
             Err(e) => return Err(Error::io("read", path, e)),
         };
         if let Some(c) = meta::decode_commit(&bytes, layout)
