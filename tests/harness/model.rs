@@ -196,6 +196,14 @@ impl Model {
         }
     }
 
+    /// A stored episode and a concept picked by two bytes, if there are both.
+    fn pair(&self, e: u8, c: u8) -> Option<(u64, u64)> {
+        Some((
+            pick(self.episodes.keys().copied().collect(), e)?,
+            pick(self.concepts.keys().copied().collect(), c)?,
+        ))
+    }
+
     fn delete(&mut self, id: u64) {
         self.episodes.remove(&id);
         self.expiry.remove(&id);
@@ -446,10 +454,7 @@ pub fn run(steps: Vec<Step>) {
                 }
             }
             Step::Bind { e, c, strength } => {
-                let (Some(e), Some(c)) = (
-                    pick(pending.episodes.keys().copied().collect(), e),
-                    pick(pending.concepts.keys().copied().collect(), c),
-                ) else {
+                let Some((e, c)) = pending.pair(e, c) else {
                     continue;
                 };
                 let s = f32::from(strength) / 255.0;
@@ -462,10 +467,7 @@ pub fn run(steps: Vec<Step>) {
                 }
             }
             Step::Unbind { e, c } => {
-                let (Some(e), Some(c)) = (
-                    pick(pending.episodes.keys().copied().collect(), e),
-                    pick(pending.concepts.keys().copied().collect(), c),
-                ) else {
+                let Some((e, c)) = pending.pair(e, c) else {
                     continue;
                 };
                 let r = tx.as_mut().unwrap().unbind(e, c);
@@ -494,10 +496,7 @@ pub fn run(steps: Vec<Step>) {
                 }
             }
             Step::Reinforce { e, c, delta } => {
-                let (Some(e), Some(c)) = (
-                    pick(pending.episodes.keys().copied().collect(), e),
-                    pick(pending.concepts.keys().copied().collect(), c),
-                ) else {
+                let Some((e, c)) = pending.pair(e, c) else {
                     continue;
                 };
                 let delta = (f32::from(delta) - 128.0) / 64.0;
