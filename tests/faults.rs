@@ -202,8 +202,8 @@ fn a_failed_compaction_or_backup_leaves_no_partial_files() {
 /// Creating a database that fails at any of its writes, syncs or maps (a full disk) is an
 /// error, and the directory is not left unusable: the next open creates the database.
 /// A crash leaves the same files, so it opens too. Anything the creation could not have
-/// written (a foreign file, a data file that is not empty, as a partial backup's) still
-/// makes the open refuse the directory, and touch nothing.
+/// written (a foreign file, a data file that is not empty, as a partial backup's, a `head`
+/// that is not ours) still makes the open refuse the directory, and touch nothing.
 #[test]
 fn a_creation_that_fails_anywhere_opens_the_next_time() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,8 +237,13 @@ fn a_creation_that_fails_anywhere_opens_the_next_time() {
     }
     assert!(failed >= 20, "{failed} failing calls");
 
-    // Leftovers of a creation beside a foreign file, or with data in a data file: refused.
-    for (name, bytes) in [("notes.txt", &b""[..]), ("000001.eps", b"data")] {
+    // Leftovers of a creation beside a foreign file, with data in a data file, or beside
+    // a file of one of creation's names that creation would not have written: refused.
+    for (name, bytes) in [
+        ("notes.txt", &b""[..]),
+        ("000001.eps", b"data"),
+        ("head", b"a person's own notes"),
+    ] {
         let dir = tmp.path().join(format!("foreign-{name}"));
         fault::arm(IoOp::Sync, 9, Fault::NoSpace); // at the first commit slot
         assert!(Engram::open(&dir, opts()).is_err());

@@ -950,8 +950,10 @@ fn not_empty(path: PathBuf) -> Error {
 }
 
 /// What [`create`] leaves in a directory whose MANIFEST it did not get to rename into place,
-/// except the lock file: `None` if the directory holds anything else, or a data file that
-/// is not empty (creation writes them empty).
+/// except the lock file: `None` if the directory holds anything else, a data file that is
+/// not empty (creation writes them empty), or another file of creation's names with bytes
+/// it would not write (it starts them with their magic; a crash may leave them empty or
+/// zeroed). A person's own file that happens to be called `head` is never taken for ours.
 fn creation_leftovers(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
     let data: Vec<String> = FileNumbers::default()
         .all()
@@ -968,18 +970,24 @@ fn creation_leftovers(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
         if name == LOCK {
             continue;
         }
-        let ours = [MANIFEST_TMP, HEAD].contains(&name)
-            || (0..2).any(|txn| meta::commit_file(txn) == name)
-            || (data.iter().any(|d| d == name)
-                && entry
-                    .metadata()
-                    .map_err(|e| Error::io("stat", entry.path(), e))?
-                    .len()
-                    == 0);
+        let path = entry.path();
+        let len = entry
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        let ours = match meta::creation_magic(name) {
+            // Each is at most 512 bytes.
+            Some(magic) if len <= 4096 => {
+                let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                bytes.starts_with(&magic) || bytes.iter().all(|&b| b == 0)
+            }
+            Some(_) => false,
+            None => len == 0 && data.iter().any(|d| d == name),
+        };
         if !ours {
             return Ok(None);
         }
-        leftovers.push(entry.path());
+        leftovers.push(path);
     }
     Ok(Some(leftovers))
 }

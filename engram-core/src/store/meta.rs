@@ -436,6 +436,19 @@ pub(crate) fn commit_file(txn: u64) -> String {
     format!("commit.{}", txn % 2)
 }
 
+/// What the files a creation writes beside the data files (`MANIFEST.tmp`, `head`, the
+/// commit records) begin with, by name; `None` for any other name.
+pub(crate) fn creation_magic(name: &str) -> Option<Vec<u8>> {
+    match name {
+        MANIFEST_TMP => Some(MANIFEST_MAGIC.to_vec()),
+        HEAD => Some(HEAD_MAGIC.to_le_bytes().to_vec()),
+        _ if (0..2).any(|txn| commit_file(txn) == name) => {
+            Some(COMMIT.magic.to_le_bytes().to_vec())
+        }
+        _ => None,
+    }
+}
+
 /// A commit record: the state after the transaction and the in-place ops to redo.
 pub(crate) fn encode_commit(state: &VersionState, ops: &[Op]) -> Vec<u8> {
     let mut b = Vec::with_capacity(16 + STATE_LEN + 8 + ops.len() * OP_LEN);
