@@ -1,5 +1,5 @@
 //! `engram`: open a database directory to create, inspect (counts, episodes, concepts), load,
-//! search, cluster, verify, compact, back up and benchmark it. Human-readable output by
+//! export, search, cluster, verify, compact, back up and benchmark it. Human-readable output by
 //! default, `--json` for machines; long work shows a progress bar on a terminal and stays
 //! quiet when piped.
 
@@ -8,6 +8,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::out(format_args!($($t)*)) };
 }
 
+mod episodes;
 mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -62,13 +63,31 @@ enum Cmd {
         #[arg(long)]
         vectors: PathBuf,
         /// One payload per line (`id<TAB>text` or `text`), line i for row i.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "episodes")]
         payloads: Option<PathBuf>,
+        /// One JSON object per line for row i, as `export --episodes` writes: agent,
+        /// timestamp, expires_at, key (or key_hex), payload (or payload_hex); all optional.
+        #[arg(long)]
+        episodes: Option<PathBuf>,
         /// Dimension of a raw .f32 file.
         #[arg(long)]
         dim: Option<usize>,
         #[arg(long, default_value_t = 0)]
         agent: u64,
+    },
+    /// Write the live episodes, ascending by id, to new files: their embeddings as vectors
+    /// (.npy, .fvecs or .f32, by the extension) and, with --episodes, their other fields as
+    /// JSON Lines, row for row; `import --vectors V --episodes E` loads them into another
+    /// database (say one created with other settings).
+    Export {
+        dir: PathBuf,
+        #[arg(long)]
+        vectors: PathBuf,
+        #[arg(long)]
+        episodes: Option<PathBuf>,
+        /// Only this agent's episodes.
+        #[arg(long)]
+        agent: Option<u64>,
     },
     /// Exact top-k of each query row.
     Search {
@@ -305,9 +324,23 @@ fn run(cli: &Cli) -> Res<()> {
             dir,
             vectors,
             payloads,
+            episodes,
             dim,
             agent,
-        } => import(dir, vectors, payloads.as_deref(), *dim, *agent, j)?,
+        } => {
+            let rows = match (payloads, episodes) {
+                (Some(p), _) => Meta::Payloads(vectors::payloads(p)?),
+                (None, Some(e)) => Meta::episodes(e)?,
+                (None, None) => Meta::None,
+            };
+            import(dir, vectors, rows, *dim, *agent, j)?
+        }
+        Cmd::Export {
+            dir,
+            vectors,
+            episodes,
+            agent,
+        } => export(dir, vectors, episodes.as_deref(), *agent, j)?,
         Cmd::Search {
             dir,
             queries,
@@ -528,10 +561,74 @@ fn stats(dir: &Path, j: bool) -> Res<()> {
     Ok(())
 }
 
+/// What an import knows of each row besides its vector.
+enum Meta {
+    None,
+    Payloads(Vec<Vec<u8>>),
+    Episodes {
+        name: String,
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        read: usize,
+    },
+}
+
+impl Meta {
+    fn episodes(path: &Path) -> Res<Meta> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+        let lines = std::io::BufRead::lines(std::io::BufReader::with_capacity(1 << 20, file));
+        Ok(Meta::Episodes {
+            name,
+            lines,
+            read: 0,
+        })
+    }
+
+    /// Row `n`'s fields; `None` once the file describing the rows has run out.
+    fn row(&mut self, n: usize, agent: u64) -> Res<Option<episodes::Fields>> {
+        let plain = |payload: Vec<u8>| episodes::Fields {
+            agent,
+            timestamp: n as i64,
+            ttl: engram_core::Ttl::AgentDefault,
+            key: None,
+            payload,
+        };
+        match self {
+            Meta::None => Ok(Some(plain(Vec::new()))),
+            Meta::Payloads(p) => Ok(p.get(n).cloned().map(plain)),
+            Meta::Episodes { name, lines, read } => {
+                let Some(line) = lines.next() else {
+                    return Ok(None);
+                };
+                *read += 1;
+                let at = |e| format!("{name}: line {}: {e}", n + 1);
+                episodes::parse(&line.map_err(|e| at(e.to_string()))?, n, agent)
+                    .map(Some)
+                    .map_err(at)
+            }
+        }
+    }
+
+    /// After `n` vectors: the rows described must be exactly those.
+    fn check(self, n: usize) -> Res<()> {
+        let (what, count) = match self {
+            Meta::None => return Ok(()),
+            Meta::Payloads(p) => ("payload lines".to_string(), p.len()),
+            Meta::Episodes { name, lines, read } => {
+                (format!("lines in {name}"), read + lines.count())
+            }
+        };
+        match count == n {
+            true => Ok(()),
+            false => Err(format!("{count} {what} for {n} vectors")),
+        }
+    }
+}
+
 fn import(
     dir: &Path,
     path: &Path,
-    payloads: Option<&Path>,
+    mut meta: Meta,
     dim: Option<usize>,
     agent: u64,
     j: bool,
@@ -539,7 +636,6 @@ fn import(
     let db = open(dir)?;
     let expected = db.manifest().dimension;
     let mut rows = vectors::open(path, Some(dim.unwrap_or(expected)))?;
-    let payloads = payloads.map(vectors::payloads).transpose()?;
     let bar = progress(rows.len_hint(), "importing");
     let t = Instant::now();
     // One row in memory at a time; any bad row drops the transaction, committing nothing.
@@ -548,18 +644,16 @@ fn import(
     let (mut n, mut first, mut last) = (0, None, 0);
     while rows.next_into(&mut row)? {
         // Past the payloads the rows are only counted, for the message below.
-        if let Some(payload) = payloads
-            .as_ref()
-            .map_or(Some(&[][..]), |p| p.get(n).map(|p| &p[..]))
-        {
+        if let Some(f) = meta.row(n, agent)? {
+            let input = EpisodeInput {
+                agent: f.agent,
+                timestamp: f.timestamp,
+                embedding: &row,
+                payload: &f.payload,
+                key: f.key.as_deref(),
+            };
             let id = tx
-                .insert_episode(&EpisodeInput {
-                    agent,
-                    timestamp: n as i64,
-                    embedding: &row,
-                    payload,
-                    key: None,
-                })
+                .insert_episode_with_ttl(&input, f.ttl)
                 .map_err(|e| format!("row {n}: {e}"))?;
             first.get_or_insert(id);
             last = id;
@@ -569,11 +663,7 @@ fn import(
             bar.set_position(n as u64);
         }
     }
-    if let Some(p) = &payloads
-        && p.len() != n
-    {
-        return Err(format!("{} payload lines for {n} vectors", p.len()));
-    }
+    meta.check(n)?;
     // An empty file changes nothing, so it costs no commit (and no syncs).
     if n > 0 {
         bar.set_message("committing");
@@ -589,6 +679,93 @@ fn import(
                 t.elapsed().as_secs_f64()
             ),
             None => say!("the file holds no vectors; nothing imported"),
+        },
+    );
+    Ok(())
+}
+
+fn export(
+    dir: &Path,
+    vectors: &Path,
+    episodes: Option<&Path>,
+    agent: Option<u64>,
+    j: bool,
+) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let t = Instant::now();
+    let mut ids = snap.episode_ids().map_err(err)?;
+    if let Some(a) = agent {
+        let mut kept = Vec::new();
+        for id in ids {
+            if snap
+                .episode(id)
+                .map_err(err)?
+                .is_some_and(|e| e.agent() == a)
+            {
+                kept.push(id);
+            }
+        }
+        ids = kept;
+    }
+    let mut out = vectors::Writer::create(vectors, db.manifest().dimension, ids.len() as u64)?;
+    let mut lines = match episodes {
+        None => None,
+        Some(p) => match std::fs::File::create_new(p) {
+            Ok(f) => Some(std::io::BufWriter::with_capacity(1 << 20, f)),
+            Err(e) => {
+                let _ = std::fs::remove_file(vectors);
+                return Err(format!("{}: {e}", p.display()));
+            }
+        },
+    };
+    let bar = progress(ids.len() as u64, "exporting");
+    let written = (|| -> Res<()> {
+        for (n, &id) in ids.iter().enumerate() {
+            // The snapshot is stable, so every id listed above is still there.
+            let ep = snap
+                .episode(id)
+                .map_err(err)?
+                .ok_or(format!("episode {id} vanished"))?;
+            out.row(ep.embedding())?;
+            if let (Some(w), Some(p)) = (&mut lines, episodes) {
+                let line = episodes::to_line(&ep).map_err(err)?;
+                std::io::Write::write_all(w, line.as_bytes())
+                    .and_then(|()| std::io::Write::write_all(w, b"\n"))
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            if n % 1024 == 0 {
+                bar.set_position(n as u64);
+            }
+        }
+        out.finish()?;
+        if let (Some(w), Some(p)) = (lines, episodes) {
+            let f = w
+                .into_inner()
+                .map_err(|e| format!("{}: {}", p.display(), e.error()))?;
+            f.sync_all().map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    })();
+    bar.finish_and_clear();
+    if let Err(e) = written {
+        // Half a file is worse than none: the caller would load it.
+        let _ = std::fs::remove_file(vectors);
+        if let Some(p) = episodes {
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e);
+    }
+    emit(
+        j,
+        json!({ "exported": ids.len(), "txn": snap.txn(), "vectors": vectors, "episodes": episodes, "seconds": t.elapsed().as_secs_f64() }),
+        || {
+            say!(
+                "exported {} episodes (as of txn {}) in {:.2} s",
+                ids.len(),
+                snap.txn(),
+                t.elapsed().as_secs_f64()
+            )
         },
     );
     Ok(())

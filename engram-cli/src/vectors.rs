@@ -3,8 +3,8 @@
 //! Every problem names the file and, where it has one, the row.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::Path;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Rows of `dim` floats, row-major: a whole (query) file in memory.
 #[derive(Debug)]
@@ -42,18 +42,9 @@ pub fn read(path: &Path, dim: Option<usize>) -> Result<Vectors, String> {
 /// length and the first row's dimension are checked here, each row as it is read.
 pub fn open(path: &Path, dim: Option<usize>) -> Result<Rows<BufReader<File>>, String> {
     let name = path.display().to_string();
+    let format = format_of(path, dim)?;
     let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
     let len = file.metadata().map_err(|e| format!("{name}: {e}"))?.len();
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => Format::Npy,
-        Some("fvecs") => Format::Fvecs,
-        Some("f32") => Format::Raw(dim.ok_or(format!("{name}: a raw .f32 file needs --dim"))?),
-        _ => {
-            return Err(format!(
-                "{name}: unknown vector format (expected .npy, .fvecs or .f32)"
-            ));
-        }
-    };
     let rows = Rows::new(BufReader::with_capacity(1 << 20, file), len, format)
         .map_err(|e| format!("{name}: {e}"))?;
     if let Some(d) = dim
@@ -65,6 +56,98 @@ pub fn open(path: &Path, dim: Option<usize>) -> Result<Rows<BufReader<File>>, St
         ));
     }
     Ok(Rows { name, ..rows })
+}
+
+/// The format a vector file's extension names.
+fn format_of(path: &Path, dim: Option<usize>) -> Result<Format, String> {
+    let name = path.display();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => Ok(Format::Npy),
+        Some("fvecs") => Ok(Format::Fvecs),
+        Some("f32") => Ok(Format::Raw(
+            dim.ok_or(format!("{name}: a raw .f32 file needs --dim"))?,
+        )),
+        _ => Err(format!(
+            "{name}: unknown vector format (expected .npy, .fvecs or .f32)"
+        )),
+    }
+}
+
+/// A new vector file of `rows` rows of `dim` floats, in the format its extension names (the
+/// ones [`open`] reads), written a row at a time.
+pub struct Writer {
+    out: BufWriter<File>,
+    format: Format,
+    path: PathBuf,
+    rows_left: u64,
+}
+
+impl Writer {
+    /// Creates `path`, which must not exist: an export never overwrites a file.
+    pub fn create(path: &Path, dim: usize, rows: u64) -> Result<Writer, String> {
+        let format = format_of(path, Some(dim))?;
+        let name = path.display();
+        let file = File::create_new(path).map_err(|e| format!("{name}: {e}"))?;
+        let mut w = Writer {
+            out: BufWriter::with_capacity(1 << 20, file),
+            format,
+            path: path.to_path_buf(),
+            rows_left: rows,
+        };
+        if let Format::Npy = format {
+            let mut header =
+                format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+            // Version 1.0: magic, version, u16 length, then the header padded with spaces and
+            // ended by a newline so the data starts 64-byte aligned.
+            let unpadded = 10 + header.len() + 1;
+            header.extend(std::iter::repeat_n(
+                ' ',
+                unpadded.next_multiple_of(64) - unpadded,
+            ));
+            header.push('\n');
+            let len = u16::try_from(header.len()).map_err(|_| format!("{name}: shape too long"))?;
+            w.put(b"\x93NUMPY\x01\x00")?;
+            w.put(&len.to_le_bytes())?;
+            w.put(header.as_bytes())?;
+        }
+        Ok(w)
+    }
+
+    /// Appends one row (of the dimension given at creation).
+    pub fn row(&mut self, row: &[f32]) -> Result<(), String> {
+        self.rows_left = self
+            .rows_left
+            .checked_sub(1)
+            .ok_or_else(|| format!("{}: more rows than announced", self.path.display()))?;
+        if let Format::Fvecs = self.format {
+            let dim =
+                i32::try_from(row.len()).map_err(|_| "row too long for .fvecs".to_string())?;
+            self.put(&dim.to_le_bytes())?;
+        }
+        for x in row {
+            self.put(&x.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and syncs the file; every announced row must have been written.
+    pub fn finish(self) -> Result<(), String> {
+        let name = self.path.display().to_string();
+        if self.rows_left != 0 {
+            return Err(format!("{name}: {} rows missing", self.rows_left));
+        }
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| format!("{name}: {}", e.error()))?;
+        file.sync_all().map_err(|e| format!("{name}: {e}"))
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
 }
 
 #[derive(Clone, Copy)]
