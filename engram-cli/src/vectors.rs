@@ -47,8 +47,11 @@ pub fn open(path: &Path, dim: Option<usize>) -> Result<Rows<BufReader<File>>, St
     let len = file.metadata().map_err(|e| format!("{name}: {e}"))?.len();
     let rows = Rows::new(BufReader::with_capacity(1 << 20, file), len, format)
         .map_err(|e| format!("{name}: {e}"))?;
+    // An empty .fvecs names no dimension (its rows would): it holds no rows of any.
+    let empty_fvecs = matches!(format, Format::Fvecs) && len == 0;
     if let Some(d) = dim
         && d != rows.dim
+        && !empty_fvecs
     {
         return Err(format!(
             "{name}: rows have {} dimensions, expected {d}",
@@ -434,6 +437,34 @@ mod tests {
         }
         let rows = Rows::new(&fv[..], fv.len() as u64, Format::Fvecs).unwrap();
         assert_eq!(rows.len_hint(), 3);
+    }
+
+    #[test]
+    fn written_files_read_back_in_every_format_empty_ones_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data: Vec<f32> = (0..15).map(|i| i as f32 * -0.25).collect();
+        for ext in ["npy", "fvecs", "f32"] {
+            for rows in [0, 1, 5] {
+                let path = tmp.path().join(format!("{rows}.{ext}"));
+                let mut w = Writer::create(&path, 3, rows as u64).unwrap();
+                for r in data.chunks(3).take(rows) {
+                    w.row(r).unwrap();
+                }
+                w.finish().unwrap();
+                let v = read(&path, Some(3)).unwrap();
+                assert_eq!((v.rows(), &v.data[..]), (rows, &data[..rows * 3]), "{ext}");
+                let e = Writer::create(&path, 3, 0).err().unwrap();
+                assert!(e.contains("exists"), "{e}");
+            }
+            // The count announced is the count written.
+            let path = tmp.path().join(format!("short.{ext}"));
+            let mut w = Writer::create(&path, 3, 2).unwrap();
+            w.row(&data[..3]).unwrap();
+            assert!(w.finish().unwrap_err().contains("1 rows missing"));
+            let path = tmp.path().join(format!("long.{ext}"));
+            let mut w = Writer::create(&path, 3, 0).unwrap();
+            assert!(w.row(&data[..3]).unwrap_err().contains("more rows"));
+        }
     }
 
     #[test]
