@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use engram_core::cluster::{Count, Params, Phase};
+use engram_core::quant::BlockKind;
 use engram_core::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram, EpisodeInput,
     FORMAT_VERSION, Filter, FormationParams, Metric, Options, Reclaimable,
@@ -139,6 +140,15 @@ enum Cmd {
         /// A timestamp in the episodes' own unit; negative ones are allowed.
         #[arg(long, allow_negative_numbers = true)]
         before: Option<i64>,
+    },
+    /// The agents' stored networks: every (agent, name) with its size, or with --agent and
+    /// --name one network's tensors (shape, blocks per encoding, bytes, weight range).
+    Networks {
+        dir: PathBuf,
+        #[arg(long, requires = "name")]
+        agent: Option<u64>,
+        #[arg(long, requires = "agent")]
+        name: Option<String>,
     },
     /// Form, list and show concepts.
     Concepts {
@@ -357,6 +367,7 @@ fn run(cli: &Cli) -> Res<()> {
             if j { Format::Json } else { *format },
         )?,
         Cmd::Concepts { cmd } => concepts(cmd, j)?,
+        Cmd::Networks { dir, agent, name } => networks(dir, agent.zip(name.as_deref()), j)?,
         Cmd::Recall {
             dir,
             queries,
@@ -967,6 +978,81 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
 
 fn l2_norm(v: &[f32]) -> f64 {
     v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+}
+
+fn networks(dir: &Path, one: Option<(u64, &str)>, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let Some((agent, name)) = one else {
+        let mut all = Vec::new();
+        for (agent, name) in snap.networks() {
+            let net = snap
+                .network(agent, &name)
+                .map_err(err)?
+                .ok_or(format!("network {agent}/{name} vanished"))?;
+            let tensors = net.tensors().count();
+            all.push((agent, name, tensors, net.bytes(), net.version_txn()));
+        }
+        emit(
+            j,
+            json!(all.iter().map(|(a, n, t, b, txn)| json!({ "agent": a, "name": n, "tensors": t, "bytes": b, "txn": txn })).collect::<Vec<_>>()),
+            || {
+                say!("{:>10}  {:<24} {:>7} {:>12}  txn", "agent", "name", "tensors", "bytes");
+                for (a, n, t, b, txn) in &all {
+                    say!("{a:>10}  {n:<24} {t:>7} {b:>12}  {txn}");
+                }
+            },
+        );
+        return Ok(());
+    };
+    let net = snap
+        .network(agent, name)
+        .map_err(err)?
+        .ok_or(format!("agent {agent} has no network {name:?}"))?;
+    let mut tensors = Vec::new();
+    for t in net.tensors() {
+        let t = t.map_err(err)?;
+        let mut counts = [0usize; 3];
+        for kind in t.blocks.kinds() {
+            counts[match kind {
+                BlockKind::Q8 => 0,
+                BlockKind::Q4 => 1,
+                BlockKind::F16 => 2,
+            }] += 1;
+        }
+        let mut w = vec![0f32; t.blocks.rows() * t.blocks.cols()];
+        t.dequantize_into(&mut w).map_err(err)?;
+        let (lo, hi) = w
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        let mean_abs = w.iter().map(|x| f64::from(x.abs())).sum::<f64>() / w.len().max(1) as f64;
+        tensors.push((t.name, t.shape, counts, lo, hi, mean_abs));
+    }
+    emit(
+        j,
+        json!({ "agent": agent, "name": name, "txn": net.version_txn(), "bytes": net.bytes(),
+                "tensors": tensors.iter().map(|(n, s, c, lo, hi, m)| json!({ "name": n, "shape": s,
+                    "blocks": { "q8": c[0], "q4": c[1], "f16": c[2] }, "min": lo, "max": hi, "mean_abs": m })).collect::<Vec<_>>() }),
+        || {
+            say!(
+                "network {name:?} of agent {agent}: {} bytes, stored by txn {}",
+                net.bytes(),
+                net.version_txn()
+            );
+            for (n, s, c, lo, hi, m) in &tensors {
+                say!(
+                    "  {n:<20} {:<14} blocks q8 {} q4 {} f16 {}  weights {lo:.4}..{hi:.4}, mean |w| {m:.4}",
+                    format!("{s:?}"),
+                    c[0],
+                    c[1],
+                    c[2]
+                );
+            }
+        },
+    );
+    Ok(())
 }
 
 fn show_episode(dir: &Path, id: Option<u64>, key: Option<&str>, j: bool) -> Res<()> {

@@ -668,3 +668,88 @@ fn export_then_import_moves_episodes_exactly() {
         assert_eq!(read_back(&one), want, "{name}: nothing committed");
     }
 }
+
+/// `engram networks` lists what agents stored and shows one network's tensors as the library
+/// wrote them: shape, blocks per encoding, and the range of the weights read back.
+#[test]
+fn networks_are_listed_and_shown() {
+    use engram_core::quant::QuantScheme;
+    use engram_core::{Engram, Options, TensorInput};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = s(tmp.path());
+    let w: Vec<f32> = (0..4 * 40).map(|i| (i as f32 - 80.0) / 64.0).collect();
+    let imp: Vec<f32> = (0..4 * 40).map(|i| (i / 40) as f32).collect();
+    {
+        let db = Engram::open(
+            tmp.path(),
+            Options {
+                dimension: Some(2),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let t = |name, importance| TensorInput {
+            name,
+            shape: &[4, 40],
+            data: &w,
+            importance,
+        };
+        tx.put_network(
+            3,
+            "policy",
+            &[t("w0", None), t("w1", None)],
+            QuantScheme::Q8,
+        )
+        .unwrap();
+        let mixed = QuantScheme::Mixed {
+            f16: 0.25,
+            q8: 0.25,
+        };
+        tx.put_network(9, "value", &[t("v", Some(&imp[..]))], mixed)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let list = json(&["networks", dir]);
+    let names: Vec<(u64, &str, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["agent"].as_u64().unwrap(),
+                n["name"].as_str().unwrap(),
+                n["tensors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names, [(3, "policy", 2), (9, "value", 1)]);
+    // 4 rows of 40 weights: 2 blocks per row, 8 blocks; Q8 blocks are 34 bytes.
+    let policy = json(&["networks", dir, "--agent", "3", "--name", "policy"]);
+    assert_eq!(policy["bytes"], 2 * 8 * 34);
+    let t0 = &policy["tensors"][0];
+    assert_eq!(
+        (t0["name"].as_str(), t0["shape"].clone()),
+        (Some("w0"), serde_json::json!([4, 40]))
+    );
+    assert_eq!(
+        t0["blocks"],
+        serde_json::json!({ "q8": 8, "q4": 0, "f16": 0 })
+    );
+    let (lo, hi) = (t0["min"].as_f64().unwrap(), t0["max"].as_f64().unwrap());
+    assert!(
+        (lo + 1.25).abs() < 0.01 && (hi - 79.0 / 64.0).abs() < 0.01,
+        "{lo}..{hi}"
+    );
+    // The most important quarter of blocks (the last row's two) in F16, the next in Q8.
+    let value = json(&["networks", dir, "--agent", "9", "--name", "value"]);
+    assert_eq!(
+        value["tensors"][0]["blocks"],
+        serde_json::json!({ "q8": 2, "q4": 4, "f16": 2 })
+    );
+    let text = ok(&["networks", dir, "--agent", "9", "--name", "value"]);
+    assert!(text.contains("blocks q8 2 q4 4 f16 2"), "{text}");
+    let e = fails(&["networks", dir, "--agent", "9", "--name", "policy"]);
+    assert!(e.contains("agent 9 has no network \"policy\""), "{e}");
+    assert!(fails(&["networks", dir, "--agent", "9"]).contains("--name"));
+}

@@ -353,6 +353,11 @@ impl<'a> Blocks<'a> {
         self.cols
     }
 
+    /// Each block's kind, in row order (one kind throughout unless the scheme is mixed).
+    pub fn kinds(&self) -> impl Iterator<Item = BlockKind> + '_ {
+        self.each().map(|(kind, _)| kind)
+    }
+
     /// Each block's kind and bytes, in row order.
     fn each(&self) -> impl Iterator<Item = (BlockKind, &'a [u8])> + '_ {
         let n = self.rows * blocks_per_row(self.cols);
