@@ -1,11 +1,11 @@
-//! The database handle: creating and opening a directory, the writer lock, recovery, the
-//! commit pipeline, compaction and backup.
+//! The database handle: opening a directory (creation and upgrades are in `create`),
+//! recovery, the commit pipeline, publishing versions, compaction and backup.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
@@ -14,14 +14,18 @@ use crate::error::{Error, Result};
 use crate::store::access::AccessLog;
 use crate::store::clock::Clock;
 use crate::store::compact;
+use crate::store::create::{
+    create, creation_leftovers, dir_is_empty_but, install_commit, lock, not_empty, upgrade,
+};
 use crate::store::expiry::ExpiryQueue;
 use crate::store::file::{self, FileHandle};
 use crate::store::meta::{
-    self, CommitLayout, FileNumbers, HEAD, HEAD_SLOT, LOCK, MANIFEST, MANIFEST_TMP, Manifest,
-    Metric, Op, VersionState,
+    self, CommitLayout, FileNumbers, HEAD, HEAD_SLOT, MANIFEST, MANIFEST_TMP, Manifest, Metric, Op,
+    VersionState,
 };
 use crate::store::network;
-use crate::store::records::{self, Int8Layout, SlotLayout, binding, table};
+use crate::store::records::{Int8Layout, SlotLayout, binding, table};
+use crate::store::redo::{Redo, apply, derive_heads, stamp_heads};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::tables::{TableIndex, Tables};
 use crate::store::write::WriteTxn;
@@ -238,15 +242,8 @@ impl Writer {
         // 3. Stamp in place and publish; ops are synced by the next commit or on close,
         //    head moves by the next checkpoint or on close.
         self.dirty = apply(&self.handles, &self.tables, state, redo.ops)?;
-        let mut stamps = Stamps::new(&self.handles);
-        for h in redo.heads {
-            stamps.store(
-                h.role,
-                entry_offset(&self.tables, state, h.role, h.id, table::BIND_HEAD)?,
-                h.record,
-            )?;
-        }
-        for (lazy, touched) in self.lazy.iter_mut().zip(stamps.touched) {
+        let touched = stamp_heads(&self.handles, &self.tables, state, redo.heads)?;
+        for (lazy, touched) in self.lazy.iter_mut().zip(touched) {
             *lazy |= touched;
         }
         self.files = state.files;
@@ -296,22 +293,6 @@ pub(crate) struct Written {
     pub files: [bool; FILES],
     /// The job writing the new binding records, if there are any.
     pub bindings: Option<Pending>,
-}
-
-/// What a commit changes in place after its commit point.
-pub(crate) struct Redo<'a> {
-    /// Logged in the commit record and redone by recovery.
-    pub ops: &'a [Op],
-    /// Not logged: recovery re-derives them from the binding records past `heads_from`.
-    pub heads: &'a [HeadMove],
-}
-
-/// A node's binding list now starts at `record`.
-pub(crate) struct HeadMove {
-    /// `EpisodeTable` or `ConceptTable`.
-    pub role: Role,
-    pub id: u64,
-    pub record: u64,
 }
 
 /// A job for a helper thread and where to report its result.
@@ -419,181 +400,6 @@ impl Drop for Syncers {
     }
 }
 
-/// 8-byte stores into the data files through the writer's shared maps, and which files
-/// they touched.
-struct Stamps<'a> {
-    handles: &'a [Option<Arc<FileHandle>>; FILES],
-    /// The map each role was last stamped through: one lookup per file, not per store.
-    maps: [Option<Arc<file::Mapping>>; FILES],
-    touched: [bool; FILES],
-}
-
-impl<'a> Stamps<'a> {
-    fn new(handles: &'a [Option<Arc<FileHandle>>; FILES]) -> Self {
-        Stamps {
-            handles,
-            maps: Default::default(),
-            touched: [false; FILES],
-        }
-    }
-
-    fn word(&mut self, role: Role, off: u64) -> Result<&AtomicU64> {
-        let h = self.handles[role as usize]
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(PathBuf::new(), off, format!("no {role:?} file")))?;
-        let cached = &mut self.maps[role as usize];
-        if cached.as_ref().is_none_or(|m| m.len() < off + 8) {
-            *cached = Some(h.covering(off + 8)?);
-        }
-        cached.as_ref().expect("set above").atomic_u64(off)
-    }
-
-    fn store(&mut self, role: Role, off: u64, value: u64) -> Result<()> {
-        self.word(role, off)?.store(value, Ordering::Release);
-        self.touched[role as usize] = true;
-        Ok(())
-    }
-}
-
-/// Byte offset of `field` of node `id`'s entry in `state`'s table for `role`; a node the
-/// table does not hold is a damaged commit record (or a bug), never a write elsewhere.
-fn entry_offset(
-    tables: &Tables,
-    state: &VersionState,
-    role: Role,
-    id: u64,
-    field: u64,
-) -> Result<u64> {
-    tables.entry_offset(state, role, id, field).ok_or_else(|| {
-        Error::corrupt(
-            PathBuf::from(meta::commit_file(state.txn)),
-            0,
-            format!("{role:?} holds no entry for id {id}"),
-        )
-    })
-}
-
-/// Redoes a commit's in-place changes; every op is idempotent. Returns the files touched.
-fn apply(
-    handles: &[Option<Arc<FileHandle>>; FILES],
-    tables: &Tables,
-    state: &VersionState,
-    ops: &[Op],
-) -> Result<[bool; FILES]> {
-    let mut stamps = Stamps::new(handles);
-    let txn = state.txn;
-    let entry_offset = |role, id, field| entry_offset(tables, state, role, id, field);
-    if let Some(op) = ops.iter().find(|op| !op_in_range(op, tables, state)) {
-        return Err(Error::corrupt(
-            PathBuf::from(meta::commit_file(txn)),
-            0,
-            format!("commit record names a record it does not hold: {op:?}"),
-        ));
-    }
-    for op in ops {
-        let (role, off, value) = match *op {
-            Op::EpisodeDeleted(id) => (
-                Role::EpisodeTable,
-                entry_offset(Role::EpisodeTable, id, table::DELETED_TXN)?,
-                txn,
-            ),
-            Op::ConceptHead { id, slot } => (
-                Role::ConceptTable,
-                entry_offset(Role::ConceptTable, id, table::SLOT)?,
-                slot,
-            ),
-            Op::ConceptDeleted(id) => (
-                Role::ConceptTable,
-                entry_offset(Role::ConceptTable, id, table::DELETED_TXN)?,
-                txn,
-            ),
-            Op::BindingDeleted(r) => (
-                Role::Bindings,
-                r * binding::SIZE + binding::DELETED_TXN,
-                txn,
-            ),
-            Op::EpisodeAccessedAt { id, at } => (
-                Role::EpisodeTable,
-                entry_offset(Role::EpisodeTable, id, table::LAST_ACCESS)?,
-                at as u64,
-            ),
-            Op::EpisodeAccessCount { id, count } => (
-                Role::EpisodeTable,
-                entry_offset(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
-                count,
-            ),
-            Op::KeyInsert { hash, id } => {
-                let h = handles[Role::Keys as usize]
-                    .as_ref()
-                    .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no key index file"))?;
-                let cells = state.key_cells;
-                let map = h.covering(cells * 16)?;
-                let mut cell = hash & (cells - 1);
-                for _ in 0..cells {
-                    let h = map.atomic_u64(cell * 16)?;
-                    let cur = h.load(Ordering::Acquire);
-                    if cur == 0 {
-                        map.atomic_u64(cell * 16 + 8)?.store(id, Ordering::Relaxed);
-                        h.store(hash, Ordering::Release);
-                        break;
-                    }
-                    if cur == hash && map.atomic_u64(cell * 16 + 8)?.load(Ordering::Acquire) == id {
-                        break;
-                    }
-                    cell = (cell + 1) & (cells - 1);
-                }
-                stamps.touched[Role::Keys as usize] = true;
-                continue;
-            }
-        };
-        stamps.store(role, off, value)?;
-    }
-    Ok(stamps.touched)
-}
-
-/// Re-stamps the list heads moved by binding records `heads_from..bindings` of `state`:
-/// the records are durable (synced with their commits), their head stamps perhaps not.
-/// A head only ever moves to a newer record, so whatever the disk kept (old or new word;
-/// a torn page keeps whole sectors) is at most the true head, which is the newest record
-/// of the node: raising each word to every record that names it (newest first, so older
-/// ones find it raised) restores it without a map of the nodes. Returns the files changed.
-fn derive_heads(
-    handles: &[Option<Arc<FileHandle>>; FILES],
-    tables: &Tables,
-    state: &VersionState,
-) -> Result<[bool; FILES]> {
-    let mut stamps = Stamps::new(handles);
-    if state.heads_from == state.bindings {
-        return Ok(stamps.touched);
-    }
-    let bnd = handles[Role::Bindings as usize]
-        .as_ref()
-        .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "no bindings file"))?
-        .covering(state.bindings * binding::SIZE)?;
-    for at in (state.heads_from..state.bindings).rev() {
-        let b = binding::Binding::read(&bnd, at)?;
-        for (role, id) in [
-            (Role::EpisodeTable, b.episode),
-            (Role::ConceptTable, b.concept),
-        ] {
-            let off = tables
-                .entry_offset(state, role, id, table::BIND_HEAD)
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        bnd.path(),
-                        at * binding::SIZE,
-                        "binding names a node the committed tables do not hold",
-                    )
-                })?;
-            let head = stamps.word(role, off)?.load(Ordering::Acquire);
-            if head == records::NONE || head < at {
-                stamps.store(role, off, at)?;
-            }
-        }
-    }
-    Ok(stamps.touched)
-}
-
 /// Bytes each file must hold for `state` to be readable (`None`: past any file there can
 /// be, which only a damaged commit record can say).
 fn committed_len(info: &DbInfo, tables: &Tables, state: &VersionState, role: Role) -> Option<u64> {
@@ -641,21 +447,6 @@ fn consistent(info: &DbInfo, state: &VersionState) -> bool {
         && state.concept_table_runs <= state.concept_table_from
 }
 
-/// Whether op `op` of the commit of `state` names only records that state holds.
-fn op_in_range(op: &Op, t: &Tables, s: &VersionState) -> bool {
-    match *op {
-        Op::EpisodeDeleted(id)
-        | Op::EpisodeAccessedAt { id, .. }
-        | Op::EpisodeAccessCount { id, .. } => t.holds(s, Role::EpisodeTable, id),
-        Op::ConceptHead { id, slot } => {
-            t.holds(s, Role::ConceptTable, id) && slot < s.concept_slots
-        }
-        Op::ConceptDeleted(id) => t.holds(s, Role::ConceptTable, id),
-        Op::BindingDeleted(r) => r < s.bindings,
-        Op::KeyInsert { .. } => s.key_cells > 0,
-    }
-}
-
 fn caches_for(opts: &Options, txn: u64) -> Caches {
     Caches::new(
         txn,
@@ -678,7 +469,7 @@ fn info_for(dir: &Path, manifest: Manifest) -> Arc<DbInfo> {
 /// Opens the files of `state`, reads the node tables' directories (or takes those of
 /// `known`, a version reading the same table files), and checks the files hold the
 /// committed lengths.
-fn open_files(
+pub(super) fn open_files(
     info: &DbInfo,
     state: &VersionState,
     writable: bool,
@@ -785,7 +576,10 @@ fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
 /// The newest commit record of `layout`. Both commit files exist from the creation on (and
 /// in a backup): a missing one is damage, not a crash state, and falling back to the other
 /// record would lose the commits it holds, and then the files only they name.
-fn newest_commit_with(dir: &Path, layout: CommitLayout) -> Result<(VersionState, Vec<Op>)> {
+pub(super) fn newest_commit_with(
+    dir: &Path,
+    layout: CommitLayout,
+) -> Result<(VersionState, Vec<Op>)> {
     let mut best: Option<(VersionState, Vec<Op>)> = None;
     for txn in 0..2 {
         let path = dir.join(meta::commit_file(txn));
@@ -856,7 +650,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     Ok((writer, state))
 }
 
-fn write_head(dir: &Path, state: &VersionState) -> Result<()> {
+pub(super) fn write_head(dir: &Path, state: &VersionState) -> Result<()> {
     file::write_unsynced(
         &dir.join(HEAD),
         (state.txn % 2) * HEAD_SLOT,
@@ -907,227 +701,6 @@ fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// How long a writer open waits for the lock: a child process forked by another thread keeps
-/// a copy of a just-closed lock descriptor until its exec (microseconds to milliseconds), so
-/// a reopen right after a close can find the lock briefly held. A real second writer holds
-/// it for longer and still gets `Locked`.
-const LOCK_ATTEMPTS: u32 = 50;
-
-/// Takes the writer lock; `Locked` if another handle (any process) holds it. `patient`
-/// retries for about 50 ms first (see [`LOCK_ATTEMPTS`]).
-fn lock(dir: &Path, patient: bool) -> Result<File> {
-    let path = dir.join(LOCK);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open", &path, e))?;
-    let attempts = if patient { LOCK_ATTEMPTS } else { 1 };
-    for attempt in 1..=attempts {
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(TryLockError::WouldBlock) if attempt < attempts => {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            Err(TryLockError::WouldBlock) => break,
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
-        }
-    }
-    Err(Error::Locked {
-        path: dir.to_path_buf(),
-    })
-}
-
-fn not_empty(path: PathBuf) -> Error {
-    Error::NotADatabase {
-        path,
-        reason: "directory is not empty and has no MANIFEST".into(),
-    }
-}
-
-/// What [`create`] leaves in a directory whose MANIFEST it did not get to rename into place,
-/// except the lock file: `None` if the directory holds anything else, a data file that is
-/// not empty (creation writes them empty), or another file of creation's names with bytes
-/// it would not write (it starts them with their magic; a crash may leave them empty or
-/// zeroed). A person's own file that happens to be called `head` is never taken for ours.
-fn creation_leftovers(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
-    let data: Vec<String> = FileNumbers::default()
-        .all()
-        .iter()
-        .map(|&(_, kind)| meta::file_name(1, kind))
-        .collect();
-    let mut leftovers = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return Ok(None);
-        };
-        if name == LOCK {
-            continue;
-        }
-        let path = entry.path();
-        let len = entry
-            .metadata()
-            .map_err(|e| Error::io("stat", &path, e))?
-            .len();
-        let ours = match meta::creation_magic(name) {
-            // Each is at most 512 bytes.
-            Some(magic) if len <= 4096 => {
-                let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-                bytes.starts_with(&magic) || bytes.iter().all(|&b| b == 0)
-            }
-            Some(_) => false,
-            None => len == 0 && data.iter().any(|d| d == name),
-        };
-        if !ours {
-            return Ok(None);
-        }
-        leftovers.push(path);
-    }
-    Ok(Some(leftovers))
-}
-
-/// Writes a new, empty database into `dir` (which holds at most our lock file).
-fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let files = FileNumbers {
-        episodes: 1,
-        concepts: 1,
-        episode_table: 1,
-        concept_table: 1,
-        bindings: 1,
-        heap: 1,
-        keys: 0,
-        int8: u64::from(manifest.int8_mirror),
-        pages: 1,
-        networks: 1,
-    };
-    for (n, kind) in files.all() {
-        if n != 0 {
-            file::write_durable(&dir.join(meta::file_name(n, kind)), &[])?;
-        }
-    }
-    let state = VersionState {
-        files,
-        ..Default::default()
-    };
-    install_commit(dir, &state, manifest)
-}
-
-/// Rewrites a directory of an older format (one [`meta::upgradable`] knows) as this format
-/// in place. They differ in the version state's last words, 0 in every such database, and
-/// in the binding records, which lose their created_txn word: the newest old commit's
-/// records are rewritten into a new `.bnd`, which its state then names. That state is
-/// recovered as usual (ops redone, heads re-derived, files synced), then committed again
-/// at the next txn in this format, into the other slot, then the head and last the
-/// MANIFEST (renamed into place). A crash before the rename leaves an old directory whose
-/// newest old record is the one recovered (the new record never decodes as an old one),
-/// so the next open upgrades again, and recovery removes the old `.bnd` once the new
-/// commit names the other. Record for record, the two files answer the same reads.
-fn upgrade(info: &Arc<DbInfo>, layout: CommitLayout) -> Result<()> {
-    let dir = &info.dir;
-    let (mut state, ops) = newest_commit_with(dir, layout)?;
-    if state.files.bindings != 0 {
-        let number = state.files.next();
-        rewrite_bindings(
-            &dir.join(meta::file_name(state.files.bindings, "bnd")),
-            &dir.join(meta::file_name(number, "bnd")),
-            state.bindings,
-        )?;
-        file::sync_dir(dir)?;
-        state.files.bindings = number;
-    }
-    let (handles, tables) = open_files(info, &state, true, None, None)?;
-    apply(&handles, &tables, &state, &ops)?;
-    derive_heads(&handles, &tables, &state)?;
-    for h in handles.iter().flatten() {
-        h.sync()?;
-    }
-    let next = VersionState {
-        txn: state.txn + 1,
-        // Every head is on disk now.
-        heads_from: state.bindings,
-        ..state
-    };
-    file::write_durable(
-        &dir.join(meta::commit_file(next.txn)),
-        &meta::encode_commit(&next, &[]),
-    )?;
-    write_head(dir, &next)?;
-    install_manifest(dir, &info.manifest)
-}
-
-/// Writes the first `count` binding records of `old`, a format 7 to 9 file, into a new
-/// file `new` in this format, and syncs it. A file left at `new` by an interrupted upgrade
-/// is replaced.
-fn rewrite_bindings(old: &Path, new: &Path, count: u64) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    const PIECE: u64 = 4096;
-    let src = File::open(old).map_err(|e| Error::io("open", old, e))?;
-    match std::fs::remove_file(new) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("remove", new, e));
-        }
-        _ => {}
-    }
-    let mut dst = compact::Sink::new(new.to_path_buf(), "rewrite_bindings")?;
-    let mut buf = vec![0u8; (PIECE * binding::FORMAT_9_SIZE) as usize];
-    let mut out = Vec::with_capacity((PIECE * binding::SIZE) as usize);
-    let mut at = 0;
-    while at < count {
-        let n = (count - at).min(PIECE);
-        let bytes = &mut buf[..(n * binding::FORMAT_9_SIZE) as usize];
-        let off = at * binding::FORMAT_9_SIZE;
-        src.read_exact_at(bytes, off).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                Error::corrupt(old, off, "binding file shorter than its commit says")
-            }
-            _ => Error::io("read", old, e),
-        })?;
-        out.clear();
-        for (i, r) in (at..).zip(bytes.chunks_exact(binding::FORMAT_9_SIZE as usize)) {
-            let record = binding::from_format_9(r).ok_or_else(|| {
-                Error::corrupt(old, i * binding::FORMAT_9_SIZE, "binding checksum mismatch")
-            })?;
-            out.extend_from_slice(&record);
-        }
-        dst.write(&out)?;
-        at += n;
-    }
-    dst.finish()
-}
-
-/// Writes the manifest beside the directory's files and renames it into place, durably.
-fn install_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let tmp = dir.join(MANIFEST_TMP);
-    file::write_durable(&tmp, &manifest.encode())?;
-    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename", &tmp, e))?;
-    file::sync_dir(dir)
-}
-
-/// Writes commit records, head and (last, atomically) the manifest of a new directory.
-fn install_commit(dir: &Path, state: &VersionState, manifest: &Manifest) -> Result<()> {
-    file::write_durable(
-        &dir.join(meta::commit_file(state.txn)),
-        &meta::encode_commit(state, &[]),
-    )?;
-    file::write_durable(&dir.join(meta::commit_file(state.txn + 1)), &[])?;
-    write_head(dir, state)?;
-    install_manifest(dir, manifest)
-}
-
-fn dir_is_empty_but(dir: &Path, allowed: &[&str]) -> Result<bool> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-        let name = entry.map_err(|e| Error::io("list", dir, e))?.file_name();
-        if !allowed.iter().any(|a| name == *a) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 impl Engram {

@@ -6,6 +6,7 @@
 mod access;
 mod clock;
 mod compact;
+mod create;
 mod db;
 mod expiry;
 pub mod fault;
@@ -16,6 +17,7 @@ mod meta;
 mod network;
 mod recall;
 mod records;
+mod redo;
 mod search;
 mod snapshot;
 mod tables;

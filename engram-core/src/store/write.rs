@@ -7,13 +7,14 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
-use crate::store::db::{Engram, HeadMove, Redo, Writer, WriterGuard, Written};
+use crate::store::db::{Engram, Writer, WriterGuard, Written};
 use crate::store::expiry::ExpiryQueue;
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
+use crate::store::redo::{HeadMove, Redo};
 use crate::store::snapshot::{ANY_TIME, FILES, Role, Version};
 
 /// Binding records past `heads_from` before a commit advances it. Head stamps of the
