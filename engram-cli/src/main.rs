@@ -650,9 +650,11 @@ fn import(
     let bar = progress(rows.len_hint(), "importing");
     let t = Instant::now();
     // One row in memory at a time; any bad row drops the transaction, committing nothing.
+    // A row whose key is already stored gets that episode back: it is counted, not stored.
+    let before = db.begin_read().map_err(err)?;
     let mut tx = db.begin_write().map_err(err)?;
     let mut row = Vec::new();
-    let (mut n, mut first, mut last) = (0, None, 0);
+    let (mut n, mut stored, mut known) = (0, None::<(u64, u64)>, 0);
     while rows.next_into(&mut row)? {
         // Past the payloads the rows are only counted, for the message below.
         if let Some(f) = meta.row(n, agent)? {
@@ -666,8 +668,16 @@ fn import(
             let id = tx
                 .insert_episode_with_ttl(&input, f.ttl)
                 .map_err(|e| format!("row {n}: {e}"))?;
-            first.get_or_insert(id);
-            last = id;
+            let new = match stored {
+                // New ids only grow: a smaller one is an episode stored before.
+                Some((_, last)) => id > last,
+                None => f.key.is_none() || before.episode(id).map_err(err)?.is_none(),
+            };
+            match (new, &mut stored) {
+                (false, _) => known += 1,
+                (true, Some((_, last))) => *last = id,
+                (true, None) => stored = Some((id, id)),
+            }
         }
         n += 1;
         if n % 1024 == 0 {
@@ -681,15 +691,21 @@ fn import(
         tx.commit().map_err(err)?;
     }
     bar.finish_and_clear();
+    let count = stored.map_or(0, |(a, b)| b - a + 1);
+    let secs = t.elapsed().as_secs_f64();
     emit(
         j,
-        json!({ "imported": n, "first_id": first, "last_id": first.map(|_| last), "seconds": t.elapsed().as_secs_f64() }),
-        || match first {
-            Some(f) => say!(
-                "imported {n} episodes as ids {f}..={last} in {:.2} s",
-                t.elapsed().as_secs_f64()
-            ),
-            None => say!("the file holds no vectors; nothing imported"),
+        json!({ "rows": n, "imported": count, "already_stored": known, "first_id": stored.map(|s| s.0),
+                "last_id": stored.map(|s| s.1), "seconds": secs }),
+        || {
+            match stored {
+                Some((a, b)) => say!("imported {count} episodes as ids {a}..={b} in {secs:.2} s"),
+                None if n == 0 => say!("the file holds no vectors; nothing imported"),
+                None => say!("nothing imported"),
+            }
+            if known > 0 {
+                say!("{known} rows named a key already stored: each got that episode back");
+            }
         },
     );
     Ok(())

@@ -623,6 +623,23 @@ fn export_then_import_moves_episodes_exactly() {
     ok(&["import", s(&one), "--vectors", s(&v1), "--episodes", s(&e1)]);
     let want: Vec<_> = rows.iter().filter(|r| r.0 == 1).cloned().collect();
     assert_eq!(read_back(&one), want);
+    // Loading it again stores the rows without a key anew; a row with a key gets the
+    // episode stored the first time back, and is reported so.
+    let again = json(&["import", s(&one), "--vectors", s(&v1), "--episodes", s(&e1)]);
+    let keyed = want.iter().filter(|r| r.3.is_some()).count() as u64;
+    assert!(keyed > 0 && keyed < want.len() as u64);
+    assert_eq!(again["rows"], want.len() as u64);
+    assert_eq!(again["already_stored"], keyed);
+    assert_eq!(again["imported"], want.len() as u64 - keyed);
+    let text = ok(&["import", s(&one), "--vectors", s(&v1), "--episodes", s(&e1)]);
+    assert!(
+        text.contains(&format!("{keyed} rows named a key already stored")),
+        "{text}"
+    );
+    let mut after = want.clone();
+    after.extend(want.iter().filter(|r| r.3.is_none()).cloned());
+    after.extend(want.iter().filter(|r| r.3.is_none()).cloned());
+    assert_eq!(read_back(&one), after);
     // Never over an existing file, and nothing left behind when refused.
     let e = fails(&["export", s(&src), "--vectors", s(&v1)]);
     assert!(e.contains("exists"), "{e}");
@@ -665,7 +682,7 @@ fn export_then_import_moves_episodes_exactly() {
             s(&bad),
         ]);
         assert!(e.contains(why), "{name}: {e}");
-        assert_eq!(read_back(&one), want, "{name}: nothing committed");
+        assert_eq!(read_back(&one), after, "{name}: nothing committed");
     }
 }
 
