@@ -57,6 +57,9 @@ enum Cmd {
     },
     /// Counts, sizes per file, settings and the last commit.
     Stats { dir: PathBuf },
+    /// Per agent: live episodes, their time span, payload bytes, how many expire, the
+    /// agent's default time to live and its networks (reads every episode).
+    Agents { dir: PathBuf },
     /// Load vectors (.npy float32, .fvecs, or raw .f32 with --dim) as episodes, all in one
     /// transaction: a bad file commits nothing. In a fresh database row i gets id i.
     Import {
@@ -330,6 +333,7 @@ fn run(cli: &Cli) -> Res<()> {
             });
         }
         Cmd::Stats { dir } => stats(dir, j)?,
+        Cmd::Agents { dir } => agents(dir, j)?,
         Cmd::Import {
             dir,
             vectors,
@@ -994,6 +998,89 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
 
 fn l2_norm(v: &[f32]) -> f64 {
     v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+}
+
+/// What `engram agents` tells of one agent's episodes.
+#[derive(Default)]
+struct AgentEpisodes {
+    count: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    payload_bytes: u64,
+    expiring: u64,
+}
+
+fn agents(dir: &Path, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let mut by_agent: std::collections::BTreeMap<u64, AgentEpisodes> = Default::default();
+    for id in snap.episode_ids().map_err(err)? {
+        let ep = snap
+            .episode(id)
+            .map_err(err)?
+            .ok_or(format!("episode {id} vanished"))?;
+        let a = by_agent.entry(ep.agent()).or_default();
+        a.count += 1;
+        let t = ep.timestamp();
+        a.first = Some(a.first.map_or(t, |f| f.min(t)));
+        a.last = Some(a.last.map_or(t, |l| l.max(t)));
+        a.payload_bytes += ep.payload().map_err(err)?.len() as u64;
+        a.expiring += u64::from(ep.expires_at().map_err(err)?.is_some());
+    }
+    let networks = snap.networks();
+    for (agent, _) in &networks {
+        by_agent.entry(*agent).or_default();
+    }
+    let rows: Vec<_> = by_agent
+        .iter()
+        .map(|(&agent, e)| {
+            let nets: Vec<&str> = networks
+                .iter()
+                .filter(|(a, _)| *a == agent)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            (agent, e, snap.agent_ttl(agent), nets)
+        })
+        .collect();
+    emit(
+        j,
+        json!(
+            rows.iter()
+                .map(
+                    |(agent, e, ttl, nets)| json!({ "agent": agent, "episodes": e.count,
+            "first_timestamp": e.first, "last_timestamp": e.last, "payload_bytes": e.payload_bytes,
+            "expiring": e.expiring, "default_ttl": ttl, "networks": nets })
+                )
+                .collect::<Vec<_>>()
+        ),
+        || {
+            say!(
+                "{:>10} {:>10} {:>21} {:>21} {:>12} {:>9} {:>12}  networks",
+                "agent",
+                "episodes",
+                "first timestamp",
+                "last timestamp",
+                "payload B",
+                "expiring",
+                "default TTL"
+            );
+            let or_dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            for (agent, e, ttl, nets) in &rows {
+                let line = format!(
+                    "{agent:>10} {:>10} {:>21} {:>21} {:>12} {:>9} {:>12}  {}",
+                    e.count,
+                    or_dash(e.first),
+                    or_dash(e.last),
+                    e.payload_bytes,
+                    e.expiring,
+                    or_dash(*ttl),
+                    nets.join(", ")
+                );
+                say!("{}", line.trim_end());
+            }
+        },
+    );
+    Ok(())
 }
 
 fn networks(dir: &Path, one: Option<(u64, &str)>, j: bool) -> Res<()> {

@@ -755,3 +755,71 @@ fn networks_are_listed_and_shown() {
     assert!(e.contains("agent 9 has no network \"policy\""), "{e}");
     assert!(fails(&["networks", dir, "--agent", "9"]).contains("--name"));
 }
+
+/// `engram agents` sums each agent's live episodes (count, time span, payload bytes, how
+/// many expire) beside its default time to live and its networks, agents with networks
+/// only included.
+#[test]
+fn agents_are_summed_from_their_episodes() {
+    use engram_core::quant::QuantScheme;
+    use engram_core::{Engram, EpisodeInput, Options, TensorInput, Ttl};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = s(tmp.path());
+    {
+        let db = Engram::open(
+            tmp.path(),
+            Options {
+                dimension: Some(2),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut tx = db.begin_write().unwrap();
+        // An expiry far in the future (µs), so the CLI's real clock keeps them all.
+        tx.set_agent_ttl(1, Some(4_000_000_000_000_000)).unwrap();
+        for (agent, timestamp, payload, ttl) in [
+            (1, 50, &b"abc"[..], Ttl::AgentDefault),
+            (1, -7, b"de", Ttl::Never),
+            (1, 20, b"", Ttl::Never),
+            (2, 9, b"0123456789", Ttl::Never),
+            (2, 10, b"gone", Ttl::Never),
+        ] {
+            let input = EpisodeInput {
+                agent,
+                timestamp,
+                embedding: &[1.0, 0.0],
+                payload,
+                key: None,
+            };
+            tx.insert_episode_with_ttl(&input, ttl).unwrap();
+        }
+        tx.delete_episode(4).unwrap();
+        let w = TensorInput {
+            name: "w",
+            shape: &[1, 32],
+            data: &[0.5; 32],
+            importance: None,
+        };
+        tx.put_network(3, "policy", &[w], QuantScheme::Q8).unwrap();
+        tx.put_network(1, "critic", &[w], QuantScheme::Q8).unwrap();
+        tx.commit().unwrap();
+    }
+    let v = json(&["agents", dir]);
+    assert_eq!(
+        v,
+        serde_json::json!([
+            { "agent": 1, "episodes": 3, "first_timestamp": -7, "last_timestamp": 50, "payload_bytes": 5,
+              "expiring": 1, "default_ttl": 4_000_000_000_000_000i64, "networks": ["critic"] },
+            { "agent": 2, "episodes": 1, "first_timestamp": 9, "last_timestamp": 9, "payload_bytes": 10,
+              "expiring": 0, "default_ttl": null, "networks": [] },
+            { "agent": 3, "episodes": 0, "first_timestamp": null, "last_timestamp": null, "payload_bytes": 0,
+              "expiring": 0, "default_ttl": null, "networks": ["policy"] },
+        ])
+    );
+    let text = ok(&["agents", dir]);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.lines().nth(3).unwrap().trim_start().starts_with("3 "),
+        "{text}"
+    );
+}
