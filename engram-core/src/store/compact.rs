@@ -192,6 +192,11 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         };
         let expires_at = v.expires_at(id)?;
         next_expiry = next_expiry.min(expires_at);
+        // Ids ascend, and so do their slots: read ahead as a scan does.
+        v.file(Role::Episodes)?.map.scan_ahead(
+            e.slot.saturating_mul(ep_layout.stride as u64),
+            ep_layout.stride as u64,
+        );
         let rec = v.episode_at(e.slot)?;
         let payload = copy_blob(v, &rec.payload, &mut heap)?;
         let key = if rec.key.len.to_native() > 0 {
@@ -242,6 +247,10 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         let Some(e) = v.concept_entry(id)? else {
             continue;
         };
+        v.file(Role::Concepts)?.map.scan_ahead(
+            e.slot.saturating_mul(con_layout.stride as u64),
+            con_layout.stride as u64,
+        );
         let rec = v.concept_at(id, e.slot)?;
         let label = copy_blob(v, &rec.label, &mut heap)?;
         let archive = records::serialize(&ConceptRecord {

@@ -227,9 +227,11 @@ impl WriteTxn<'_> {
         unbound_only: bool,
     ) -> Result<(Points<'b>, Vec<(u64, u64)>)> {
         let rows = base.episode_rows()?;
+        let eps = &base.file(Role::Episodes)?.map;
         let mut points = Points::over(rows.floats(), rows.dim());
         let mut ids = Vec::new();
         for slot in 0..rows.len() as u64 {
+            eps.scan_records_ahead(slot, base.info.episode_layout.stride as u64);
             let Some(id) = base.live_slot(slot, filter, self.now())? else {
                 continue;
             };

@@ -233,6 +233,8 @@ impl ReadTxn {
         let metric = v.info.manifest.metric;
         let rows = v.episode_rows()?;
         let chunks = rows.len().div_ceil(CHUNK);
+        let eps = &v.file(Role::Episodes)?.map;
+        let stride = v.info.episode_layout.stride as u64;
         // The heap lives per rayon job across its chunks: its floor keeps rising, so only
         // ~k·ln(n/k) rows pay for a liveness check (a random table read) instead of ~5 k
         // per chunk.
@@ -242,6 +244,7 @@ impl ReadTxn {
                 || TopK::new(k),
                 |mut top, c| -> Result<TopK> {
                     let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
+                    eps.scan_ahead(start as u64 * stride, (end - start) as u64 * stride);
                     let mut scores = vec![0f32; end - start];
                     v.verify_slots(start as u64..end as u64)?;
                     if metric == Metric::Cosine {
@@ -308,6 +311,8 @@ impl ReadTxn {
                 || TopK::new(pool),
                 |mut top, c| -> Result<TopK> {
                     let end = ((c + 1) * INT8_CHUNK).min(n) as u64;
+                    let stride = layout.stride as u64;
+                    map.scan_ahead((c * INT8_CHUNK) as u64 * stride, INT8_CHUNK as u64 * stride);
                     for slot in (c * INT8_CHUNK) as u64..end {
                         // Rows are small and scoring them takes longer than their bytes take to
                         // stream: fetch a few rows ahead (measured faster here, unlike f32 scans).
@@ -381,6 +386,8 @@ impl ReadTxn {
             })
             .collect();
         let kernel = BatchKernel::best();
+        let eps = &v.file(Role::Episodes)?.map;
+        let stride = v.info.episode_layout.stride as u64;
         let fresh = || -> Vec<TopK> { (0..queries.len()).map(|_| TopK::new(k)).collect() };
         // Heaps live per rayon job across its chunks (not per chunk), so each query's floor
         // rises once per job and few rows past the first chunk reach the heap.
@@ -388,6 +395,7 @@ impl ReadTxn {
             .into_par_iter()
             .try_fold(fresh, |mut tops, c| -> Result<Vec<TopK>> {
                 let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(rows.len()));
+                eps.scan_ahead(start as u64 * stride, (end - start) as u64 * stride);
                 let block = rows.slice(start, end);
                 let n = block.len();
                 let mut products = vec![0f32; queries.len() * n];
@@ -446,6 +454,11 @@ impl ReadTxn {
         let metric = v.info.manifest.metric;
         let kernel = Kernel::best_pair(); // pair-at-a-time scoring
         let ids: Vec<u64> = v.table_ids(Role::ConceptTable).collect();
+        // Live versions lie anywhere in the slot file: have all of it read ahead.
+        let stride = v.info.concept_layout.stride as u64;
+        v.file(Role::Concepts)?
+            .map
+            .scan_ahead(0, v.state.concept_slots.saturating_mul(stride));
         let top = ids
             .par_chunks(CHUNK)
             .map(|chunk| -> Result<TopK> {

@@ -58,12 +58,14 @@ impl ReadTxn {
         let ep_layout = v.info.episode_layout;
         for slot in 0..v.state.episode_slots {
             let off = slot * ep_layout.stride as u64;
+            eps.scan_records_ahead(slot, ep_layout.stride as u64);
             records::episode_view(eps, off, ep_layout.archive_rechecked(eps, slot)?)?;
             r.slots += 1;
         }
         if v.info.manifest.int8_mirror {
             let map = &v.file(Role::Int8)?.map;
             for slot in 0..v.state.episode_slots {
+                map.scan_records_ahead(slot, v.info.int8_layout.stride as u64);
                 v.info.int8_layout.recheck(map, slot)?;
                 r.slots += 1;
             }
@@ -72,6 +74,7 @@ impl ReadTxn {
         let con_layout = v.info.concept_layout;
         for slot in 0..v.state.concept_slots {
             let off = slot * con_layout.stride as u64;
+            cons.scan_records_ahead(slot, con_layout.stride as u64);
             records::concept_view(cons, off, con_layout.archive_rechecked(cons, slot)?)?;
             r.slots += 1;
         }
@@ -177,6 +180,7 @@ impl ReadTxn {
         }
         let pages = &v.file(Role::Pages)?.map;
         for page in 0..v.state.pages {
+            pages.scan_records_ahead(page, PAGE as u64);
             let bytes = pages.bytes(page * PAGE as u64, PAGE)?;
             if crc32c::crc32c(bytes) != v.nets.page_crc(page) {
                 return Err(Error::corrupt(

@@ -865,8 +865,10 @@ impl<'db> WriteTxn<'db> {
             agent: Some(agent),
             time: Some(i64::MIN..before),
         };
+        let eps = &base.file(Role::Episodes)?.map;
         let mut n = 0;
         for slot in 0..rows.len() as u64 {
+            eps.scan_records_ahead(slot, base.info.episode_layout.stride as u64);
             if let Some(id) = base.live_slot(slot, &filter, self.now)?
                 && !self.deleted_episodes.contains(&id)
             {
