@@ -68,6 +68,80 @@ fn committed_data_round_trips_across_reopen() {
     assert_eq!(snap.concept_fan_count(c).unwrap(), 1);
 }
 
+/// `episodes()` visits exactly the live episodes `episode(id)` finds, in id order, through
+/// deletes, an expired time to live, a compaction that moves slots, and reopen.
+#[test]
+fn episodes_iterates_what_episode_finds() {
+    use engram_core::{Clock, Ttl};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(100));
+    let clock = {
+        let now = now.clone();
+        Clock::new(move || now.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    let opts = || Options {
+        clock: clock.clone(),
+        ..opts()
+    };
+    let listed = |db: &Engram| {
+        let snap = db.begin_read().unwrap();
+        let all: Vec<(u64, Vec<f32>, Vec<u8>)> = snap
+            .episodes()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.id(),
+                    e.embedding().to_vec(),
+                    e.payload().unwrap().to_vec(),
+                )
+            })
+            .collect();
+        let one_by_one: Vec<_> = snap
+            .episode_ids()
+            .unwrap()
+            .into_iter()
+            .map(|id| {
+                let e = snap.episode(id).unwrap().unwrap();
+                (id, e.embedding().to_vec(), e.payload().unwrap().to_vec())
+            })
+            .collect();
+        assert_eq!(all, one_by_one);
+        all.into_iter().map(|(id, ..)| id).collect::<Vec<u64>>()
+    };
+    let db = Engram::open(&path, opts()).unwrap();
+    assert!(listed(&db).is_empty());
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..600u64 {
+        let v = vector(i);
+        let payload = i.to_le_bytes();
+        let ttl = match i % 7 {
+            0 => Ttl::At(150),
+            _ => Ttl::Never,
+        };
+        tx.insert_episode_with_ttl(&episode(&v, &payload, None), ttl)
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for id in (0..600).filter(|i| i % 5 == 0) {
+        tx.delete_episode(id).unwrap();
+    }
+    tx.commit().unwrap();
+    let live = |expired: bool| -> Vec<u64> {
+        (0..600)
+            .filter(|i| i % 5 != 0 && !(expired && i % 7 == 0))
+            .collect()
+    };
+    assert_eq!(listed(&db), live(false));
+    now.store(200, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(listed(&db), live(true));
+    db.compact().unwrap();
+    assert_eq!(listed(&db), live(true));
+    drop(db);
+    assert_eq!(listed(&Engram::open(&path, opts()).unwrap()), live(true));
+}
+
 #[test]
 fn embeddings_are_borrowed_from_the_map_and_aligned() {
     let dir = tempfile::tempdir().unwrap();

@@ -725,21 +725,20 @@ fn export(
     let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let t = Instant::now();
-    let mut ids = snap.episode_ids().map_err(err)?;
-    if let Some(a) = agent {
-        let mut kept = Vec::new();
-        for id in ids {
-            if snap
-                .episode(id)
-                .map_err(err)?
-                .is_some_and(|e| e.agent() == a)
-            {
-                kept.push(id);
+    let wanted = |e: &engram_core::Episode<'_>| agent.is_none_or(|a| e.agent() == a);
+    // The vector file's header states the row count: count first (the table alone
+    // without --agent; with it, a first pass that also brings the records into memory).
+    let count = match agent {
+        None => snap.episode_ids().map_err(err)?.len(),
+        Some(_) => {
+            let mut n = 0;
+            for ep in snap.episodes() {
+                n += usize::from(wanted(&ep.map_err(err)?));
             }
+            n
         }
-        ids = kept;
-    }
-    let mut out = vectors::Writer::create(vectors, db.manifest().dimension, ids.len() as u64)?;
+    };
+    let mut out = vectors::Writer::create(vectors, db.manifest().dimension, count as u64)?;
     let mut lines = match episodes {
         None => None,
         Some(p) => match std::fs::File::create_new(p) {
@@ -750,14 +749,15 @@ fn export(
             }
         },
     };
-    let bar = progress(ids.len() as u64, "exporting");
+    let bar = progress(count as u64, "exporting");
     let written = (|| -> Res<()> {
-        for (n, &id) in ids.iter().enumerate() {
-            // The snapshot is stable, so every id listed above is still there.
-            let ep = snap
-                .episode(id)
-                .map_err(err)?
-                .ok_or(format!("episode {id} vanished"))?;
+        let mut n = 0;
+        for ep in snap.episodes() {
+            let ep = ep.map_err(err)?;
+            if !wanted(&ep) {
+                continue;
+            }
+            // `out` refuses rows past `count`: the snapshot is stable, so none come.
             out.row(ep.embedding())?;
             if let (Some(w), Some(p)) = (&mut lines, episodes) {
                 let line = episodes::to_line(&ep).map_err(err)?;
@@ -765,8 +765,9 @@ fn export(
                     .and_then(|()| std::io::Write::write_all(w, b"\n"))
                     .map_err(|e| format!("{}: {e}", p.display()))?;
             }
+            n += 1;
             if n % 1024 == 0 {
-                bar.set_position(n as u64);
+                bar.set_position(n);
             }
         }
         out.finish()?;
@@ -789,11 +790,11 @@ fn export(
     }
     emit(
         j,
-        json!({ "exported": ids.len(), "txn": snap.txn(), "vectors": vectors, "episodes": episodes, "seconds": t.elapsed().as_secs_f64() }),
+        json!({ "exported": count, "txn": snap.txn(), "vectors": vectors, "episodes": episodes, "seconds": t.elapsed().as_secs_f64() }),
         || {
             say!(
                 "exported {} episodes (as of txn {}) in {:.2} s",
-                ids.len(),
+                count,
                 snap.txn(),
                 t.elapsed().as_secs_f64()
             )
@@ -1014,11 +1015,8 @@ fn agents(dir: &Path, j: bool) -> Res<()> {
     let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let mut by_agent: std::collections::BTreeMap<u64, AgentEpisodes> = Default::default();
-    for id in snap.episode_ids().map_err(err)? {
-        let ep = snap
-            .episode(id)
-            .map_err(err)?
-            .ok_or(format!("episode {id} vanished"))?;
+    for ep in snap.episodes() {
+        let ep = ep.map_err(err)?;
         let a = by_agent.entry(ep.agent()).or_default();
         a.count += 1;
         let t = ep.timestamp();

@@ -576,6 +576,42 @@ impl ReadTxn {
         Ok(Some(Episode { rec, v: &self.v }))
     }
 
+    /// Every live episode, ascending by id, read ahead as a scan: the way to visit them all,
+    /// where [`ReadTxn::episode`] per id would read a cold file one page at a time.
+    ///
+    /// ```
+    /// # use engram_core::{Engram, EpisodeInput, Options};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = Engram::open(dir.path(), Options { dimension: Some(2), ..Options::default() })?;
+    /// # let mut tx = db.begin_write()?;
+    /// # for t in 0..3 { tx.insert_episode(&EpisodeInput { agent: 7, timestamp: t, embedding: &[1.0, 0.0], payload: b"", key: None })?; }
+    /// # tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// let mut latest = i64::MIN;
+    /// for ep in snap.episodes() {
+    ///     latest = latest.max(ep?.timestamp());
+    /// }
+    /// assert_eq!(latest, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn episodes(&self) -> impl Iterator<Item = Result<Episode<'_>>> + '_ {
+        let stride = self.v.info.episode_layout.stride as u64;
+        let eps = self.v.file(Role::Episodes).map(|f| &f.map);
+        self.v.table_ids(Role::EpisodeTable).filter_map(move |id| {
+            let entry = match self.v.episode_entry(id, self.now) {
+                Ok(Some(e)) => e,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            // Slots ascend with ids: have the kernel read ahead of this one.
+            if let Ok(map) = &eps {
+                map.scan_ahead(entry.slot.saturating_mul(stride), stride);
+            }
+            self.episode(id).transpose()
+        })
+    }
+
     /// The episode inserted with `key`, if live in this snapshot.
     pub fn episode_by_key(&self, key: &[u8]) -> Result<Option<Episode<'_>>> {
         match self.v.find_key(key, self.now)? {
