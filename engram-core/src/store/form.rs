@@ -156,6 +156,7 @@ impl WriteTxn<'_> {
         // Candidate concepts: unit centroids of those committed and untouched here.
         let mut concepts: Vec<(u64, u64, f32)> = Vec::new(); // id, members, coherence
         let mut centroids: Vec<f32> = Vec::new();
+        base.concepts_ahead()?;
         for id in base.table_ids(Role::ConceptTable) {
             if self.touched_concept(id) {
                 continue;

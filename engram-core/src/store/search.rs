@@ -454,11 +454,7 @@ impl ReadTxn {
         let metric = v.info.manifest.metric;
         let kernel = Kernel::best_pair(); // pair-at-a-time scoring
         let ids: Vec<u64> = v.table_ids(Role::ConceptTable).collect();
-        // Live versions lie anywhere in the slot file: have all of it read ahead.
-        let stride = v.info.concept_layout.stride as u64;
-        v.file(Role::Concepts)?
-            .map
-            .scan_ahead(0, v.state.concept_slots.saturating_mul(stride));
+        v.concepts_ahead()?;
         let top = ids
             .par_chunks(CHUNK)
             .map(|chunk| -> Result<TopK> {

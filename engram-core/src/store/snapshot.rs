@@ -222,6 +222,15 @@ impl Version {
         records::episode_view(map, slot * layout.stride as u64, archive)
     }
 
+    /// For a pass over every live concept: their newest versions lie anywhere in the slot
+    /// file, so have the kernel read all of it ahead (see `Mapping::scan_ahead`).
+    pub(crate) fn concepts_ahead(&self) -> Result<()> {
+        let stride = self.info.concept_layout.stride as u64;
+        let map = &self.file(Role::Concepts)?.map;
+        map.scan_ahead(0, self.state.concept_slots.saturating_mul(stride));
+        Ok(())
+    }
+
     /// The version of concept `id` visible here: walk back from the newest version.
     pub(crate) fn concept_at(
         &self,
