@@ -142,6 +142,68 @@ fn episodes_iterates_what_episode_finds() {
     assert_eq!(listed(&Engram::open(&path, opts()).unwrap()), live(true));
 }
 
+/// `concepts()` visits exactly the live concepts `concept(id)` finds, each at the version
+/// this snapshot sees, through updates, deletes and compaction.
+#[test]
+fn concepts_iterates_what_concept_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let listed = |snap: &engram_core::ReadTxn| {
+        let all: Vec<(u64, u64, String)> = snap
+            .concepts()
+            .map(|c| {
+                let c = c.unwrap();
+                (c.id(), c.version_txn(), c.label().unwrap().to_string())
+            })
+            .collect();
+        let one_by_one: Vec<_> = snap
+            .concept_ids()
+            .unwrap()
+            .into_iter()
+            .map(|id| {
+                let c = snap.concept(id).unwrap().unwrap();
+                (id, c.version_txn(), c.label().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(all, one_by_one);
+        all
+    };
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..300 {
+        let label = format!("c{i}");
+        tx.insert_concept(&ConceptInput {
+            centroid: &vector(i),
+            label: &label,
+        })
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let before = db.begin_read().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for id in (0..300).filter(|i| i % 3 == 0) {
+        tx.update_concept(id, &vector(id + 1), Some("moved"))
+            .unwrap();
+    }
+    for id in (0..300).filter(|i| i % 3 == 1) {
+        tx.delete_concept(id).unwrap();
+    }
+    tx.commit().unwrap();
+    let old = listed(&before);
+    assert_eq!(old.len(), 300);
+    assert!(
+        old.iter()
+            .all(|(_, txn, l)| *txn == 1 && l.starts_with('c'))
+    );
+    let now = listed(&db.begin_read().unwrap());
+    assert_eq!(now.len(), 200);
+    assert!(now.iter().all(|(id, txn, l)| match id % 3 {
+        0 => (*txn, l.as_str()) == (2, "moved"),
+        _ => *txn == 1 && *l == format!("c{id}"),
+    }));
+    db.compact().unwrap();
+    assert_eq!(listed(&db.begin_read().unwrap()), now);
+}
+
 #[test]
 fn embeddings_are_borrowed_from_the_map_and_aligned() {
     let dir = tempfile::tempdir().unwrap();

@@ -921,11 +921,9 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;
             let mut rows = Vec::new();
-            for id in snap.concept_ids().map_err(err)? {
-                let c = snap
-                    .concept(id)
-                    .map_err(err)?
-                    .ok_or(format!("concept {id} vanished"))?;
+            for c in snap.concepts() {
+                let c = c.map_err(err)?;
+                let id = c.id();
                 rows.push((
                     id,
                     c.members(),

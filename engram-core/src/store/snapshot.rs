@@ -621,6 +621,16 @@ impl ReadTxn {
         })
     }
 
+    /// Every live concept (its version in this snapshot), ascending by id, its slot file
+    /// read ahead: the pass [`ReadTxn::episodes`] is for episodes.
+    pub fn concepts(&self) -> impl Iterator<Item = Result<Concept<'_>>> + '_ {
+        // It fails only without a concept file, which every `concept` call then reports.
+        let _ = self.v.concepts_ahead();
+        self.v
+            .table_ids(Role::ConceptTable)
+            .filter_map(move |id| self.concept(id).transpose())
+    }
+
     /// The episode inserted with `key`, if live in this snapshot.
     pub fn episode_by_key(&self, key: &[u8]) -> Result<Option<Episode<'_>>> {
         match self.v.find_key(key, self.now)? {
