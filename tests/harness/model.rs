@@ -231,6 +231,20 @@ fn check_snapshot(snap: &ReadTxn, m: &Model) {
         snap.concept_ids().unwrap(),
         m.concepts.keys().copied().collect::<Vec<_>>()
     );
+    // The read-ahead passes visit the same nodes, each as `episode` / `concept` reads it.
+    let visited: Vec<(u64, Vec<f32>)> = snap
+        .episodes()
+        .map(|e| e.map(|e| (e.id(), e.embedding().to_vec())).unwrap())
+        .collect();
+    let expected: Vec<(u64, Vec<f32>)> = m
+        .episodes
+        .iter()
+        .filter(|&(&id, _)| m.visible(id, now))
+        .map(|(&id, &(seed, _))| (id, vector(seed)))
+        .collect();
+    assert_eq!(visited, expected);
+    let concepts: Vec<u64> = snap.concepts().map(|c| c.unwrap().id()).collect();
+    assert_eq!(concepts, m.concepts.keys().copied().collect::<Vec<_>>());
     assert_eq!(snap.episode_count(), m.episodes.len() as u64);
     assert_eq!(snap.binding_count(), m.bindings.len() as u64);
     for (&id, &(seed, key)) in &m.episodes {
