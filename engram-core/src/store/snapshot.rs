@@ -139,9 +139,23 @@ impl Version {
         self.tables.entry_offset(&self.state, role, id, field)
     }
 
-    /// The ids `role`'s table holds entries for, ascending.
+    /// The ids `role`'s table holds entries for, ascending. Every caller reads their
+    /// entries in this order, which is the file's: the table is read ahead as a scan.
     pub(crate) fn table_ids(&self, role: Role) -> impl Iterator<Item = u64> + '_ {
-        self.tables.ids(&self.state, role)
+        const EVERY: usize = 256;
+        let map = self.map(role).ok();
+        self.tables
+            .ids(&self.state, role)
+            .enumerate()
+            .map(move |(i, id)| {
+                if i % EVERY == 0
+                    && let Some(map) = map
+                    && let Some(off) = self.entry_offset(role, id, 0)
+                {
+                    map.scan_ahead(off, EVERY as u64 * table::ENTRY);
+                }
+                id
+            })
     }
 
     /// Node `id`'s entry; that of a node compaction dropped (no slot, no bindings) for an id
