@@ -48,6 +48,15 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A new 2-d database written through the library, for what the binary reads of it.
+fn two_dimensional(dir: &Path) -> engram_core::Engram {
+    let opts = engram_core::Options {
+        dimension: Some(2),
+        ..engram_core::Options::default()
+    };
+    engram_core::Engram::open(dir, opts).unwrap()
+}
+
 /// A float32 .npy of `rows` rows of `dim`.
 fn write_npy(path: &Path, dim: usize, data: &[f32]) {
     let rows = data.len() / dim;
@@ -675,21 +684,14 @@ fn export_then_import_moves_episodes_exactly() {
 /// wrote them: shape, blocks per encoding, and the range of the weights read back.
 #[test]
 fn networks_are_listed_and_shown() {
+    use engram_core::TensorInput;
     use engram_core::quant::QuantScheme;
-    use engram_core::{Engram, Options, TensorInput};
     let tmp = tempfile::tempdir().unwrap();
     let dir = s(tmp.path());
     let w: Vec<f32> = (0..4 * 40).map(|i| (i as f32 - 80.0) / 64.0).collect();
     let imp: Vec<f32> = (0..4 * 40).map(|i| (i / 40) as f32).collect();
     {
-        let db = Engram::open(
-            tmp.path(),
-            Options {
-                dimension: Some(2),
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let db = two_dimensional(tmp.path());
         let mut tx = db.begin_write().unwrap();
         let t = |name, importance| TensorInput {
             name,
@@ -762,18 +764,11 @@ fn networks_are_listed_and_shown() {
 #[test]
 fn agents_are_summed_from_their_episodes() {
     use engram_core::quant::QuantScheme;
-    use engram_core::{Engram, EpisodeInput, Options, TensorInput, Ttl};
+    use engram_core::{EpisodeInput, TensorInput, Ttl};
     let tmp = tempfile::tempdir().unwrap();
     let dir = s(tmp.path());
     {
-        let db = Engram::open(
-            tmp.path(),
-            Options {
-                dimension: Some(2),
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let db = two_dimensional(tmp.path());
         let mut tx = db.begin_write().unwrap();
         // An expiry far in the future (µs), so the CLI's real clock keeps them all.
         tx.set_agent_ttl(1, Some(4_000_000_000_000_000)).unwrap();
