@@ -803,6 +803,35 @@ fn read_only_handles_see_commits_and_refuse_writes() {
     assert_eq!(snap.episode(0).unwrap().unwrap().payload().unwrap(), b"x");
 }
 
+/// A read-only handle keeps the `head` open; when the name comes to point at another file
+/// (removed, then written anew by the writer's next commit), it follows the new one.
+#[test]
+fn a_read_only_handle_follows_a_head_file_written_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let ro_opts = Options {
+        read_only: true,
+        ..opts()
+    };
+    let ro = Engram::open(dir.path(), ro_opts).unwrap();
+    let commit = |seed| {
+        let mut tx = db.begin_write().unwrap();
+        tx.insert_episode(&episode(&vector(seed), b"x", None))
+            .unwrap();
+        tx.commit().unwrap();
+    };
+    commit(1);
+    assert_eq!(ro.begin_read().unwrap().episode_count(), 1);
+    std::fs::remove_file(dir.path().join("head")).unwrap();
+    commit(2);
+    commit(3);
+    // The name is checked again at most every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert_eq!(ro.begin_read().unwrap().episode_count(), 3);
+    commit(4);
+    assert_eq!(ro.begin_read().unwrap().episode_count(), 4);
+}
+
 #[test]
 fn backup_is_a_consistent_openable_copy() {
     let dir = tempfile::tempdir().unwrap();

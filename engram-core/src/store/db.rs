@@ -92,6 +92,8 @@ pub struct Engram {
     current: RwLock<Arc<Version>>,
     writer: Option<WriterLock>,
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
+    /// A read-only handle's `head`, kept open: every snapshot reads it.
+    head: Option<file::WatchedFile>,
     pub(crate) caches: Arc<Caches>,
     pub(crate) episodes_only: bool,
     pub(crate) clock: Clock,
@@ -784,6 +786,7 @@ impl Engram {
             current: RwLock::new(Arc::new(v)),
             writer: Some(WriterLock::new(writer)),
             read_only_handles: Mutex::new(HashMap::new()),
+            head: None,
             caches: Arc::new(caches_for(&opts, state.txn)),
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
@@ -828,6 +831,7 @@ impl Engram {
             info,
             writer: None,
             read_only_handles: Mutex::new(HashMap::new()),
+            head: Some(file::WatchedFile::open(&dir.join(HEAD))?),
             caches: Arc::new(caches_for(opts, 0)),
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
@@ -841,11 +845,15 @@ impl Engram {
     /// Read-only handles: adopt the newest version the writer has published.
     fn refresh(&self) -> Result<Arc<Version>> {
         let mut last_err = None;
+        let Some(head) = &self.head else {
+            // A writer's handle publishes every version itself.
+            return Ok(self.current.read().clone());
+        };
         for _ in 0..16 {
-            let head_path = self.info.dir.join(HEAD);
-            let bytes = file::read_small(&head_path)?;
-            let state = meta::decode_head(&bytes)
-                .ok_or_else(|| Error::corrupt(&head_path, 0, "no valid head slot"))?;
+            let mut bytes = [0u8; 2 * HEAD_SLOT as usize];
+            let n = head.read(&mut bytes)?;
+            let state = meta::decode_head(&bytes[..n])
+                .ok_or_else(|| Error::corrupt(self.info.dir.join(HEAD), 0, "no valid head slot"))?;
             let cur = self.current.read().clone();
             if cur.files.iter().any(Option::is_some) && cur.state.txn == state.txn {
                 return Ok(cur);
