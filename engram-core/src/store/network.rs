@@ -565,6 +565,9 @@ impl Version {
         let map = &self.file(Role::Pages)?.map;
         let first = e.offset / PAGE as u64;
         let last = (e.offset + e.len).div_ceil(PAGE as u64);
+        if !map.is_verified(first) {
+            map.read_ahead(first * PAGE as u64, (last - first) * PAGE as u64);
+        }
         for page in first..last {
             if map.is_verified(page) {
                 continue;

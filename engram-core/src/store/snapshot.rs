@@ -346,6 +346,9 @@ impl Version {
                 "heap reference past the committed end",
             ));
         }
+        if u64::from(len) >= LARGE_BLOB {
+            map.read_ahead(off, u64::from(len));
+        }
         let bytes = map.bytes(off, len as usize)?;
         if crc32c::crc32c(bytes) != blob.crc.to_native() {
             return Err(Error::corrupt(
@@ -413,6 +416,11 @@ fn next_older(prev: u64, slot: u64, map: &Mapping) -> Result<u64> {
     }
     Ok(prev)
 }
+
+/// Blobs of at least this many bytes have all their pages asked for at once when their first
+/// is not in memory: checking costs ~0.7 µs, under 5 % of checksumming 256 KiB, while a cold
+/// read of that many pages one fault at a time waits for the disk 64 times.
+const LARGE_BLOB: u64 = 256 << 10;
 
 /// Bytes of a record prefetched ahead of a random read.
 const PREFETCH: u64 = 1024;
