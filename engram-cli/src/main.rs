@@ -1096,6 +1096,10 @@ fn networks(dir: &Path, one: Option<(u64, &str)>, j: bool) -> Res<()> {
             j,
             json!(all.iter().map(|(a, n, t, b, txn)| json!({ "agent": a, "name": n, "tensors": t, "bytes": b, "txn": txn })).collect::<Vec<_>>()),
             || {
+                if all.is_empty() {
+                    say!("no networks stored");
+                    return;
+                }
                 say!("{:>10}  {:<24} {:>7} {:>12}  txn", "agent", "name", "tensors", "bytes");
                 for (a, n, t, b, txn) in &all {
                     say!("{a:>10}  {n:<24} {t:>7} {b:>12}  {txn}");

@@ -714,6 +714,10 @@ fn networks_are_listed_and_shown() {
             .unwrap();
         tx.commit().unwrap();
     }
+    let empty = tempfile::tempdir().unwrap();
+    drop(two_dimensional(empty.path()));
+    assert_eq!(ok(&["networks", s(empty.path())]), "no networks stored\n");
+    assert_eq!(json(&["networks", s(empty.path())]), serde_json::json!([]));
     let list = json(&["networks", dir]);
     let names: Vec<(u64, &str, u64)> = list
         .as_array()
