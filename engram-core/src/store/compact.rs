@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::file;
+use crate::store::file::{self, ReadAhead};
 use crate::store::meta::{self, FileNumbers, VersionState};
 use crate::store::records::{
     self, ArchivedBlob, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
@@ -185,6 +185,8 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
     let mut etab: Vec<(u64, table::Words)> =
         Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
     let mut next_expiry = table::NEVER;
+    // Ids ascend, and so do their slots: read ahead as a scan does.
+    let mut ahead = ReadAhead::new(&v.file(Role::Episodes)?.map, ep_layout.stride as u64);
     for id in v.table_ids(Role::EpisodeTable) {
         // Deleted before, or expired now: either way gone from this version on.
         let Some(e) = v.episode_entry(id, now)? else {
@@ -192,11 +194,7 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
         };
         let expires_at = v.expires_at(id)?;
         next_expiry = next_expiry.min(expires_at);
-        // Ids ascend, and so do their slots: read ahead as a scan does.
-        v.file(Role::Episodes)?.map.scan_ahead(
-            e.slot.saturating_mul(ep_layout.stride as u64),
-            ep_layout.stride as u64,
-        );
+        ahead.at(e.slot);
         let rec = v.episode_at(e.slot)?;
         let payload = copy_blob(v, &rec.payload, &mut heap)?;
         let key = if rec.key.len.to_native() > 0 {
@@ -243,14 +241,12 @@ fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Resu
 
     let mut ctab: Vec<(u64, table::Words)> =
         Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
+    let mut ahead = ReadAhead::new(&v.file(Role::Concepts)?.map, con_layout.stride as u64);
     for id in v.table_ids(Role::ConceptTable) {
         let Some(e) = v.concept_entry(id)? else {
             continue;
         };
-        v.file(Role::Concepts)?.map.scan_ahead(
-            e.slot.saturating_mul(con_layout.stride as u64),
-            con_layout.stride as u64,
-        );
+        ahead.at(e.slot);
         let rec = v.concept_at(id, e.slot)?;
         let label = copy_blob(v, &rec.label, &mut heap)?;
         let archive = records::serialize(&ConceptRecord {

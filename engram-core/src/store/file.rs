@@ -231,15 +231,6 @@ impl Mapping {
         }
     }
 
-    /// [`Mapping::scan_ahead`] for a scan reading records of `size` bytes at `index`,
-    /// `index + 1`, … in order: asks every 256 records, so the records between cost nothing.
-    pub(crate) fn scan_records_ahead(&self, index: u64, size: u64) {
-        const EVERY: u64 = 256;
-        if index.is_multiple_of(EVERY) {
-            self.scan_ahead(index.saturating_mul(size), EVERY.saturating_mul(size));
-        }
-    }
-
     /// Asks the kernel to read the map's first `len` bytes into the page cache in the
     /// background.
     pub(crate) fn advise_will_need(&self, len: u64) {
@@ -259,6 +250,43 @@ impl Mapping {
             let _ = raw.advise_range(memmap2::Advice::WillNeed, at as usize, n as usize);
             at += n;
         }
+    }
+}
+
+/// Reads ahead for a pass over records of one size taken in mostly ascending order: it asks
+/// ([`Mapping::scan_ahead`]) whenever the pass enters another group of 256 records, so the
+/// records between cost a comparison, and a jump (a concept's newer version near the end
+/// of its file) asks from where it lands rather than for the whole file. It remembers the
+/// last two groups, so a pass alternating between two regions (old versions in order, and
+/// newer ones appended at the end) asks once per group in each.
+pub(crate) struct ReadAhead<'m> {
+    map: &'m Mapping,
+    size: u64,
+    groups: [u64; 2],
+}
+
+impl<'m> ReadAhead<'m> {
+    const GROUP: u64 = 256;
+
+    pub(crate) fn new(map: &'m Mapping, size: u64) -> Self {
+        ReadAhead {
+            map,
+            size,
+            groups: [u64::MAX; 2],
+        }
+    }
+
+    /// The pass is about to read record `index`.
+    pub(crate) fn at(&mut self, index: u64) {
+        let group = index / Self::GROUP;
+        if self.groups[0] == group {
+            return;
+        }
+        if self.groups[1] != group {
+            let (off, len) = (index.saturating_mul(self.size), Self::GROUP * self.size);
+            self.map.scan_ahead(off, len);
+        }
+        self.groups = [group, self.groups[0]];
     }
 }
 
@@ -552,12 +580,18 @@ mod tests {
         map.scan_ahead(39 * AHEAD_WINDOW, AHEAD_WINDOW);
         assert_eq!(asked(&map).last(), Some(&40));
         assert_eq!(asked(&map).len() as u64, ahead + 1 + 2);
-        // Records: only at every 256th index.
+        // A pass asks when it enters another group of 256 records, from where it is.
+        let last = |index: u64| (index * 4096 + 256 * 4096 + SCAN_AHEAD).div_ceil(AHEAD_WINDOW) - 1;
         let fresh = Mapping::new(&file, &path, 40 * AHEAD_WINDOW + 5, false).unwrap();
-        fresh.scan_records_ahead(255, 4096);
-        assert!(asked(&fresh).is_empty());
-        fresh.scan_records_ahead(256, 4096);
-        assert_eq!(asked(&fresh).first(), Some(&1));
+        let mut pass = ReadAhead::new(&fresh, 4096);
+        pass.at(0);
+        assert_eq!(asked(&fresh), (0..=last(0)).collect::<Vec<_>>());
+        pass.at(255);
+        assert_eq!(asked(&fresh).last(), Some(&last(0)));
+        pass.at(256);
+        assert_eq!(asked(&fresh).last(), Some(&last(256)));
+        pass.at(5000); // a jump
+        assert_eq!(asked(&fresh).last(), Some(&last(5000)));
         // Past the file, or in an empty one: nothing, and no panic.
         fresh.scan_ahead(u64::MAX - 3, 10);
         fresh.read_ahead(u64::MAX - 3, 10);

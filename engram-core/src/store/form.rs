@@ -5,6 +5,7 @@
 use crate::cluster::{self, OnProgress, Points, UNASSIGNED, normalize_into};
 use crate::error::{Error, Result};
 use crate::store::db::Engram;
+use crate::store::file::ReadAhead;
 use crate::store::search::Filter;
 use crate::store::snapshot::Role;
 use crate::store::write::{Formed, WriteTxn};
@@ -156,7 +157,8 @@ impl WriteTxn<'_> {
         // Candidate concepts: unit centroids of those committed and untouched here.
         let mut concepts: Vec<(u64, u64, f32)> = Vec::new(); // id, members, coherence
         let mut centroids: Vec<f32> = Vec::new();
-        base.concepts_ahead()?;
+        let stride = base.info.concept_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&base.file(Role::Concepts)?.map, stride);
         for id in base.table_ids(Role::ConceptTable) {
             if self.touched_concept(id) {
                 continue;
@@ -164,6 +166,7 @@ impl WriteTxn<'_> {
             let Some(e) = base.concept_entry(id)? else {
                 continue;
             };
+            ahead.at(e.slot);
             let rec = base.concept_at(id, e.slot)?;
             let c = crate::store::records::native_f32(&rec.centroid);
             let mut unit = vec![0f32; d];
@@ -228,11 +231,12 @@ impl WriteTxn<'_> {
         unbound_only: bool,
     ) -> Result<(Points<'b>, Vec<(u64, u64)>)> {
         let rows = base.episode_rows()?;
-        let eps = &base.file(Role::Episodes)?.map;
+        let stride = base.info.episode_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&base.file(Role::Episodes)?.map, stride);
         let mut points = Points::over(rows.floats(), rows.dim());
         let mut ids = Vec::new();
         for slot in 0..rows.len() as u64 {
-            eps.scan_records_ahead(slot, base.info.episode_layout.stride as u64);
+            ahead.at(slot);
             let Some(id) = base.live_slot(slot, filter, self.now())? else {
                 continue;
             };

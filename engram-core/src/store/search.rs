@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::similarity::{Aligned, BatchKernel, Kernel, Rows, from_dot};
+use crate::store::file::ReadAhead;
 use crate::store::snapshot::{ReadTxn, Role, Version};
 
 /// Which episodes a search considers.
@@ -454,13 +455,16 @@ impl ReadTxn {
         let metric = v.info.manifest.metric;
         let kernel = Kernel::best_pair(); // pair-at-a-time scoring
         let ids: Vec<u64> = v.table_ids(Role::ConceptTable).collect();
-        v.concepts_ahead()?;
+        let cons = &v.file(Role::Concepts)?.map;
+        let stride = v.info.concept_layout.stride as u64;
         let top = ids
             .par_chunks(CHUNK)
             .map(|chunk| -> Result<TopK> {
                 let mut top = TopK::new(k);
+                let mut ahead = ReadAhead::new(cons, stride);
                 for &id in chunk {
                     if let Some(e) = v.concept_entry(id)? {
+                        ahead.at(e.slot);
                         let rec = v.concept_at(id, e.slot)?;
                         let centroid = crate::store::records::native_f32(&rec.centroid);
                         top.push(id, kernel.score(metric, query, centroid)?);

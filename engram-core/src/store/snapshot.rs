@@ -9,7 +9,7 @@ use crate::concept::{Caches, ConceptState, Node};
 use crate::error::{Error, Result};
 use crate::metric::check_norm;
 use crate::store::access::AccessLog;
-use crate::store::file::{FileHandle, Mapping};
+use crate::store::file::{FileHandle, Mapping, ReadAhead};
 use crate::store::meta::{Manifest, VersionState};
 use crate::store::records::{
     self, ArchivedConceptRecord, ArchivedEpisodeRecord, Int8Layout, NONE, SlotLayout,
@@ -234,15 +234,6 @@ impl Version {
         let layout = &self.info.episode_layout;
         let archive = layout.archive(map, slot)?;
         records::episode_view(map, slot * layout.stride as u64, archive)
-    }
-
-    /// For a pass over every live concept: their newest versions lie anywhere in the slot
-    /// file, so have the kernel read all of it ahead (see `Mapping::scan_ahead`).
-    pub(crate) fn concepts_ahead(&self) -> Result<()> {
-        let stride = self.info.concept_layout.stride as u64;
-        let map = &self.file(Role::Concepts)?.map;
-        map.scan_ahead(0, self.state.concept_slots.saturating_mul(stride));
-        Ok(())
     }
 
     /// The version of concept `id` visible here: walk back from the newest version.
@@ -628,16 +619,17 @@ impl ReadTxn {
     /// ```
     pub fn episodes(&self) -> impl Iterator<Item = Result<Episode<'_>>> + '_ {
         let stride = self.v.info.episode_layout.stride as u64;
-        let eps = self.v.file(Role::Episodes).map(|f| &f.map);
+        // Without the file every `episode` call reports it.
+        let mut ahead = self
+            .v
+            .map(Role::Episodes)
+            .ok()
+            .map(|m| ReadAhead::new(m, stride));
         self.v.table_ids(Role::EpisodeTable).filter_map(move |id| {
-            let entry = match self.v.episode_entry(id, self.now) {
-                Ok(Some(e)) => e,
+            match self.v.episode_entry(id, self.now) {
+                Ok(Some(e)) => ahead.iter_mut().for_each(|a| a.at(e.slot)),
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
-            };
-            // Slots ascend with ids: have the kernel read ahead of this one.
-            if let Ok(map) = &eps {
-                map.scan_ahead(entry.slot.saturating_mul(stride), stride);
             }
             self.episode(id).transpose()
         })
@@ -646,11 +638,21 @@ impl ReadTxn {
     /// Every live concept (its version in this snapshot), ascending by id, its slot file
     /// read ahead: the pass [`ReadTxn::episodes`] is for episodes.
     pub fn concepts(&self) -> impl Iterator<Item = Result<Concept<'_>>> + '_ {
-        // It fails only without a concept file, which every `concept` call then reports.
-        let _ = self.v.concepts_ahead();
-        self.v
-            .table_ids(Role::ConceptTable)
-            .filter_map(move |id| self.concept(id).transpose())
+        let stride = self.v.info.concept_layout.stride as u64;
+        // Without the file every `concept` call reports it.
+        let mut ahead = self
+            .v
+            .map(Role::Concepts)
+            .ok()
+            .map(|m| ReadAhead::new(m, stride));
+        self.v.table_ids(Role::ConceptTable).filter_map(move |id| {
+            match self.v.concept_entry(id) {
+                Ok(Some(e)) => ahead.iter_mut().for_each(|a| a.at(e.slot)),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+            self.concept(id).transpose()
+        })
     }
 
     /// The episode inserted with `key`, if live in this snapshot.

@@ -1,6 +1,7 @@
 //! `verify`: every checksum and cross-structure invariant of one snapshot, checked now.
 
 use crate::error::{Error, Result};
+use crate::store::file::ReadAhead;
 use crate::store::network::PAGE;
 use crate::store::records;
 use crate::store::snapshot::{ANY_TIME, ReadTxn, Role};
@@ -56,25 +57,28 @@ impl ReadTxn {
         let mut r = VerifyReport::default();
         let eps = &v.file(Role::Episodes)?.map;
         let ep_layout = v.info.episode_layout;
+        let mut ahead = ReadAhead::new(eps, ep_layout.stride as u64);
         for slot in 0..v.state.episode_slots {
             let off = slot * ep_layout.stride as u64;
-            eps.scan_records_ahead(slot, ep_layout.stride as u64);
+            ahead.at(slot);
             records::episode_view(eps, off, ep_layout.archive_rechecked(eps, slot)?)?;
             r.slots += 1;
         }
         if v.info.manifest.int8_mirror {
             let map = &v.file(Role::Int8)?.map;
+            let mut ahead = ReadAhead::new(map, v.info.int8_layout.stride as u64);
             for slot in 0..v.state.episode_slots {
-                map.scan_records_ahead(slot, v.info.int8_layout.stride as u64);
+                ahead.at(slot);
                 v.info.int8_layout.recheck(map, slot)?;
                 r.slots += 1;
             }
         }
         let cons = &v.file(Role::Concepts)?.map;
         let con_layout = v.info.concept_layout;
+        let mut ahead = ReadAhead::new(cons, con_layout.stride as u64);
         for slot in 0..v.state.concept_slots {
             let off = slot * con_layout.stride as u64;
-            cons.scan_records_ahead(slot, con_layout.stride as u64);
+            ahead.at(slot);
             records::concept_view(cons, off, con_layout.archive_rechecked(cons, slot)?)?;
             r.slots += 1;
         }
@@ -179,8 +183,9 @@ impl ReadTxn {
             ));
         }
         let pages = &v.file(Role::Pages)?.map;
+        let mut ahead = ReadAhead::new(pages, PAGE as u64);
         for page in 0..v.state.pages {
-            pages.scan_records_ahead(page, PAGE as u64);
+            ahead.at(page);
             let bytes = pages.bytes(page * PAGE as u64, PAGE)?;
             if crc32c::crc32c(bytes) != v.nets.page_crc(page) {
                 return Err(Error::corrupt(

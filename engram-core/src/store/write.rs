@@ -9,6 +9,7 @@ use crate::concept::{Changes, Node};
 use crate::error::{Error, Result};
 use crate::store::db::{Engram, Writer, WriterGuard, Written};
 use crate::store::expiry::ExpiryQueue;
+use crate::store::file::ReadAhead;
 use crate::store::meta::{Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
@@ -865,10 +866,11 @@ impl<'db> WriteTxn<'db> {
             agent: Some(agent),
             time: Some(i64::MIN..before),
         };
-        let eps = &base.file(Role::Episodes)?.map;
+        let stride = base.info.episode_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&base.file(Role::Episodes)?.map, stride);
         let mut n = 0;
         for slot in 0..rows.len() as u64 {
-            eps.scan_records_ahead(slot, base.info.episode_layout.stride as u64);
+            ahead.at(slot);
             if let Some(id) = base.live_slot(slot, &filter, self.now)?
                 && !self.deleted_episodes.contains(&id)
             {
