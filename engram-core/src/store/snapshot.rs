@@ -619,39 +619,41 @@ impl ReadTxn {
     /// ```
     pub fn episodes(&self) -> impl Iterator<Item = Result<Episode<'_>>> + '_ {
         let stride = self.v.info.episode_layout.stride as u64;
-        // Without the file every `episode` call reports it.
-        let mut ahead = self
-            .v
-            .map(Role::Episodes)
-            .ok()
-            .map(|m| ReadAhead::new(m, stride));
-        self.v.table_ids(Role::EpisodeTable).filter_map(move |id| {
-            match self.v.episode_entry(id, self.now) {
-                Ok(Some(e)) => ahead.iter_mut().for_each(|a| a.at(e.slot)),
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e)),
-            }
-            self.episode(id).transpose()
-        })
+        self.pass(
+            (Role::EpisodeTable, Role::Episodes, stride),
+            |id| Ok(self.v.episode_entry(id, self.now)?.map(|e| e.slot)),
+            |id| self.episode(id),
+        )
     }
 
     /// Every live concept (its version in this snapshot), ascending by id, its slot file
     /// read ahead: the pass [`ReadTxn::episodes`] is for episodes.
     pub fn concepts(&self) -> impl Iterator<Item = Result<Concept<'_>>> + '_ {
         let stride = self.v.info.concept_layout.stride as u64;
-        // Without the file every `concept` call reports it.
-        let mut ahead = self
-            .v
-            .map(Role::Concepts)
-            .ok()
-            .map(|m| ReadAhead::new(m, stride));
-        self.v.table_ids(Role::ConceptTable).filter_map(move |id| {
-            match self.v.concept_entry(id) {
-                Ok(Some(e)) => ahead.iter_mut().for_each(|a| a.at(e.slot)),
+        self.pass(
+            (Role::ConceptTable, Role::Concepts, stride),
+            |id| Ok(self.v.concept_entry(id)?.map(|e| e.slot)),
+            |id| self.concept(id),
+        )
+    }
+
+    /// The nodes of a (table, slot file, stride) that `live_slot` finds live, each read by
+    /// `read`, ascending by id, the slot file read ahead from each live one's slot.
+    fn pass<'s, T: 's>(
+        &'s self,
+        (table, slots, stride): (Role, Role, u64),
+        live_slot: impl Fn(u64) -> Result<Option<u64>> + 's,
+        read: impl Fn(u64) -> Result<Option<T>> + 's,
+    ) -> impl Iterator<Item = Result<T>> + 's {
+        // Without the slot file every `read` reports it.
+        let mut ahead = self.v.map(slots).ok().map(|m| ReadAhead::new(m, stride));
+        self.v.table_ids(table).filter_map(move |id| {
+            match live_slot(id) {
+                Ok(Some(slot)) => ahead.iter_mut().for_each(|a| a.at(slot)),
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
             }
-            self.concept(id).transpose()
+            read(id).transpose()
         })
     }
 
