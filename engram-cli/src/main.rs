@@ -610,7 +610,8 @@ impl Meta {
         };
         match self {
             Meta::None => Ok(Some(plain(Vec::new()))),
-            Meta::Payloads(p) => Ok(p.get(n).cloned().map(plain)),
+            // Each payload is read once: moved out, not copied (the count stays for `check`).
+            Meta::Payloads(p) => Ok(p.get_mut(n).map(std::mem::take).map(plain)),
             Meta::Episodes { name, lines, read } => {
                 let Some(line) = lines.next() else {
                     return Ok(None);
