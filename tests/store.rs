@@ -4,8 +4,8 @@
 mod formats;
 
 use engram_core::{
-    ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, FormationParams, Metric, Options,
-    RecallParams, Reclaimable, TensorInput, cluster, quant::QuantScheme,
+    ConceptInput, Cue, Engram, EpisodeInput, Error, Filter, FormationParams, Manifest, Metric,
+    Options, RecallParams, Reclaimable, TensorInput, cluster, quant::QuantScheme,
 };
 
 const DIM: usize = 16;
@@ -870,6 +870,200 @@ fn backup_is_a_consistent_openable_copy() {
         db.backup(dir.path().join("copy")).is_err(),
         "refuses a non-empty destination"
     );
+}
+
+/// Everything a snapshot reads, as comparable values: each episode with its key, expiry and
+/// recorded accesses, each concept with its formation figures and bindings, the agents'
+/// times to live and the networks' weights.
+fn everything(snap: &engram_core::ReadTxn) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in snap.episodes() {
+        let e = e.unwrap();
+        let bits: Vec<u32> = e.embedding().iter().map(|x| x.to_bits()).collect();
+        out.push(format!(
+            "episode {} {} {} {bits:?} {:?} {:?} {:?} {:?} {} {:?}",
+            e.id(),
+            e.agent(),
+            e.timestamp(),
+            e.payload().unwrap(),
+            e.key().unwrap(),
+            e.expires_at().unwrap(),
+            e.last_access().unwrap(),
+            e.access_count().unwrap(),
+            snap.bindings_of_episode(e.id()).unwrap().len(),
+        ));
+    }
+    for c in snap.concepts() {
+        let c = c.unwrap();
+        let bits: Vec<u32> = c.centroid().iter().map(|x| x.to_bits()).collect();
+        out.push(format!(
+            "concept {} {bits:?} {} {} {} {} {:?}",
+            c.id(),
+            c.label().unwrap(),
+            c.members(),
+            c.coherence(),
+            c.version_txn(),
+            snap.bindings_of_concept(c.id()).unwrap(),
+        ));
+    }
+    for (agent, name) in snap.networks() {
+        out.push(format!("ttl {agent} {:?}", snap.agent_ttl(agent)));
+        for t in snap.network(agent, &name).unwrap().unwrap().tensors() {
+            let t = t.unwrap();
+            let mut w = vec![0f32; t.shape.iter().product()];
+            t.dequantize_into(&mut w).unwrap();
+            out.push(format!(
+                "network {agent} {name} {} {:?} {w:?}",
+                t.name, t.shape
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn backup_as_changes_the_settings_and_keeps_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = |m: &str| Options {
+        model: Some(m.into()),
+        ..opts()
+    };
+    let db = Engram::open(dir.path().join("db"), model("m1")).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.set_agent_ttl(7, Some(1 << 55)).unwrap();
+    for i in 0..300 {
+        let (v, key) = (vector(i), format!("k{i}"));
+        let input = episode(&v, b"payload", (i % 3 == 0).then_some(key.as_bytes()));
+        tx.insert_episode(&input).unwrap();
+    }
+    let c = tx
+        .insert_concept(&ConceptInput {
+            centroid: &vector(1),
+            label: "placed",
+        })
+        .unwrap();
+    tx.bind(5, c, 0.4).unwrap();
+    tx.bind(9, c, 0.7).unwrap();
+    let w: Vec<f32> = (0..4 * 32).map(|i| (i as f32 * 0.37).sin()).collect();
+    let tensor = TensorInput {
+        name: "w0",
+        shape: &[4, 32],
+        data: &w,
+        importance: None,
+    };
+    tx.put_network(7, "policy", &[tensor], QuantScheme::Q4)
+        .unwrap();
+    tx.delete_episode(6).unwrap();
+    tx.commit().unwrap();
+    let clustering = cluster::Params {
+        count: cluster::Count::K(4),
+        ..Default::default()
+    };
+    db.form_concepts(&FormationParams {
+        filter: &Filter::default(),
+        unbound_only: true,
+        clustering,
+        progress: None,
+    })
+    .unwrap();
+    let cue = Cue {
+        embedding: &vector(40),
+        filter: Filter::default(),
+    };
+    let recall = RecallParams {
+        record_access: true,
+        ..Default::default()
+    };
+    db.begin_read().unwrap().recall(&cue, &recall).unwrap();
+    db.persist_accesses().unwrap();
+    let source = db.begin_read().unwrap();
+    // Something of each kind to carry over: accesses, expiries, keys, formed concepts.
+    let eps: Vec<_> = source.episodes().map(Result::unwrap).collect();
+    assert!(eps.iter().any(|e| e.access_count().unwrap() > 0));
+    assert!(eps.iter().all(|e| e.expires_at().unwrap().is_some()));
+    assert_eq!(
+        eps.iter().filter(|e| e.key().unwrap().is_some()).count(),
+        99,
+        "one of them deleted"
+    );
+    assert!(source.concepts().any(|c| c.unwrap().members() > 0));
+
+    // Int8 mirror added, another metric and model: the same contents.
+    let wide = dir.path().join("int8-dot");
+    let changed = Manifest {
+        metric: Metric::Dot,
+        model: Some("m2".into()),
+        int8_mirror: true,
+        ..db.manifest().clone()
+    };
+    db.backup_as(&wide, &changed).unwrap();
+    assert!(matches!(
+        Engram::open(&wide, model("m1")),
+        Err(Error::ModelMismatch { .. })
+    ));
+    let copy = Engram::open(&wide, model("m2")).unwrap();
+    assert_eq!(copy.manifest(), &changed);
+    let snap = copy.begin_read().unwrap();
+    assert_eq!(everything(&snap), everything(&source));
+    snap.verify().unwrap();
+    // Ranked by dot product now, and the new int8 mirror finds the same best episodes.
+    let query = vector(77);
+    let dot = |v: &[f32]| v.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>();
+    let mut by_dot: Vec<(f32, u64)> = snap
+        .episodes()
+        .map(|e| e.map(|e| (dot(e.embedding()), e.id())).unwrap())
+        .collect();
+    by_dot.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let want: Vec<u64> = by_dot[..10].iter().map(|h| h.1).collect();
+    let exact = snap.search(&query, 10, &Filter::default()).unwrap();
+    let int8 = snap
+        .search_int8(&query, 10, &Filter::default(), 300)
+        .unwrap();
+    for hits in [&exact, &int8] {
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), want);
+    }
+    assert_ne!(
+        source.search(&query, 10, &Filter::default()).unwrap(),
+        exact,
+        "the source ranks by cosine"
+    );
+
+    // And back: the mirror dropped, its file gone, the contents still the same.
+    let narrow = dir.path().join("no-int8");
+    copy.backup_as(&narrow, &db.manifest().clone()).unwrap();
+    let back = Engram::open(&narrow, model("m1")).unwrap();
+    let snap = back.begin_read().unwrap();
+    assert_eq!(everything(&snap), everything(&source));
+    assert!(
+        snap.search_int8(&query, 10, &Filter::default(), 10)
+            .is_err()
+    );
+    let names = std::fs::read_dir(&narrow).unwrap();
+    assert!(
+        !names
+            .map(|n| n.unwrap().file_name())
+            .any(|n| n.to_string_lossy().ends_with(".i8"))
+    );
+    snap.verify().unwrap();
+
+    // A copy cannot change the dimension or take a model name no database can hold.
+    for bad in [
+        Manifest {
+            dimension: DIM + 1,
+            ..changed.clone()
+        },
+        Manifest {
+            model: Some("m".repeat(257)),
+            ..changed.clone()
+        },
+    ] {
+        let dest = dir.path().join("refused");
+        assert!(matches!(
+            db.backup_as(&dest, &bad),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(!dest.exists(), "nothing is written");
+    }
 }
 
 #[test]

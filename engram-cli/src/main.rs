@@ -20,7 +20,7 @@ use engram_core::cluster::{Count, Params, Phase};
 use engram_core::quant::BlockKind;
 use engram_core::{
     DEFAULT_CONCEPT_CACHE_ENTRIES, DEFAULT_STRENGTH_CACHE_ENTRIES, Engram, EpisodeInput,
-    FORMAT_VERSION, Filter, FormationParams, Metric, Options, Reclaimable,
+    FORMAT_VERSION, Filter, FormationParams, Manifest, Metric, Options, Reclaimable,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -162,8 +162,27 @@ enum Cmd {
     Verify { dir: PathBuf },
     /// Rewrite the files with live records only.
     Compact { dir: PathBuf },
-    /// A consistent copy of the last commit, taken while writers go on.
-    Backup { dir: PathBuf, dest: PathBuf },
+    /// A consistent copy of the last commit, taken while writers go on; optionally into a
+    /// database with another metric, model name or int8 mirror (ids, concepts, bindings,
+    /// networks and all else kept).
+    Backup {
+        dir: PathBuf,
+        dest: PathBuf,
+        #[arg(long, value_enum)]
+        metric: Option<MetricArg>,
+        /// The copy's embedding model name.
+        #[arg(long, conflicts_with = "no_model")]
+        model: Option<String>,
+        /// The copy records no model name.
+        #[arg(long)]
+        no_model: bool,
+        /// The copy keeps an int8 mirror (for `search --int8`).
+        #[arg(long, conflicts_with = "no_int8")]
+        int8: bool,
+        /// The copy keeps no int8 mirror.
+        #[arg(long)]
+        no_int8: bool,
+    },
     /// Concept lookup latency on this database (mapped and cached, uniform ids).
     Bench {
         dir: PathBuf,
@@ -214,6 +233,16 @@ enum MetricArg {
     Cosine,
     Dot,
     L2,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Metric {
+        match m {
+            MetricArg::Cosine => Metric::Cosine,
+            MetricArg::Dot => Metric::Dot,
+            MetricArg::L2 => Metric::L2,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -315,11 +344,7 @@ fn run(cli: &Cli) -> Res<()> {
             {
                 return Err(format!("{} exists and is not empty", dir.display()));
             }
-            let metric = match metric {
-                MetricArg::Cosine => Metric::Cosine,
-                MetricArg::Dot => Metric::Dot,
-                MetricArg::L2 => Metric::L2,
-            };
+            let metric = Metric::from(*metric);
             let opts = Options {
                 dimension: Some(*dim),
                 metric: Some(metric),
@@ -484,12 +509,48 @@ fn run(cli: &Cli) -> Res<()> {
                 || say!("compacted: {before} → {after} bytes"),
             );
         }
-        Cmd::Backup { dir, dest } => {
+        Cmd::Backup {
+            dir,
+            dest,
+            metric,
+            model,
+            no_model,
+            int8,
+            no_int8,
+        } => {
             let db = open_read_only(dir)?;
-            db.backup(dest).map_err(err)?;
-            emit(j, json!({ "backup": dest }), || {
-                say!("backed up to {}", dest.display())
-            });
+            let was = db.manifest();
+            let manifest = Manifest {
+                metric: metric.map_or(was.metric, Metric::from),
+                model: match (model, no_model) {
+                    (Some(m), _) => Some(m.clone()),
+                    (None, true) => None,
+                    (None, false) => was.model.clone(),
+                },
+                int8_mirror: (was.int8_mirror || *int8) && !no_int8,
+                ..was.clone()
+            };
+            db.backup_as(dest, &manifest).map_err(err)?;
+            let changed = [
+                (manifest.metric != was.metric).then(|| format!("metric {:?}", manifest.metric)),
+                (manifest.model != was.model).then(|| match &manifest.model {
+                    Some(m) => format!("model {m}"),
+                    None => "no model".into(),
+                }),
+                (manifest.int8_mirror != was.int8_mirror).then(|| match manifest.int8_mirror {
+                    true => "int8 mirror added".into(),
+                    false => "int8 mirror dropped".into(),
+                }),
+            ];
+            let changed: Vec<String> = changed.into_iter().flatten().collect();
+            emit(
+                j,
+                json!({ "backup": dest, "changed": changed }),
+                || match changed.is_empty() {
+                    true => say!("backed up to {}", dest.display()),
+                    false => say!("backed up to {} ({})", dest.display(), changed.join(", ")),
+                },
+            );
         }
         Cmd::Bench { dir, lookups } => bench(dir, *lookups as usize, j)?,
     }

@@ -822,3 +822,74 @@ fn agents_are_summed_from_their_episodes() {
         "{text}"
     );
 }
+
+#[test]
+fn backup_copies_into_other_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, wide, narrow) = (
+        tmp.path().join("db"),
+        tmp.path().join("int8"),
+        tmp.path().join("plain"),
+    );
+    ok(&["init", s(&db)]);
+    let vectors = s(&sample("vectors.npy")).to_string();
+    ok(&["import", s(&db), "--vectors", &vectors]);
+    ok(&["concepts", "form", s(&db), "--k", "5"]);
+    let copied = json(&[
+        "backup",
+        s(&db),
+        s(&wide),
+        "--int8",
+        "--metric",
+        "dot",
+        "--model",
+        "mpnet",
+    ]);
+    assert_eq!(
+        copied["changed"],
+        serde_json::json!(["metric Dot", "model mpnet", "int8 mirror added"])
+    );
+    let stats = json(&["stats", s(&wide)]);
+    assert_eq!(
+        (&stats["metric"], &stats["model"], &stats["int8_mirror"]),
+        (&"Dot".into(), &"mpnet".into(), &true.into())
+    );
+    let concepts = |dir: &Path| json(&["concepts", "list", s(dir)]);
+    assert_eq!(concepts(&wide), concepts(&db));
+    // The new mirror answers, and agrees with the exact scan.
+    let queries = tmp.path().join("q.npy");
+    write_npy(&queries, 768, &sample_rows(&[5, 17, 3999]));
+    let search = |dir: &Path, int8: bool| {
+        let mut args = vec![
+            "search",
+            s(dir),
+            "--queries",
+            s(&queries),
+            "--format",
+            "tsv",
+        ];
+        args.extend(int8.then_some("--int8"));
+        ok(&args)
+    };
+    assert_eq!(search(&wide, true), search(&wide, false));
+
+    // And back, the mirror and model dropped.
+    let copied = json(&["backup", s(&wide), s(&narrow), "--no-int8", "--no-model"]);
+    assert_eq!(
+        copied["changed"],
+        serde_json::json!(["no model", "int8 mirror dropped"])
+    );
+    assert!(
+        fails(&["search", s(&narrow), "--queries", s(&queries), "--int8"]).contains("int8 mirror")
+    );
+    assert_eq!(concepts(&narrow), concepts(&db));
+    assert_eq!(json(&["verify", s(&narrow)])["episodes"], 4000);
+    let err = fails(&[
+        "backup",
+        s(&db),
+        s(&tmp.path().join("x")),
+        "--int8",
+        "--no-int8",
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}

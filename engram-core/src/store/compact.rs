@@ -139,7 +139,8 @@ fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> 
 }
 
 /// Writes every record visible in `v` at clock time `now` into files numbered `number` in
-/// `dir` and returns the state describing them, as of transaction `txn`. Ids are preserved;
+/// `dir` and returns the state describing them, as of transaction `txn`, with an int8
+/// mirror file when `int8_mirror` (whether `v` has one or not). Ids are preserved;
 /// episodes expired at `now` are dropped with their bindings, like deleted ones. `number`
 /// must be one no commit names: if writing fails, every file of that number is removed, so
 /// a failed run (most often on a full disk) leaves no half-written copies holding space.
@@ -149,8 +150,9 @@ pub(crate) fn write_compacted(
     number: u64,
     txn: u64,
     now: i64,
+    int8_mirror: bool,
 ) -> Result<VersionState> {
-    let written = write_files(v, dir, number, txn, now);
+    let written = write_files(v, dir, number, txn, now, int8_mirror);
     if written.is_err() {
         remove_files(dir, number);
     }
@@ -165,14 +167,21 @@ pub(crate) fn remove_files(dir: &Path, number: u64) {
     }
 }
 
-fn write_files(v: &Version, dir: &Path, number: u64, txn: u64, now: i64) -> Result<VersionState> {
+fn write_files(
+    v: &Version,
+    dir: &Path,
+    number: u64,
+    txn: u64,
+    now: i64,
+    int8_mirror: bool,
+) -> Result<VersionState> {
     let s = v.state;
     let ep_layout = v.info.episode_layout;
     let con_layout = v.info.concept_layout;
     let mut eps = Sink::create(dir, number, "eps")?;
     let mut cons = Sink::create(dir, number, "con")?;
     let mut heap = Sink::create(dir, number, "heap")?;
-    let mut int8 = match v.info.manifest.int8_mirror {
+    let mut int8 = match int8_mirror {
         true => Some(Sink::create(dir, number, "i8")?),
         false => None,
     };

@@ -705,6 +705,23 @@ fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Refuses settings a new database cannot be created with.
+fn check_new_manifest(m: &Manifest) -> Result<()> {
+    if m.dimension == 0 || m.dimension > 1 << 16 {
+        return Err(Error::InvalidArgument(format!(
+            "dimension {} outside 1..=65536",
+            m.dimension
+        )));
+    }
+    if m.model
+        .as_ref()
+        .is_some_and(|s| s.len() > meta::MAX_MODEL_LEN)
+    {
+        return Err(Error::InvalidArgument("model name over 256 bytes".into()));
+    }
+    Ok(())
+}
+
 impl Engram {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Engram> {
@@ -752,18 +769,7 @@ impl Engram {
                     model: opts.model.clone(),
                     int8_mirror: opts.int8_mirror.unwrap_or(false),
                 };
-                if m.dimension == 0 || m.dimension > 1 << 16 {
-                    return Err(Error::InvalidArgument(format!(
-                        "dimension {} outside 1..=65536",
-                        m.dimension
-                    )));
-                }
-                if m.model
-                    .as_ref()
-                    .is_some_and(|s| s.len() > meta::MAX_MODEL_LEN)
-                {
-                    return Err(Error::InvalidArgument("model name over 256 bytes".into()));
-                }
+                check_new_manifest(&m)?;
                 // A creation that failed or crashed before its MANIFEST's rename left only
                 // files of its own, none with data: start it again. Checked again under the
                 // lock, so that a creation in progress elsewhere is never touched.
@@ -964,7 +970,9 @@ impl Engram {
         let v = self.current.read().clone();
         let number = w.next_file_number();
         let now = self.clock.now();
-        let state = compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now)?;
+        let int8 = self.info.manifest.int8_mirror;
+        let state =
+            compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now, int8)?;
         let (handles, tables) =
             open_files(&self.info, &state, true, None, None).inspect_err(|_| {
                 compact::remove_files(&self.info.dir, number);
@@ -998,6 +1006,32 @@ impl Engram {
     /// Writes a consistent, openable copy of the last commit into `dest` (a new or empty
     /// directory) while writers carry on.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
+        self.backup_as(dest, &self.info.manifest)
+    }
+
+    /// [`Engram::backup`] into a database created with other settings: another metric,
+    /// model name or int8 mirror (added or dropped). Everything else is kept as it is:
+    /// ids, episodes with their keys, expiries and recorded accesses, concepts, bindings,
+    /// networks and agents' times to live. The dimension cannot change (`InvalidArgument`).
+    ///
+    /// ```
+    /// use engram_core::{Engram, Manifest, Options};
+    /// # fn main() -> engram_core::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (src, dest) = (dir.path().join("memory"), dir.path().join("memory-int8"));
+    /// let db = Engram::open(&src, Options::default())?;
+    /// db.backup_as(&dest, &Manifest { int8_mirror: true, ..db.manifest().clone() })?;
+    /// assert!(Engram::open(&dest, Options::default())?.manifest().int8_mirror);
+    /// # Ok(()) }
+    /// ```
+    pub fn backup_as(&self, dest: impl AsRef<Path>, manifest: &Manifest) -> Result<()> {
+        if manifest.dimension != self.info.manifest.dimension {
+            return Err(Error::InvalidArgument(format!(
+                "a copy keeps the dimension ({}), got {}",
+                self.info.manifest.dimension, manifest.dimension
+            )));
+        }
+        check_new_manifest(manifest)?;
         let dest = dest.as_ref();
         std::fs::create_dir_all(dest).map_err(|e| Error::io("create directory", dest, e))?;
         if !dir_is_empty_but(dest, &[])? {
@@ -1007,9 +1041,16 @@ impl Engram {
             )));
         }
         let snap = self.begin_read()?;
-        let state = compact::write_compacted(&snap.v, dest, 1, snap.v.state.txn, snap.now)?;
+        let state = compact::write_compacted(
+            &snap.v,
+            dest,
+            1,
+            snap.v.state.txn,
+            snap.now,
+            manifest.int8_mirror,
+        )?;
         file::sync_dir(dest)
-            .and_then(|()| install_commit(dest, &state, &self.info.manifest))
+            .and_then(|()| install_commit(dest, &state, manifest))
             .inspect_err(|_| {
                 // The destination was empty: what is in it now is this failed copy's.
                 compact::remove_files(dest, 1);

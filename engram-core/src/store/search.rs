@@ -291,7 +291,7 @@ impl ReadTxn {
         let q_norm = v.info.check_vector("query", query)?;
         if !v.info.manifest.int8_mirror {
             return Err(Error::InvalidArgument(
-                "this database keeps no int8 mirror (create it with Options { int8_mirror: Some(true), .. })".into(),
+                "this database keeps no int8 mirror (create it with Options { int8_mirror: Some(true), .. }, or copy it into one with Engram::backup_as)".into(),
             ));
         }
         if k == 0 {
