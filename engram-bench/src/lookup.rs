@@ -153,14 +153,19 @@ pub fn throughput(ids: &[u64], threads: usize, f: impl Fn(u64) -> f32 + Sync) ->
 pub fn drop_from_page_cache(dir: &Path) -> Result<(), BoxError> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if !path.is_file() {
-            continue;
+        if path.is_file() {
+            drop_file_from_page_cache(&path)?;
         }
-        let f = File::open(&path)?;
-        f.sync_data()?;
-        drop_file(&f)?;
     }
     Ok(())
+}
+
+/// Drops one file from the page cache (written back first). Pages a live map has mapped
+/// stay: drop a file before mapping it, or before the map's first read of the pages.
+pub fn drop_file_from_page_cache(path: &Path) -> Result<(), BoxError> {
+    let f = File::open(path)?;
+    f.sync_data()?;
+    drop_file(&f)
 }
 
 #[cfg(target_os = "linux")]

@@ -565,22 +565,26 @@ impl Version {
         let map = &self.file(Role::Pages)?.map;
         let first = e.offset / PAGE as u64;
         let last = (e.offset + e.len).div_ceil(PAGE as u64);
-        if !map.is_verified(first) {
-            map.read_ahead(first * PAGE as u64, (last - first) * PAGE as u64);
-        }
-        for page in first..last {
-            if map.is_verified(page) {
-                continue;
+        let verify = || {
+            for page in first..last {
+                if map.is_verified(page) {
+                    continue;
+                }
+                let bytes = map.bytes(page * PAGE as u64, PAGE)?;
+                if crc32c::crc32c(bytes) != self.nets.page_crcs[page as usize] {
+                    return Err(Error::corrupt(
+                        map.path(),
+                        page * PAGE as u64,
+                        "page checksum mismatch",
+                    ));
+                }
+                map.mark_verified(page);
             }
-            let bytes = map.bytes(page * PAGE as u64, PAGE)?;
-            if crc32c::crc32c(bytes) != self.nets.page_crcs[page as usize] {
-                return Err(Error::corrupt(
-                    map.path(),
-                    page * PAGE as u64,
-                    "page checksum mismatch",
-                ));
-            }
-            map.mark_verified(page);
+            Ok(())
+        };
+        match map.is_verified(first) {
+            true => verify()?,
+            false => map.read_range(first * PAGE as u64, (last - first) * PAGE as u64, verify)?,
         }
         map.bytes(e.offset, e.len as usize)
     }
