@@ -1,5 +1,5 @@
 //! Random sequences of insert/update/delete/bind/reinforce/forget/commit/abort/reopen/
-//! compact, networks put and deleted, episodes with a time to live and a moving clock,
+//! compact/backup, networks put and deleted, episodes with a time to live and a moving clock,
 //! checked against a plain in-memory model after every step that publishes (the model is `harness/model.rs`, shared
 //! with the `ops` fuzz target).
 
@@ -30,6 +30,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Abort),
         1 => Just(Step::Reopen),
         1 => Just(Step::Compact),
+        1 => any::<bool>().prop_map(|int8| Step::Backup { int8 }),
     ]
 }
 

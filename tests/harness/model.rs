@@ -1,6 +1,6 @@
 //! The model check shared by the proptest (`tests/model.rs`) and the `ops` fuzz target
 //! (`fuzz/`): random sequences of insert/update/delete/bind/reinforce/forget/commit/abort/
-//! reopen/compact, networks put and deleted, episodes with a time to live and a clock that
+//! reopen/compact/backup, networks put and deleted, episodes with a time to live and a clock that
 //! moves, checked against a plain in-memory model after every step that publishes.
 
 use std::collections::BTreeMap;
@@ -80,6 +80,11 @@ pub enum Step {
     Abort,
     Reopen,
     Compact,
+    /// A backup of the last commit, taken beside any open transaction, with an int8 mirror
+    /// or without, opened and checked against the committed model.
+    Backup {
+        int8: bool,
+    },
 }
 
 /// Steps decoded from arbitrary bytes, two per step (the fuzz target's input).
@@ -111,10 +116,11 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                 8 => Step::DeleteEpisode { pick: a },
                 9 => Step::DeleteConcept { pick: a },
                 10 => Step::Commit,
-                11 => match a % 3 {
+                11 => match a % 4 {
                     0 => Step::Abort,
                     1 => Step::Reopen,
-                    _ => Step::Compact,
+                    2 => Step::Compact,
+                    _ => Step::Backup { int8: b % 2 == 0 },
                 },
                 12 => Step::Tick { by: b % 3 },
                 _ => match a % 4 {
@@ -368,11 +374,17 @@ pub fn run(steps: Vec<Step>) {
     let mut committed = Model::default();
     let mut pending = committed.clone();
     let mut tx = None;
+    let mut backups = 0;
     for s in steps {
         let d = db.as_ref().unwrap();
         let needs_tx = !matches!(
             s,
-            Step::Commit | Step::Abort | Step::Reopen | Step::Compact | Step::Tick { .. }
+            Step::Commit
+                | Step::Abort
+                | Step::Reopen
+                | Step::Compact
+                | Step::Tick { .. }
+                | Step::Backup { .. }
         );
         if needs_tx && tx.is_none() {
             tx = Some(d.begin_write().unwrap());
@@ -603,6 +615,24 @@ pub fn run(steps: Vec<Step>) {
                 committed.reap(now());
                 pending = committed.clone();
                 check(d, &committed);
+            }
+            Step::Backup { int8 } => {
+                backups += 1;
+                let dest = dir.path().join(format!("backup-{backups}"));
+                let manifest = engram_core::Manifest {
+                    int8_mirror: int8,
+                    ..d.manifest().clone()
+                };
+                d.backup_as(&dest, &manifest).unwrap();
+                let copy = Engram::open(&dest, opts.clone()).unwrap();
+                assert_eq!(copy.manifest(), &manifest);
+                // The copy drops what had expired by its snapshot's clock, as compaction
+                // does.
+                let mut copied = committed.clone();
+                copied.reap(now());
+                check(&copy, &copied);
+                let report = copy.begin_read().unwrap().verify().unwrap();
+                assert_eq!(report.networks, copied.networks.len() as u64);
             }
         }
     }
