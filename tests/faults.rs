@@ -177,19 +177,25 @@ fn a_failed_compaction_or_backup_leaves_no_partial_files() {
             assert_eq!(complete_batches(&dir), 2, "{op:?} #{nth}");
             db = Engram::open(&dir, opts()).unwrap();
         }
-        for nth in 1.. {
-            let dest = tmp.path().join(format!("backup-{op:?}-{nth}"));
-            fault::arm(op, nth, Fault::NoSpace);
-            let result = db.backup(&dest);
-            let (_, site) = fault::disarm();
-            if site.is_none() {
-                result.unwrap();
-                assert_eq!(complete_batches(&dest), 2);
-                break;
+        // A plain backup, and one into other settings (the int8 mirror flipped: one file
+        // more, or one fewer, to write).
+        for flip in [false, true] {
+            let mut manifest = db.manifest().clone();
+            manifest.int8_mirror ^= flip;
+            for nth in 1.. {
+                let dest = tmp.path().join(format!("backup-{op:?}-{flip}-{nth}"));
+                fault::arm(op, nth, Fault::NoSpace);
+                let result = db.backup_as(&dest, &manifest);
+                let (_, site) = fault::disarm();
+                if site.is_none() {
+                    result.unwrap();
+                    assert_eq!(complete_batches(&dest), 2);
+                    break;
+                }
+                assert!(result.is_err(), "backup, {op:?} #{nth} at {site:?}");
+                assert_eq!(listing(&dest), BTreeSet::new(), "backup, {op:?} #{nth}");
+                *failed.entry(op).or_insert(0) += 1;
             }
-            assert!(result.is_err(), "backup, {op:?} #{nth} at {site:?}");
-            assert_eq!(listing(&dest), BTreeSet::new(), "backup, {op:?} #{nth}");
-            *failed.entry(op).or_insert(0) += 1;
         }
     }
     // Both kinds of call failed somewhere in each (the loops above ran past the first).
