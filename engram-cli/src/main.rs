@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use engram_core::cluster::{Count, Params, Phase};
 use engram_core::quant::BlockKind;
 use engram_core::{
@@ -103,11 +103,13 @@ enum Cmd {
         /// Scan the int8 mirror, rescoring 10·k candidates in f32.
         #[arg(long)]
         int8: bool,
-        /// Recall through the 8 nearest concepts' bound episodes.
-        #[arg(long)]
+        /// Recall through the 8 nearest concepts' bound episodes (takes no filter).
+        #[arg(long, conflicts_with_all = ["agent", "from", "until"])]
         via_concepts: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Spreading-activation recall for each query row: seeds by similarity, then activation
     /// along bindings divided by fan^alpha; each result with its provenance.
@@ -121,6 +123,9 @@ enum Cmd {
         hops: usize,
         #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         fan_alpha: f32,
+        /// Which episodes seed the recall (concepts then reach any).
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// One episode, by id or by its unique key: agent, timestamp, expiry, accesses, payload
     /// and the concepts it is bound to.
@@ -215,6 +220,8 @@ enum ConceptsCmd {
         /// Only episodes bound to no concept yet.
         #[arg(long)]
         unbound_only: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     List {
         dir: PathBuf,
@@ -226,6 +233,42 @@ enum ConceptsCmd {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+}
+
+/// Which episodes a command considers.
+#[derive(Args)]
+struct FilterArgs {
+    /// Only this agent's episodes.
+    #[arg(long)]
+    agent: Option<u64>,
+    /// Only episodes with a timestamp at or after this one.
+    #[arg(long, allow_negative_numbers = true)]
+    from: Option<i64>,
+    /// Only episodes with a timestamp before this one.
+    #[arg(long, allow_negative_numbers = true)]
+    until: Option<i64>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Res<Filter> {
+        let time = match (self.from, self.until) {
+            (None, None) => None,
+            (from, until) => {
+                let range = from.unwrap_or(i64::MIN)..until.unwrap_or(i64::MAX);
+                if range.is_empty() {
+                    return Err(format!(
+                        "--from {} is not before --until {}",
+                        range.start, range.end
+                    ));
+                }
+                Some(range)
+            }
+        };
+        Ok(Filter {
+            agent: self.agent,
+            time,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -387,12 +430,13 @@ fn run(cli: &Cli) -> Res<()> {
             int8,
             via_concepts,
             format,
+            filter,
         } => search(
             dir,
             queries,
             *k,
-            *int8,
-            *via_concepts,
+            (*int8, *via_concepts),
+            &filter.filter()?,
             if j { Format::Json } else { *format },
         )?,
         Cmd::Concepts { cmd } => concepts(cmd, j)?,
@@ -403,7 +447,9 @@ fn run(cli: &Cli) -> Res<()> {
             k,
             hops,
             fan_alpha,
+            filter,
         } => {
+            let filter = filter.filter()?;
             let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;
             let q = vectors::read(queries, Some(db.manifest().dimension))?;
@@ -418,7 +464,7 @@ fn run(cli: &Cli) -> Res<()> {
             for i in 0..q.rows() {
                 let cue = engram_core::Cue {
                     embedding: q.row(i),
-                    filter: Filter::default(),
+                    filter: filter.clone(),
                 };
                 let r = snap.recall(&cue, &params).map_err(err)?;
                 let via = |v: engram_core::Provenance| match v {
@@ -865,7 +911,14 @@ fn export(
     Ok(())
 }
 
-fn search(dir: &Path, queries: &Path, k: usize, int8: bool, via: bool, format: Format) -> Res<()> {
+fn search(
+    dir: &Path,
+    queries: &Path,
+    k: usize,
+    (int8, via): (bool, bool),
+    filter: &Filter,
+    format: Format,
+) -> Res<()> {
     let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
     let q = vectors::read(queries, Some(db.manifest().dimension))?;
@@ -878,13 +931,13 @@ fn search(dir: &Path, queries: &Path, k: usize, int8: bool, via: bool, format: F
                 .map(|r| (r.episode, r.score, Some(r.concept)))
                 .collect()
         } else if int8 {
-            snap.search_int8(q.row(i), k, &Filter::default(), 10 * k)
+            snap.search_int8(q.row(i), k, filter, 10 * k)
                 .map_err(err)?
                 .into_iter()
                 .map(|h| (h.id, h.score, None))
                 .collect()
         } else {
-            snap.search(q.row(i), k, &Filter::default())
+            snap.search(q.row(i), k, filter)
                 .map_err(err)?
                 .into_iter()
                 .map(|h| (h.id, h.score, None))
@@ -924,7 +977,9 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             iterations,
             seed,
             unbound_only,
+            filter,
         } => {
+            let filter = filter.filter()?;
             let db = open(dir)?;
             let count = match (k, min_coherence) {
                 (Some(k), _) => Count::K(*k),
@@ -945,7 +1000,6 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
                 }
                 std::ops::ControlFlow::Continue(())
             };
-            let filter = Filter::default();
             let t = Instant::now();
             let r = db
                 .form_concepts(&FormationParams {

@@ -893,3 +893,107 @@ fn backup_copies_into_other_settings() {
     ]);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn search_recall_and_formation_take_an_agent_and_a_time_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    ok(&["init", s(&db)]);
+    let vectors = s(&sample("vectors.npy")).to_string();
+    // Import stamps row i with time i; the second half goes to agent 9.
+    ok(&["import", s(&db), "--vectors", &vectors]);
+    let lib = engram_core::Engram::open(&db, engram_core::Options::default()).unwrap();
+    let mut tx = lib.begin_write().unwrap();
+    tx.forget_where(0, 2000).unwrap();
+    for row in sample_rows(&(0..2000).collect::<Vec<_>>()).chunks(768) {
+        let ep = engram_core::EpisodeInput {
+            agent: 9,
+            timestamp: 10_000,
+            embedding: row,
+            payload: b"",
+            key: None,
+        };
+        tx.insert_episode(&ep).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(lib);
+    let queries = tmp.path().join("q.npy");
+    write_npy(&queries, 768, &sample_rows(&[5, 150, 2500]));
+    let ids = |args: &[&str]| -> Vec<u64> {
+        let mut all = vec!["search", s(&db), "--queries", s(&queries), "-k", "5"];
+        all.extend_from_slice(args);
+        json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|q| q["hits"].as_array().unwrap().clone())
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect()
+    };
+    // Agent 0 kept rows 2000..4000 (ids and times alike); agent 9 has ids 4000.. at 10,000.
+    let window = ids(&["--from", "2100", "--until", "2200"]);
+    assert_eq!(window.len(), 15);
+    assert!(
+        window.iter().all(|id| (2100..2200).contains(id)),
+        "{window:?}"
+    );
+    assert!(ids(&["--agent", "9"]).iter().all(|&id| id >= 4000));
+    assert!(ids(&["--agent", "3"]).is_empty());
+    assert!(ids(&["--until", "-1"]).is_empty());
+    // Row 5's own vector is agent 9's episode 4005: found first unless filtered out.
+    assert_eq!(ids(&["--agent", "9"])[0], 4005);
+    assert_ne!(ids(&["--agent", "0"])[0], 4005);
+
+    let recalled = json(&[
+        "recall",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "--hops",
+        "0",
+        "--agent",
+        "0",
+    ]);
+    for q in recalled.as_array().unwrap() {
+        for r in q["recalled"].as_array().unwrap() {
+            assert!(
+                (2000..4000).contains(&r["episode"].as_u64().unwrap()),
+                "{r}"
+            );
+        }
+    }
+    let formed = json(&[
+        "concepts",
+        "form",
+        s(&db),
+        "--k",
+        "4",
+        "--agent",
+        "9",
+        "--until",
+        "20000",
+    ]);
+    assert_eq!(formed["episodes"], 2000, "{formed}");
+
+    let err = fails(&[
+        "search",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "--from",
+        "7",
+        "--until",
+        "7",
+    ]);
+    assert!(err.contains("--from 7 is not before --until 7"), "{err}");
+    let err = fails(&[
+        "search",
+        s(&db),
+        "--queries",
+        s(&queries),
+        "--via-concepts",
+        "--agent",
+        "1",
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
