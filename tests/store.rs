@@ -805,6 +805,79 @@ fn read_only_handles_see_commits_and_refuse_writes() {
 
 /// A read-only handle keeps the `head` open; when the name comes to point at another file
 /// (removed, then written anew by the writer's next commit), it follows the new one.
+/// A read-only open needs no write access: files this user may only read (another user's,
+/// an archive's) open, and read as their last writer published them. Before, an open that
+/// could take the lock tried to open every file for writing to recover, and failed.
+#[test]
+fn a_read_only_open_needs_no_write_access() {
+    if let Ok(dir) = std::env::var("ENGRAM_READER_CHILD") {
+        return read_without_write_access(std::path::Path::new(&dir));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let db = Engram::open(&dir, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        for i in 0..20 {
+            tx.insert_episode(&episode(&vector(i), b"p", None)).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    // The reader may create its own lock file, and so take the lock, but write no other.
+    std::fs::remove_file(dir.join("LOCK")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        mode(&entry.unwrap().path(), 0o444);
+    }
+    mode(tmp.path(), 0o755);
+    mode(&dir, 0o777);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_read_only_open_needs_no_write_access",
+            "--test-threads=1",
+        ])
+        .env("ENGRAM_READER_CHILD", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the reader failed");
+}
+
+/// The child of [`a_read_only_open_needs_no_write_access`].
+fn read_without_write_access(dir: &std::path::Path) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // As root, become a user who does not own the files (nobody) and so may not write
+        // them. SAFETY: plain syscalls; glibc applies them to every thread of the process.
+        assert_eq!(unsafe { libc::setgid(65534) }, 0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setuid(65534) }, 0);
+    }
+    let eps = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "eps"))
+        .unwrap();
+    assert!(
+        std::fs::OpenOptions::new().write(true).open(&eps).is_err(),
+        "the system refuses this user writes"
+    );
+    let read_only = Options {
+        read_only: true,
+        ..opts()
+    };
+    let db = Engram::open(dir, read_only).unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.episode_count(), 20);
+    assert_eq!(snap.episode(19).unwrap().unwrap().embedding(), vector(19));
+    snap.verify().unwrap();
+    // A writer cannot open it, and says why.
+    assert!(matches!(Engram::open(dir, opts()), Err(Error::Io { .. })));
+}
+
 #[test]
 fn a_read_only_handle_follows_a_head_file_written_anew() {
     let dir = tempfile::tempdir().unwrap();

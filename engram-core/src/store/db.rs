@@ -705,6 +705,14 @@ fn check_settings(manifest: &Manifest, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Whether an I/O error says this process may not write the file, as opposed to a failure.
+fn no_write_access(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 /// Refuses settings a new database cannot be created with.
 fn check_new_manifest(m: &Manifest) -> Result<()> {
     if m.dimension == 0 || m.dimension > 1 << 16 {
@@ -809,14 +817,22 @@ impl Engram {
         check_settings(&manifest, opts)?;
         let info = info_for(&dir, manifest);
         // With no writer alive, finish any interrupted commit first (as SQLite does), and
-        // upgrade an older format; beside a writer of that format, refuse it.
+        // upgrade an older format; beside a writer of that format, refuse it. Files this
+        // user may read but not write (another user's, an archive's) are read as beside a
+        // live writer: as the last writer published them, which the next writer's open
+        // completes. Recovery opens every file before it changes any, so a refusal to open
+        // one for writing comes before anything was changed.
         match lock(&dir, false) {
-            Ok(guard) => {
-                if let Some(layout) = meta::upgradable(format) {
-                    upgrade(&info, layout)?;
+            Ok(_guard) => {
+                let recovered = meta::upgradable(format)
+                    .map_or(Ok(()), |layout| upgrade(&info, layout))
+                    .and_then(|()| recover(&info))
+                    .and_then(|(mut writer, _)| writer.sync_dirty());
+                match recovered {
+                    Err(Error::Io { source, .. })
+                        if no_write_access(&source) && format == meta::FORMAT_VERSION => {}
+                    r => r?,
                 }
-                recover(&info)?.0.sync_dirty()?;
-                drop(guard);
             }
             Err(_) if format != meta::FORMAT_VERSION => {
                 return Err(Error::FormatVersion {
