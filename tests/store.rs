@@ -33,6 +33,21 @@ fn episode<'a>(v: &'a [f32], payload: &'a [u8], key: Option<&'a [u8]>) -> Episod
     }
 }
 
+/// Forms `k` concepts from the episodes bound to none.
+fn form_unbound(db: &Engram, k: usize) {
+    let clustering = cluster::Params {
+        count: cluster::Count::K(k),
+        ..Default::default()
+    };
+    db.form_concepts(&FormationParams {
+        filter: &Filter::default(),
+        unbound_only: true,
+        clustering,
+        progress: None,
+    })
+    .unwrap();
+}
+
 #[test]
 fn committed_data_round_trips_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -444,17 +459,7 @@ fn odd_and_even_dimensions_round_trip_through_every_path() {
                 .unwrap();
             tx.bind(0, c, 0.5).unwrap();
             tx.commit().unwrap();
-            let clustering = cluster::Params {
-                count: cluster::Count::K(2),
-                ..Default::default()
-            };
-            db.form_concepts(&FormationParams {
-                filter: &Filter::default(),
-                unbound_only: true,
-                clustering,
-                progress: None,
-            })
-            .unwrap();
+            form_unbound(&db, 2);
             let mut tx = db.begin_write().unwrap();
             tx.delete_episode(39).unwrap();
             tx.update_concept(c, &v(1), None).unwrap();
@@ -1028,17 +1033,7 @@ fn backup_as_changes_the_settings_and_keeps_everything_else() {
         .unwrap();
     tx.delete_episode(6).unwrap();
     tx.commit().unwrap();
-    let clustering = cluster::Params {
-        count: cluster::Count::K(4),
-        ..Default::default()
-    };
-    db.form_concepts(&FormationParams {
-        filter: &Filter::default(),
-        unbound_only: true,
-        clustering,
-        progress: None,
-    })
-    .unwrap();
+    form_unbound(&db, 4);
     let cue = Cue {
         embedding: &vector(40),
         filter: Filter::default(),

@@ -138,23 +138,28 @@ fn copy_blob(v: &Version, blob: &ArchivedBlob, heap: &mut Sink) -> Result<Blob> 
     Ok(out)
 }
 
-/// Writes every record visible in `v` at clock time `now` into files numbered `number` in
-/// `dir` and returns the state describing them, as of transaction `txn`, with an int8
-/// mirror file when `int8_mirror` (whether `v` has one or not). Ids are preserved;
-/// episodes expired at `now` are dropped with their bindings, like deleted ones. `number`
-/// must be one no commit names: if writing fails, every file of that number is removed, so
-/// a failed run (most often on a full disk) leaves no half-written copies holding space.
-pub(crate) fn write_compacted(
-    v: &Version,
-    dir: &Path,
-    number: u64,
-    txn: u64,
-    now: i64,
-    int8_mirror: bool,
-) -> Result<VersionState> {
-    let written = write_files(v, dir, number, txn, now, int8_mirror);
+/// Where a copy of a version's live records goes, and as of what.
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub dir: &'a Path,
+    /// The number of the new files: one no commit names.
+    pub number: u64,
+    /// The transaction the copy's state is as of.
+    pub txn: u64,
+    /// The clock time: episodes expired by then are dropped with their bindings, like
+    /// deleted ones.
+    pub now: i64,
+    /// Whether the copy has an int8 mirror file (whether the version has one or not).
+    pub int8_mirror: bool,
+}
+
+/// Writes every record visible in `v` into `to`'s files and returns the state describing
+/// them. Ids are preserved. If writing fails, every file of `to.number` is removed, so a
+/// failed run (most often on a full disk) leaves no half-written copies holding space.
+pub(crate) fn write_compacted(v: &Version, to: Target<'_>) -> Result<VersionState> {
+    let written = write_files(v, to);
     if written.is_err() {
-        remove_files(dir, number);
+        remove_files(to.dir, to.number);
     }
     written
 }
@@ -167,14 +172,14 @@ pub(crate) fn remove_files(dir: &Path, number: u64) {
     }
 }
 
-fn write_files(
-    v: &Version,
-    dir: &Path,
-    number: u64,
-    txn: u64,
-    now: i64,
-    int8_mirror: bool,
-) -> Result<VersionState> {
+fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
+    let Target {
+        dir,
+        number,
+        txn,
+        now,
+        int8_mirror,
+    } = to;
     let s = v.state;
     let ep_layout = v.info.episode_layout;
     let con_layout = v.info.concept_layout;

@@ -986,9 +986,14 @@ impl Engram {
         let v = self.current.read().clone();
         let number = w.next_file_number();
         let now = self.clock.now();
-        let int8 = self.info.manifest.int8_mirror;
-        let state =
-            compact::write_compacted(&v, &self.info.dir, number, v.state.txn + 1, now, int8)?;
+        let to = compact::Target {
+            dir: &self.info.dir,
+            number,
+            txn: v.state.txn + 1,
+            now,
+            int8_mirror: self.info.manifest.int8_mirror,
+        };
+        let state = compact::write_compacted(&v, to)?;
         let (handles, tables) =
             open_files(&self.info, &state, true, None, None).inspect_err(|_| {
                 compact::remove_files(&self.info.dir, number);
@@ -1057,14 +1062,14 @@ impl Engram {
             )));
         }
         let snap = self.begin_read()?;
-        let state = compact::write_compacted(
-            &snap.v,
-            dest,
-            1,
-            snap.v.state.txn,
-            snap.now,
-            manifest.int8_mirror,
-        )?;
+        let to = compact::Target {
+            dir: dest,
+            number: 1,
+            txn: snap.v.state.txn,
+            now: snap.now,
+            int8_mirror: manifest.int8_mirror,
+        };
+        let state = compact::write_compacted(&snap.v, to)?;
         file::sync_dir(dest)
             .and_then(|()| install_commit(dest, &state, manifest))
             .inspect_err(|_| {
