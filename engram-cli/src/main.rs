@@ -477,11 +477,12 @@ fn run(cli: &Cli) -> Res<()> {
                     say!("query {i}:");
                     for (rank, a) in r.iter().enumerate() {
                         say!(
-                            "  {:>3}. episode {:<10} activation {:.4}  {}",
+                            "  {:>3}. episode {:<10} activation {:.4}  {:<12}  {}",
                             rank + 1,
                             a.episode,
                             a.activation,
-                            via(a.via)
+                            via(a.via),
+                            preview(&snap, a.episode)?
                         );
                     }
                 }
@@ -911,6 +912,20 @@ fn export(
     Ok(())
 }
 
+/// The first 80 characters of episode `id`'s payload, on one line, for text output.
+fn preview(snap: &engram_core::ReadTxn, id: u64) -> Res<String> {
+    let ep = snap
+        .episode(id)
+        .map_err(err)?
+        .ok_or(format!("episode {id} vanished"))?;
+    let text = String::from_utf8_lossy(ep.payload().map_err(err)?)
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Ok(text)
+}
+
 fn search(
     dir: &Path,
     queries: &Path,
@@ -952,7 +967,11 @@ fn search(
                 say!("query {i}:");
                 for (rank, (id, score, via)) in hits.iter().enumerate() {
                     let via = via.map(|c| format!("  via concept {c}")).unwrap_or_default();
-                    say!("  {:>3}. episode {id:<10} score {score:.4}{via}", rank + 1);
+                    let text = preview(&snap, *id)?;
+                    say!(
+                        "  {:>3}. episode {id:<10} score {score:.4}{via}  {text}",
+                        rank + 1
+                    );
                 }
             }
             Format::Json => all.push(json!({
@@ -1077,15 +1096,7 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             members.truncate(*top);
             let mut shown = Vec::new();
             for b in &members {
-                let ep = snap
-                    .episode(b.episode)
-                    .map_err(err)?
-                    .ok_or(format!("episode {} vanished", b.episode))?;
-                let text = String::from_utf8_lossy(ep.payload().map_err(err)?)
-                    .chars()
-                    .take(80)
-                    .collect::<String>();
-                shown.push((b.episode, b.strength, text));
+                shown.push((b.episode, b.strength, preview(&snap, b.episode)?));
             }
             let label = c.label().map_err(err)?.to_string();
             emit(

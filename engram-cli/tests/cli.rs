@@ -134,6 +134,13 @@ fn a_user_session_from_import_to_bench() {
     }
     let hits = json(&["search", s(&db), "--queries", s(&queries), "-k", "2"]);
     assert_eq!(hits[1]["hits"][0]["id"], 17);
+    // Readable output shows each hit's payload, on its line.
+    let text = ok(&["search", s(&db), "--queries", s(&queries), "-k", "1"]);
+    let first = text.lines().nth(1).unwrap();
+    assert!(
+        first.contains("episode 5 ") && first.contains("Battery Monitor is a battery monitor"),
+        "{text}"
+    );
 
     let formed = json(&["concepts", "form", s(&db), "--k", "8", "--min-size", "1"]);
     assert_eq!(formed["concepts"].as_array().unwrap().len(), 8);
