@@ -563,6 +563,12 @@ impl ReadTxn {
 
     /// The episode `id`, or `None` if it does not exist in this snapshot.
     pub fn episode(&self, id: u64) -> Result<Option<Episode<'_>>> {
+        self.read_episode(id, true)
+    }
+
+    /// [`ReadTxn::episode`]; `alone` for a point read, which has a slot's pages read at once
+    /// when the map is cold. A pass reads ahead itself, and would only pay the timing.
+    fn read_episode(&self, id: u64, alone: bool) -> Result<Option<Episode<'_>>> {
         // Until compaction drops records an episode's slot is its id: start fetching the slot
         // while the table entry is read, so the two cache misses overlap. The first 1 KiB is
         // enough to overlap them; the hardware prefetcher streams the rest (measured: a
@@ -579,9 +585,9 @@ impl ReadTxn {
             eps.prefetch(e.slot.saturating_mul(stride), PREFETCH.min(stride));
         }
         // Most slots straddle two pages: on a cold map, have both read at once.
-        let rec = match eps.is_verified(e.slot) {
-            true => self.v.episode_at(e.slot)?,
-            false => eps.read_range(e.slot.saturating_mul(stride), stride, || {
+        let rec = match alone && !eps.is_verified(e.slot) {
+            false => self.v.episode_at(e.slot)?,
+            true => eps.read_range(e.slot.saturating_mul(stride), stride, || {
                 self.v.episode_at(e.slot)
             })?,
         };
@@ -620,7 +626,7 @@ impl ReadTxn {
         self.pass(
             (Role::EpisodeTable, Role::Episodes, stride),
             |id| Ok(self.v.episode_entry(id, self.now)?.map(|e| e.slot)),
-            |id| self.episode(id),
+            |id| self.read_episode(id, false),
         )
     }
 
