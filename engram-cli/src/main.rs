@@ -8,6 +8,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::out(format_args!($($t)*)) };
 }
 
+mod concepts;
 mod episodes;
 mod vectors;
 
@@ -232,6 +233,19 @@ enum ConceptsCmd {
         id: u64,
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+    /// Every live concept as JSON Lines (label, formation figures, centroid, bindings),
+    /// into a new file.
+    Export {
+        dir: PathBuf,
+        out: PathBuf,
+    },
+    /// Concepts from JSON Lines (as `concepts export` writes them; formed by any tool), each
+    /// bound to this database's episodes as its line says, in one transaction: a bad line
+    /// commits nothing.
+    Import {
+        dir: PathBuf,
+        file: PathBuf,
     },
 }
 
@@ -912,6 +926,88 @@ fn export(
     Ok(())
 }
 
+fn export_concepts(dir: &Path, out: &Path, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let file = std::fs::File::create_new(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| format!("{}: {e}", out.display());
+    let (mut count, mut bound) = (0u64, 0u64);
+    let written = (|| -> Res<()> {
+        for c in snap.concepts() {
+            let c = c.map_err(err)?;
+            let mut bindings = snap.bindings_of_concept(c.id()).map_err(err)?;
+            let line = concepts::to_line(&c, &mut bindings).map_err(err)?;
+            std::io::Write::write_all(&mut w, line.as_bytes())
+                .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
+                .map_err(io)?;
+            count += 1;
+            bound += bindings.len() as u64;
+        }
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+        f.sync_all().map_err(io)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    written?;
+    emit(
+        j,
+        json!({ "exported": count, "bindings": bound, "txn": snap.txn() }),
+        || {
+            say!(
+                "exported {count} concepts with {bound} bindings (txn {})",
+                snap.txn()
+            )
+        },
+    );
+    Ok(())
+}
+
+fn import_concepts(dir: &Path, file: &Path, j: bool) -> Res<()> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let db = open(dir)?;
+    let mut tx = db.begin_write().map_err(err)?;
+    let mut ids = Vec::new();
+    let mut bound = 0u64;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |e: String| format!("{}, line {}: {e}", file.display(), i + 1);
+        let f = concepts::parse(line).map_err(at)?;
+        let input = engram_core::ConceptInput {
+            centroid: &f.centroid,
+            label: &f.label,
+        };
+        let id = tx.insert_concept(&input).map_err(|e| at(err(e)))?;
+        for &(episode, strength) in &f.bindings {
+            tx.bind(episode, id, strength).map_err(|e| at(err(e)))?;
+        }
+        bound += f.bindings.len() as u64;
+        ids.push(id);
+    }
+    if ids.is_empty() {
+        emit(j, json!({ "imported": 0 }), || {
+            say!("no concepts in {}", file.display())
+        });
+        return Ok(());
+    }
+    tx.commit().map_err(err)?;
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    emit(
+        j,
+        json!({ "imported": ids.len(), "first_id": first, "last_id": last, "bindings": bound }),
+        || {
+            say!(
+                "imported {} concepts as ids {first}..={last} with {bound} bindings",
+                ids.len()
+            )
+        },
+    );
+    Ok(())
+}
+
 /// The first 80 characters of episode `id`'s payload, on one line, for text output.
 fn preview(snap: &engram_core::ReadTxn, id: u64) -> Res<String> {
     let ep = snap
@@ -1052,6 +1148,8 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
                 },
             );
         }
+        ConceptsCmd::Export { dir, out } => export_concepts(dir, out, j)?,
+        ConceptsCmd::Import { dir, file } => import_concepts(dir, file, j)?,
         ConceptsCmd::List { dir } => {
             let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;

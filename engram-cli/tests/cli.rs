@@ -1004,3 +1004,94 @@ fn search_recall_and_formation_take_an_agent_and_a_time_range() {
     ]);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn concepts_move_between_databases_over_the_same_episodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, twin) = (tmp.path().join("db"), tmp.path().join("twin"));
+    ok(&["init", s(&db)]);
+    let vectors = s(&sample("vectors.npy")).to_string();
+    ok(&["import", s(&db), "--vectors", &vectors]);
+    // The same episodes under the same ids, without concepts.
+    ok(&["backup", s(&db), s(&twin)]);
+    ok(&["concepts", "form", s(&db), "--k", "6"]);
+    // And one placed by hand, with a label that needs escaping and a strength of its own.
+    let lib = engram_core::Engram::open(&db, engram_core::Options::default()).unwrap();
+    let mut tx = lib.begin_write().unwrap();
+    let centroid: Vec<f32> = (0..768).map(|i| (i as f32 * 0.37).sin() / 17.0).collect();
+    let input = engram_core::ConceptInput {
+        centroid: &centroid,
+        label: "tab\there \"quoted\"",
+    };
+    let hand = tx.insert_concept(&input).unwrap();
+    tx.bind(3, hand, -0.25).unwrap();
+    tx.commit().unwrap();
+    drop(lib);
+
+    let file = tmp.path().join("c.jsonl");
+    let out = json(&["concepts", "export", s(&db), s(&file)]);
+    assert_eq!(
+        (out["exported"].as_u64(), out["bindings"].as_u64()),
+        (Some(7), Some(4001))
+    );
+    assert!(fails(&["concepts", "export", s(&db), s(&file)]).contains("exists"));
+    let imported = json(&["concepts", "import", s(&twin), s(&file)]);
+    assert_eq!(
+        (
+            imported["imported"].as_u64(),
+            imported["first_id"].as_u64(),
+            imported["bindings"].as_u64()
+        ),
+        (Some(7), Some(0), Some(4001))
+    );
+    // Centroids bit for bit, labels, and every binding with its strength.
+    let open = |d: &Path| {
+        let opts = engram_core::Options {
+            read_only: true,
+            ..engram_core::Options::default()
+        };
+        engram_core::Engram::open(d, opts).unwrap()
+    };
+    let (a, b) = (open(&db), open(&twin));
+    let (a, b) = (a.begin_read().unwrap(), b.begin_read().unwrap());
+    for id in 0..7 {
+        let (ca, cb) = (
+            a.concept(id).unwrap().unwrap(),
+            b.concept(id).unwrap().unwrap(),
+        );
+        let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(ca.centroid()), bits(cb.centroid()), "concept {id}");
+        assert_eq!(ca.label().unwrap(), cb.label().unwrap());
+        let mut ba = a.bindings_of_concept(id).unwrap();
+        let mut bb = b.bindings_of_concept(id).unwrap();
+        ba.sort_by_key(|x| x.episode);
+        bb.sort_by_key(|x| x.episode);
+        assert_eq!(ba, bb, "concept {id}");
+    }
+    assert_eq!(b.binding_strength(3, hand).unwrap(), Some(-0.25));
+    b.verify().unwrap();
+
+    // A bad line anywhere commits nothing, and names its line.
+    let lines = std::fs::read_to_string(&file).unwrap();
+    let bad = tmp.path().join("bad.jsonl");
+    let broken = [
+        (r#"{"centroid": [1, 2]}"#, "dimension mismatch"),
+        (r#"{"centroid": "x"}"#, "centroid is not an array"),
+        (r#"{"label": "no centroid"}"#, "no centroid"),
+    ];
+    for (line, why) in broken {
+        std::fs::write(&bad, format!("{lines}{line}\n")).unwrap();
+        let e = fails(&["concepts", "import", s(&twin), s(&bad)]);
+        assert!(e.contains("line 8") && e.contains(why), "{e}");
+    }
+    let unknown = lines.replacen("[[", "[[4000000,1],[", 1);
+    std::fs::write(&bad, unknown).unwrap();
+    let e = fails(&["concepts", "import", s(&twin), s(&bad)]);
+    assert!(e.contains("line 1: episode 4000000 not found"), "{e}");
+    std::fs::write(&bad, "\n").unwrap();
+    assert_eq!(
+        json(&["concepts", "import", s(&twin), s(&bad)])["imported"],
+        0
+    );
+    assert_eq!(json(&["stats", s(&twin)])["concepts"], 7);
+}
