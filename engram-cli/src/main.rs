@@ -158,6 +158,13 @@ enum Cmd {
         agent: Option<u64>,
         #[arg(long, requires = "agent")]
         name: Option<String>,
+        /// With --out: write this tensor's weights, dequantized, to a new vector file.
+        #[arg(long, requires_all = ["name", "out"])]
+        tensor: Option<String>,
+        /// The file (.npy, .fvecs, .f32): one row per row of the tensor (its leading
+        /// dimensions flattened), its last dimension across.
+        #[arg(long, requires = "tensor")]
+        out: Option<PathBuf>,
     },
     /// Form, list and show concepts.
     Concepts {
@@ -454,7 +461,19 @@ fn run(cli: &Cli) -> Res<()> {
             if j { Format::Json } else { *format },
         )?,
         Cmd::Concepts { cmd } => concepts(cmd, j)?,
-        Cmd::Networks { dir, agent, name } => networks(dir, agent.zip(name.as_deref()), j)?,
+        Cmd::Networks {
+            dir,
+            agent,
+            name,
+            tensor,
+            out,
+        } => match (
+            agent.zip(name.as_deref()),
+            tensor.as_deref().zip(out.as_deref()),
+        ) {
+            (Some(net), Some(to)) => write_tensor(dir, net, to, j)?,
+            (one, _) => networks(dir, one, j)?,
+        },
         Cmd::Recall {
             dir,
             queries,
@@ -1299,6 +1318,45 @@ fn agents(dir: &Path, j: bool) -> Res<()> {
                 );
                 say!("{}", line.trim_end());
             }
+        },
+    );
+    Ok(())
+}
+
+/// Writes tensor `tensor` of network `name` of agent `agent`, dequantized, to `out`.
+fn write_tensor(
+    dir: &Path,
+    (agent, name): (u64, &str),
+    (tensor, out): (&str, &Path),
+    j: bool,
+) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let net = snap
+        .network(agent, name)
+        .map_err(err)?
+        .ok_or(format!("agent {agent} has no network {name:?}"))?;
+    let t = net
+        .tensor(tensor)
+        .map_err(err)?
+        .ok_or(format!("network {name:?} has no tensor {tensor:?}"))?;
+    let (rows, cols) = (t.blocks.rows(), t.blocks.cols());
+    let mut w = vec![0f32; rows * cols];
+    t.dequantize_into(&mut w).map_err(err)?;
+    let mut file = vectors::Writer::create(out, cols, rows as u64)?;
+    for row in w.chunks_exact(cols.max(1)) {
+        file.row(row)?;
+    }
+    file.finish()?;
+    emit(
+        j,
+        json!({ "tensor": tensor, "shape": t.shape, "rows": rows, "cols": cols, "out": out }),
+        || {
+            say!(
+                "wrote {tensor} {:?} as {rows} x {cols} to {}",
+                t.shape,
+                out.display()
+            )
         },
     );
     Ok(())

@@ -767,6 +767,49 @@ fn networks_are_listed_and_shown() {
     let e = fails(&["networks", dir, "--agent", "9", "--name", "policy"]);
     assert!(e.contains("agent 9 has no network \"policy\""), "{e}");
     assert!(fails(&["networks", dir, "--agent", "9"]).contains("--name"));
+
+    // One tensor's weights out, dequantized, as the library reads them.
+    let out = tmp.path().join("v.npy");
+    let args = [
+        "networks", dir, "--agent", "9", "--name", "value", "--tensor", "v",
+    ];
+    let written = json(&[&args[..], &["--out", s(&out)]].concat());
+    assert_eq!(
+        (written["rows"].as_u64(), written["cols"].as_u64()),
+        (Some(4), Some(40))
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let header =
+        std::str::from_utf8(&bytes[10..10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize])
+            .unwrap();
+    assert!(header.contains("'shape': (4, 40)"), "{header}");
+    let got: Vec<f32> = bytes[10 + header.len()..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let db = engram_core::Engram::open(
+        tmp.path(),
+        engram_core::Options {
+            read_only: true,
+            ..engram_core::Options::default()
+        },
+    )
+    .unwrap();
+    let snap = db.begin_read().unwrap();
+    let mut want = vec![0f32; 160];
+    let net = snap.network(9, "value").unwrap().unwrap();
+    net.tensor("v")
+        .unwrap()
+        .unwrap()
+        .dequantize_into(&mut want)
+        .unwrap();
+    assert_eq!(got, want);
+    assert!(fails(&[&args[..], &["--out", s(&out)]].concat()).contains("exists"));
+    let mut missing = args;
+    missing[7] = "nope";
+    let e = fails(&[&missing[..], &["--out", s(&tmp.path().join("n.npy"))]].concat());
+    assert!(e.contains("has no tensor \"nope\""), "{e}");
+    assert!(fails(&[&args[..]].concat()).contains("--out"));
 }
 
 /// `engram agents` sums each agent's live episodes (count, time span, payload bytes, how
