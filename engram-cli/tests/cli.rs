@@ -57,6 +57,22 @@ fn two_dimensional(dir: &Path) -> engram_core::Engram {
     engram_core::Engram::open(dir, opts).unwrap()
 }
 
+/// A new database at `dir` holding the shipped sample's 4,000 vectors as episodes 0..4000
+/// (agent 0, row i at time i), through the binary.
+fn sample_database(dir: &Path) {
+    ok(&["init", s(dir)]);
+    ok(&["import", s(dir), "--vectors", s(&sample("vectors.npy"))]);
+}
+
+/// A read-only library handle on `dir`, to check what the binary wrote.
+fn read_only(dir: &Path) -> engram_core::Engram {
+    let opts = engram_core::Options {
+        read_only: true,
+        ..engram_core::Options::default()
+    };
+    engram_core::Engram::open(dir, opts).unwrap()
+}
+
 /// A float32 .npy of `rows` rows of `dim`.
 fn write_npy(path: &Path, dim: usize, data: &[f32]) {
     let rows = data.len() / dim;
@@ -551,14 +567,7 @@ fn export_then_import_moves_episodes_exactly() {
         tx.commit().unwrap();
     }
     let read_back = |dir: &Path| {
-        let db = Engram::open(
-            dir,
-            Options {
-                read_only: true,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let db = read_only(dir);
         let snap = db.begin_read().unwrap();
         let ids = snap.episode_ids().unwrap();
         ids.iter()
@@ -787,14 +796,7 @@ fn networks_are_listed_and_shown() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let db = engram_core::Engram::open(
-        tmp.path(),
-        engram_core::Options {
-            read_only: true,
-            ..engram_core::Options::default()
-        },
-    )
-    .unwrap();
+    let db = read_only(tmp.path());
     let snap = db.begin_read().unwrap();
     let mut want = vec![0f32; 160];
     let net = snap.network(9, "value").unwrap().unwrap();
@@ -881,9 +883,7 @@ fn backup_copies_into_other_settings() {
         tmp.path().join("int8"),
         tmp.path().join("plain"),
     );
-    ok(&["init", s(&db)]);
-    let vectors = s(&sample("vectors.npy")).to_string();
-    ok(&["import", s(&db), "--vectors", &vectors]);
+    sample_database(&db);
     ok(&["concepts", "form", s(&db), "--k", "5"]);
     let copied = json(&[
         "backup",
@@ -948,10 +948,8 @@ fn backup_copies_into_other_settings() {
 fn search_recall_and_formation_take_an_agent_and_a_time_range() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
-    ok(&["init", s(&db)]);
-    let vectors = s(&sample("vectors.npy")).to_string();
     // Import stamps row i with time i; the second half goes to agent 9.
-    ok(&["import", s(&db), "--vectors", &vectors]);
+    sample_database(&db);
     let lib = engram_core::Engram::open(&db, engram_core::Options::default()).unwrap();
     let mut tx = lib.begin_write().unwrap();
     tx.forget_where(0, 2000).unwrap();
@@ -1052,9 +1050,7 @@ fn search_recall_and_formation_take_an_agent_and_a_time_range() {
 fn concepts_move_between_databases_over_the_same_episodes() {
     let tmp = tempfile::tempdir().unwrap();
     let (db, twin) = (tmp.path().join("db"), tmp.path().join("twin"));
-    ok(&["init", s(&db)]);
-    let vectors = s(&sample("vectors.npy")).to_string();
-    ok(&["import", s(&db), "--vectors", &vectors]);
+    sample_database(&db);
     // The same episodes under the same ids, without concepts.
     ok(&["backup", s(&db), s(&twin)]);
     ok(&["concepts", "form", s(&db), "--k", "6"]);
@@ -1088,14 +1084,7 @@ fn concepts_move_between_databases_over_the_same_episodes() {
         (Some(7), Some(0), Some(4001))
     );
     // Centroids bit for bit, labels, and every binding with its strength.
-    let open = |d: &Path| {
-        let opts = engram_core::Options {
-            read_only: true,
-            ..engram_core::Options::default()
-        };
-        engram_core::Engram::open(d, opts).unwrap()
-    };
-    let (a, b) = (open(&db), open(&twin));
+    let (a, b) = (read_only(&db), read_only(&twin));
     let (a, b) = (a.begin_read().unwrap(), b.begin_read().unwrap());
     for id in 0..7 {
         let (ca, cb) = (
