@@ -305,3 +305,125 @@ fn bad_networks_are_refused_and_change_nothing() {
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.network_count(), 0);
 }
+
+/// A network read from one database is stored in another block for block: the same bytes,
+/// the same weights, every scheme (mixed too); blocks viewed from raw bytes go the same way,
+/// and a shape that is not its blocks' is refused.
+#[test]
+fn networks_copy_between_databases_block_for_block() {
+    use engram_core::Tensor;
+    use engram_core::quant::Blocks;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (from, to) = (open(a.path()), open(b.path()));
+    let m = mlp(5);
+    let importance: Vec<Vec<f32>> = m
+        .weights
+        .iter()
+        .map(|w| w.iter().map(|x| x.abs()).collect())
+        .collect();
+    let mut inputs = m.inputs();
+    for (t, imp) in inputs.iter_mut().zip(&importance) {
+        t.importance = Some(imp);
+    }
+    let mut tx = from.begin_write().unwrap();
+    for (name, scheme) in [
+        ("q8", QuantScheme::Q8),
+        ("q4", QuantScheme::Q4),
+        ("f16", QuantScheme::F16),
+        (
+            "mixed",
+            QuantScheme::Mixed {
+                f16: 0.25,
+                q8: 0.25,
+            },
+        ),
+    ] {
+        tx.put_network(4, name, &inputs, scheme).unwrap();
+    }
+    tx.commit().unwrap();
+
+    let src = from.begin_read().unwrap();
+    let mut tx = to.begin_write().unwrap();
+    for (agent, name) in src.networks() {
+        let net = src.network(agent, &name).unwrap().unwrap();
+        let tensors: Vec<Tensor<'_>> = net.tensors().collect::<Result<_, _>>().unwrap();
+        tx.put_network_tensors(agent + 1, &name, &tensors).unwrap();
+    }
+    tx.commit().unwrap();
+    let dst = to.begin_read().unwrap();
+    assert_eq!(dst.network_count(), 4);
+    for (_, name) in src.networks() {
+        let (x, y) = (
+            src.network(4, &name).unwrap().unwrap(),
+            dst.network(5, &name).unwrap().unwrap(),
+        );
+        assert_eq!(x.bytes(), y.bytes(), "{name}");
+        for (tx_, ty) in x.tensors().zip(y.tensors()) {
+            let (tx_, ty) = (tx_.unwrap(), ty.unwrap());
+            assert_eq!((tx_.name, tx_.shape), (ty.name, ty.shape));
+            assert_eq!(
+                tx_.blocks.encoded(),
+                ty.blocks.encoded(),
+                "{name}/{}",
+                tx_.name
+            );
+            assert_eq!(tx_.blocks.scheme(), ty.blocks.scheme());
+            let n = tx_.shape.iter().product();
+            let (mut wx, mut wy) = (vec![0f32; n], vec![0f32; n]);
+            tx_.dequantize_into(&mut wx).unwrap();
+            ty.dequantize_into(&mut wy).unwrap();
+            assert_eq!(wx, wy);
+        }
+    }
+    // A mixed tensor's scheme reports the fractions its blocks hold.
+    let w0 = src
+        .network(4, "mixed")
+        .unwrap()
+        .unwrap()
+        .tensor("w0")
+        .unwrap()
+        .unwrap();
+    match w0.blocks.scheme() {
+        QuantScheme::Mixed { f16, q8 } => {
+            assert!(
+                (f16 - 0.25).abs() < 0.01 && (q8 - 0.25).abs() < 0.01,
+                "{f16} {q8}"
+            )
+        }
+        s => panic!("{s:?}"),
+    }
+
+    // From raw bytes: viewed under its scheme, stored, read back the same.
+    let raw = w0.blocks.encoded().to_vec();
+    let viewed = Tensor {
+        name: "w0",
+        shape: w0.shape,
+        blocks: Blocks::view(&raw, w0.shape, w0.blocks.scheme()).unwrap(),
+    };
+    let mut tx = to.begin_write().unwrap();
+    tx.put_network_tensors(9, "raw", &[viewed]).unwrap();
+    let wrong = Tensor {
+        shape: &[64, 128],
+        ..viewed
+    };
+    assert!(matches!(
+        tx.put_network_tensors(9, "bad", &[wrong]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        tx.put_network_tensors(9, "twice", &[viewed, viewed]),
+        Err(Error::InvalidArgument(_))
+    ));
+    tx.commit().unwrap();
+    let snap = to.begin_read().unwrap();
+    let back = snap
+        .network(9, "raw")
+        .unwrap()
+        .unwrap()
+        .tensor("w0")
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.blocks.encoded(), &raw[..]);
+    assert!(snap.network(9, "bad").unwrap().is_none());
+    snap.verify().unwrap();
+}

@@ -43,11 +43,11 @@ fn put_bytes(o: &mut Map<String, Value>, field: &str, bytes: &[u8]) {
     };
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
+pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
     let digit = |c: u8| {
         (c as char)
             .to_digit(16)

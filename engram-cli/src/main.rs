@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod concepts;
 mod episodes;
+mod networks;
 mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -165,6 +166,14 @@ enum Cmd {
         /// dimensions flattened), its last dimension across.
         #[arg(long, requires = "tensor")]
         out: Option<PathBuf>,
+        /// Write every network (or --agent's --name) to a new JSON Lines file, blocks as
+        /// stored.
+        #[arg(long, conflicts_with_all = ["tensor", "import"])]
+        export: Option<PathBuf>,
+        /// Store the networks of a JSON Lines file (as --export writes it) block for block,
+        /// in one transaction: a bad line stores nothing.
+        #[arg(long, conflicts_with_all = ["agent", "tensor"])]
+        import: Option<PathBuf>,
     },
     /// Form, list and show concepts.
     Concepts {
@@ -467,13 +476,20 @@ fn run(cli: &Cli) -> Res<()> {
             name,
             tensor,
             out,
-        } => match (
-            agent.zip(name.as_deref()),
-            tensor.as_deref().zip(out.as_deref()),
-        ) {
-            (Some(net), Some(to)) => write_tensor(dir, net, to, j)?,
-            (one, _) => networks(dir, one, j)?,
-        },
+            export,
+            import,
+        } => {
+            let one = agent.zip(name.as_deref());
+            match (tensor.as_deref().zip(out.as_deref()), export, import) {
+                (_, _, Some(file)) => import_networks(dir, file, j)?,
+                (_, Some(file), _) => export_networks(dir, one, file, j)?,
+                (Some(to), ..) => {
+                    let net = one.ok_or("--tensor needs --agent and --name")?;
+                    write_tensor(dir, net, to, j)?
+                }
+                _ => networks(dir, one, j)?,
+            }
+        }
         Cmd::Recall {
             dir,
             queries,
@@ -1320,6 +1336,87 @@ fn agents(dir: &Path, j: bool) -> Res<()> {
             }
         },
     );
+    Ok(())
+}
+
+fn export_networks(dir: &Path, one: Option<(u64, &str)>, out: &Path, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let chosen: Vec<(u64, String)> = match one {
+        Some((agent, name)) => vec![(agent, name.to_string())],
+        None => snap.networks(),
+    };
+    let file = std::fs::File::create_new(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| format!("{}: {e}", out.display());
+    let written = (|| -> Res<u64> {
+        let mut bytes = 0;
+        for (agent, name) in &chosen {
+            let net = snap
+                .network(*agent, name)
+                .map_err(err)?
+                .ok_or(format!("agent {agent} has no network {name:?}"))?;
+            let line = networks::to_line(*agent, name, &net).map_err(err)?;
+            std::io::Write::write_all(&mut w, line.as_bytes())
+                .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
+                .map_err(io)?;
+            bytes += net.bytes() as u64;
+        }
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+        f.sync_all().map_err(io)?;
+        Ok(bytes)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    let bytes = written?;
+    let n = chosen.len();
+    emit(j, json!({ "exported": n, "bytes": bytes }), || {
+        say!("exported {n} networks ({bytes} bytes of blocks)")
+    });
+    Ok(())
+}
+
+fn import_networks(dir: &Path, file: &Path, j: bool) -> Res<()> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !line.trim().is_empty() {
+            let at = |e: String| format!("{}, line {}: {e}", file.display(), i + 1);
+            lines.push((i + 1, networks::parse(line).map_err(at)?));
+        }
+    }
+    if lines.is_empty() {
+        emit(j, json!({ "imported": 0 }), || {
+            say!("no networks in {}", file.display())
+        });
+        return Ok(());
+    }
+    let db = open(dir)?;
+    let mut tx = db.begin_write().map_err(err)?;
+    for (line, f) in &lines {
+        let at = |e: String| format!("{}, line {line}: {e}", file.display());
+        let tensors = f
+            .tensors
+            .iter()
+            .map(|(name, shape, scheme, bytes)| {
+                let blocks = engram_core::quant::Blocks::view(bytes, shape, *scheme)
+                    .map_err(|e| at(format!("tensor {name}: {}", err(e))))?;
+                Ok(engram_core::Tensor {
+                    name,
+                    shape,
+                    blocks,
+                })
+            })
+            .collect::<Res<Vec<_>>>()?;
+        tx.put_network_tensors(f.agent, &f.name, &tensors)
+            .map_err(|e| at(err(e)))?;
+    }
+    tx.commit().map_err(err)?;
+    let n = lines.len();
+    emit(j, json!({ "imported": n }), || {
+        say!("imported {n} networks")
+    });
     Ok(())
 }
 

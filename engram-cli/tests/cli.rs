@@ -812,6 +812,73 @@ fn networks_are_listed_and_shown() {
     let e = fails(&[&missing[..], &["--out", s(&tmp.path().join("n.npy"))]].concat());
     assert!(e.contains("has no tensor \"nope\""), "{e}");
     assert!(fails(&[&args[..]].concat()).contains("--out"));
+
+    // Every network out as stored, and into another database block for block.
+    let dump = tmp.path().join("nets.jsonl");
+    let out = json(&["networks", dir, "--export", s(&dump)]);
+    assert_eq!(
+        (out["exported"].as_u64(), out["bytes"].as_u64()),
+        (Some(2), Some(2 * 8 * 34 + 8 + 2 * 64 + 2 * 34 + 4 * 18))
+    );
+    assert!(fails(&["networks", dir, "--export", s(&dump)]).contains("exists"));
+    let other = tempfile::tempdir().unwrap();
+    drop(two_dimensional(other.path()));
+    assert_eq!(
+        json(&["networks", s(other.path()), "--import", s(&dump)])["imported"],
+        2
+    );
+    assert_eq!(json(&["networks", s(other.path())]), list);
+    let show = |d: &str| json(&["networks", d, "--agent", "9", "--name", "value"]);
+    let (a, b) = (show(dir), show(s(other.path())));
+    assert_eq!((&a["tensors"], &a["bytes"]), (&b["tensors"], &b["bytes"]));
+    let copied = tmp.path().join("copied.npy");
+    let args2 = [
+        "networks",
+        s(other.path()),
+        "--agent",
+        "9",
+        "--name",
+        "value",
+        "--tensor",
+        "v",
+        "--out",
+        s(&copied),
+    ];
+    ok(&args2);
+    assert_eq!(std::fs::read(&copied).unwrap(), bytes);
+    // One agent's network only; a line whose blocks do not fit its shape stores nothing.
+    let one = tmp.path().join("one.jsonl");
+    ok(&[
+        "networks",
+        dir,
+        "--agent",
+        "3",
+        "--name",
+        "policy",
+        "--export",
+        s(&one),
+    ]);
+    let line = std::fs::read_to_string(&one).unwrap();
+    assert!(line.starts_with("{\"agent\":3,\"name\":\"policy\"") && line.lines().count() == 1);
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!(
+            "{line}{}",
+            line.replace("\"shape\":[4,40]", "\"shape\":[5,40]")
+        ),
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    drop(two_dimensional(fresh.path()));
+    let e = fails(&["networks", s(fresh.path()), "--import", s(&bad)]);
+    assert!(e.contains("line 2: tensor w0"), "{e}");
+    assert_eq!(json(&["networks", s(fresh.path())]), serde_json::json!([]));
+    std::fs::write(&bad, "\n").unwrap();
+    assert_eq!(
+        json(&["networks", s(fresh.path()), "--import", s(&bad)])["imported"],
+        0
+    );
 }
 
 /// `engram agents` sums each agent's live episodes (count, time span, payload bytes, how

@@ -282,6 +282,8 @@ pub struct Blocks<'a> {
     /// One kind for all blocks, or (mixed) the tag bytes.
     kinds: Kinds<'a>,
     data: &'a [u8],
+    /// The whole encoding: for a mixed tensor, the tags and then `data`.
+    encoded: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -340,7 +342,32 @@ impl<'a> Blocks<'a> {
             cols,
             kinds,
             data,
+            encoded: bytes,
         })
+    }
+
+    /// The encoding as [`quantize`] wrote it: what [`Blocks::view`] takes back.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
+    /// The scheme the blocks are in; for a mixed tensor, the fractions its blocks hold.
+    pub fn scheme(&self) -> QuantScheme {
+        match self.kinds {
+            Kinds::Uniform(BlockKind::Q8) => QuantScheme::Q8,
+            Kinds::Uniform(BlockKind::Q4) => QuantScheme::Q4,
+            Kinds::Uniform(BlockKind::F16) => QuantScheme::F16,
+            Kinds::Tagged(tags) => {
+                let share = |k: BlockKind| {
+                    let n = tags.iter().filter(|&&t| t == k as u8).count();
+                    n as f32 / tags.len().max(1) as f32
+                };
+                QuantScheme::Mixed {
+                    f16: share(BlockKind::F16),
+                    q8: share(BlockKind::Q8),
+                }
+            }
+        }
     }
 
     /// Rows of the tensor.

@@ -423,37 +423,79 @@ impl WriteTxn<'_> {
         tensors: &[TensorInput<'_>],
         scheme: QuantScheme,
     ) -> Result<()> {
-        check_name("network", name)?;
-        let mut metas = Vec::with_capacity(tensors.len());
-        let mut bytes = Vec::new();
+        let mut encoded = Vec::with_capacity(tensors.len());
         for t in tensors {
-            check_name("tensor", t.name)?;
-            if metas.iter().any(|m: &TensorMeta| &*m.name == t.name) {
+            check_tensor(t.name, t.shape)?;
+            encoded.push(quant::quantize(t.data, t.shape, scheme, t.importance)?);
+        }
+        let tensors = tensors.iter().zip(&encoded);
+        self.store_network(
+            agent,
+            name,
+            tensors.map(|(t, enc)| (t.name, t.shape, scheme.code(), &enc[..])),
+        )
+    }
+
+    /// [`WriteTxn::put_network`] of tensors already encoded, stored as they are: a network
+    /// read from another database (`snap.network(..)?.tensors()`), or blocks viewed with
+    /// [`Blocks::view`]. Each tensor's shape must be the one its blocks were viewed with.
+    pub fn put_network_tensors(
+        &mut self,
+        agent: u64,
+        name: &str,
+        tensors: &[Tensor<'_>],
+    ) -> Result<()> {
+        for t in tensors {
+            check_tensor(t.name, t.shape)?;
+            if quant::rows_cols(t.shape)? != (t.blocks.rows(), t.blocks.cols()) {
                 return Err(Error::InvalidArgument(format!(
-                    "tensor {} given twice",
-                    t.name
+                    "tensor {}: shape {:?} is not the {} x {} of its blocks",
+                    t.name,
+                    t.shape,
+                    t.blocks.rows(),
+                    t.blocks.cols()
                 )));
             }
-            // The catalog records the rank in a byte and each dimension in 32 bits.
-            if t.shape.len() > u8::MAX as usize {
-                return Err(Error::InvalidArgument(
-                    "a tensor has at most 255 dimensions".into(),
-                ));
+        }
+        self.store_network(
+            agent,
+            name,
+            tensors.iter().map(|t| {
+                (
+                    t.name,
+                    t.shape,
+                    t.blocks.scheme().code(),
+                    t.blocks.encoded(),
+                )
+            }),
+        )
+    }
+
+    /// Stores network `name` of agent `agent` from its tensors' (name, shape, scheme code,
+    /// encoding), each checked by [`check_tensor`].
+    fn store_network<'t>(
+        &mut self,
+        agent: u64,
+        name: &str,
+        tensors: impl Iterator<Item = (&'t str, &'t [usize], u8, &'t [u8])>,
+    ) -> Result<()> {
+        check_name("network", name)?;
+        let mut metas: Vec<TensorMeta> = Vec::new();
+        let mut bytes = Vec::new();
+        for (tensor, shape, scheme, enc) in tensors {
+            if metas.iter().any(|m| &*m.name == tensor) {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor {tensor} given twice"
+                )));
             }
-            if t.shape.iter().any(|&d| d > u32::MAX as usize) {
-                return Err(Error::InvalidArgument(
-                    "a tensor dimension is at most 4,294,967,295".into(),
-                ));
-            }
-            let enc = quant::quantize(t.data, t.shape, scheme, t.importance)?;
             metas.push(TensorMeta {
-                name: t.name.into(),
-                shape: t.shape.into(),
-                scheme: scheme.code(),
+                name: tensor.into(),
+                shape: shape.into(),
+                scheme,
                 offset: bytes.len() as u64,
                 len: enc.len() as u64,
             });
-            bytes.extend_from_slice(&enc);
+            bytes.extend_from_slice(enc);
         }
         let offset = self.pages_end();
         let record = put_record(self.txn(), agent, name, offset, &metas, bytes.len() as u64);
@@ -487,6 +529,23 @@ impl WriteTxn<'_> {
         nets.changed.insert((agent, name.into()), false);
         Ok(())
     }
+}
+
+/// Refuses a tensor name or shape the catalog cannot record: it keeps the rank in a byte
+/// and each dimension in 32 bits.
+fn check_tensor(name: &str, shape: &[usize]) -> Result<()> {
+    check_name("tensor", name)?;
+    if shape.len() > u8::MAX as usize {
+        return Err(Error::InvalidArgument(
+            "a tensor has at most 255 dimensions".into(),
+        ));
+    }
+    if shape.iter().any(|&d| d > u32::MAX as usize) {
+        return Err(Error::InvalidArgument(
+            "a tensor dimension is at most 4,294,967,295".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A stored network, borrowed from the mapped pages (checksums verified).
