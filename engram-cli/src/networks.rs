@@ -4,7 +4,7 @@
 //!
 //! `{"agent": 7, "name": "policy", "tensors": [{"name": "w0", "shape": [128, 64],
 //! "scheme": "q8", "hex": "…"}]}`: `scheme` is one of `q8`, `q4`, `f16`, `mixed`, and `hex`
-//! the tensor's encoding (`docs/format.md`, "Networks"), which an import checks against its
+//! the tensor's encoding (`docs/format.md`, "Weight blocks"), which an import checks against its
 //! shape and scheme. Any other field is refused.
 
 use engram_core::Network;
