@@ -961,31 +961,44 @@ fn export(
     Ok(())
 }
 
-fn export_concepts(dir: &Path, out: &Path, j: bool) -> Res<()> {
-    let db = open_read_only(dir)?;
-    let snap = db.begin_read().map_err(err)?;
-    let file = std::fs::File::create_new(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+/// Creates `out`, which must not exist, has `fill` write it line by line, and syncs it; if
+/// anything fails, removes it, so that no partial file is left to be read as whole.
+fn write_lines(
+    out: &Path,
+    fill: impl FnOnce(&mut dyn FnMut(&str) -> Res<()>) -> Res<()>,
+) -> Res<()> {
     let io = |e: std::io::Error| format!("{}: {e}", out.display());
-    let (mut count, mut bound) = (0u64, 0u64);
-    let written = (|| -> Res<()> {
-        for c in snap.concepts() {
-            let c = c.map_err(err)?;
-            let mut bindings = snap.bindings_of_concept(c.id()).map_err(err)?;
-            let line = concepts::to_line(&c, &mut bindings).map_err(err)?;
-            std::io::Write::write_all(&mut w, line.as_bytes())
-                .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
-                .map_err(io)?;
-            count += 1;
-            bound += bindings.len() as u64;
-        }
+    let file = std::fs::File::create_new(out).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let written = fill(&mut |line: &str| {
+        std::io::Write::write_all(&mut w, line.as_bytes())
+            .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
+            .map_err(io)
+    })
+    .and_then(|()| {
         let f = w.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)
-    })();
+    });
     if written.is_err() {
         let _ = std::fs::remove_file(out);
     }
-    written?;
+    written
+}
+
+fn export_concepts(dir: &Path, out: &Path, j: bool) -> Res<()> {
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let (mut count, mut bound) = (0u64, 0u64);
+    write_lines(out, |line| {
+        for c in snap.concepts() {
+            let c = c.map_err(err)?;
+            let mut bindings = snap.bindings_of_concept(c.id()).map_err(err)?;
+            line(&concepts::to_line(&c, &mut bindings).map_err(err)?)?;
+            count += 1;
+            bound += bindings.len() as u64;
+        }
+        Ok(())
+    })?;
     emit(
         j,
         json!({ "exported": count, "bindings": bound, "txn": snap.txn() }),
@@ -1346,30 +1359,18 @@ fn export_networks(dir: &Path, one: Option<(u64, &str)>, out: &Path, j: bool) ->
         Some((agent, name)) => vec![(agent, name.to_string())],
         None => snap.networks(),
     };
-    let file = std::fs::File::create_new(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let io = |e: std::io::Error| format!("{}: {e}", out.display());
-    let written = (|| -> Res<u64> {
-        let mut bytes = 0;
+    let mut bytes = 0u64;
+    write_lines(out, |line| {
         for (agent, name) in &chosen {
             let net = snap
                 .network(*agent, name)
                 .map_err(err)?
                 .ok_or(format!("agent {agent} has no network {name:?}"))?;
-            let line = networks::to_line(*agent, name, &net).map_err(err)?;
-            std::io::Write::write_all(&mut w, line.as_bytes())
-                .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
-                .map_err(io)?;
+            line(&networks::to_line(*agent, name, &net).map_err(err)?)?;
             bytes += net.bytes() as u64;
         }
-        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
-        f.sync_all().map_err(io)?;
-        Ok(bytes)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
-    let bytes = written?;
+        Ok(())
+    })?;
     let n = chosen.len();
     emit(j, json!({ "exported": n, "bytes": bytes }), || {
         say!("exported {n} networks ({bytes} bytes of blocks)")
