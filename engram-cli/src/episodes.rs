@@ -4,9 +4,10 @@
 //! `{"id": 7, "agent": 1, "timestamp": 1700000000, "expires_at": null, "key": "k", "payload": "text"}`
 //! Bytes that are not UTF-8 go in `key_hex` / `payload_hex` instead. On import every field
 //! is optional: `agent` defaults to `--agent`, `timestamp` to the row number, no `key` to
-//! none, no payload to empty and no `expires_at` (or null) to never expiring; `id` is
-//! ignored (the database assigns ids); any other field is refused, so a misspelt one does
-//! not silently drop data.
+//! none, no payload to empty and no `expires_at` (or null) to never expiring; `id` is the
+//! episode's id where it was exported, which the importing database does not keep (it
+//! assigns its own; `import --id-map` records which became which); any other field is
+//! refused, so a misspelt one does not silently drop data.
 
 use engram_core::{Episode, Ttl};
 use serde_json::{Map, Value, json};
@@ -14,6 +15,8 @@ use serde_json::{Map, Value, json};
 /// One row's episode fields, as an import inserts them.
 #[derive(Debug, PartialEq)]
 pub struct Fields {
+    /// The id the line gives (the episode's where it was exported), if any.
+    pub id: Option<u64>,
     pub agent: u64,
     pub timestamp: i64,
     /// `At(expires_at)`, or `Never` when the line gives none.
@@ -69,6 +72,7 @@ pub fn parse(line: &str, row: usize, default_agent: u64) -> Result<Fields, Strin
         return Err("not a JSON object".into());
     };
     let mut f = Fields {
+        id: None,
         agent: default_agent,
         timestamp: row as i64,
         ttl: Ttl::Never,
@@ -85,7 +89,7 @@ pub fn parse(line: &str, row: usize, default_agent: u64) -> Result<Fields, Strin
         let int = || format!("{name} is not an integer in range");
         let text = || format!("{name} is not a string");
         match name.as_str() {
-            "id" => {}
+            "id" => f.id = Some(value.as_u64().ok_or_else(int)?),
             "agent" => f.agent = value.as_u64().ok_or_else(int)?,
             "timestamp" => f.timestamp = value.as_i64().ok_or_else(int)?,
             "expires_at" if value.is_null() => {}
@@ -126,6 +130,7 @@ mod tests {
         assert_eq!(
             f,
             Fields {
+                id: None,
                 agent: 9,
                 timestamp: 5,
                 ttl: Ttl::Never,
@@ -142,6 +147,7 @@ mod tests {
         assert_eq!(
             f,
             Fields {
+                id: Some(3),
                 agent: 2,
                 timestamp: -4,
                 ttl: Ttl::At(10),
@@ -153,6 +159,7 @@ mod tests {
             ("[1]", "not a JSON object"),
             ("{", "not JSON"),
             (r#"{"agent": -1}"#, "agent is not an integer"),
+            (r#"{"id": "7"}"#, "id is not an integer"),
             (r#"{"timestamp": 1.5}"#, "timestamp is not an integer"),
             (r#"{"payload": 3}"#, "payload is not a string"),
             (

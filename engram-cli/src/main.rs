@@ -13,6 +13,7 @@ mod episodes;
 mod networks;
 mod vectors;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -80,6 +81,11 @@ enum Cmd {
         dim: Option<usize>,
         #[arg(long, default_value_t = 0)]
         agent: u64,
+        /// Write `old id<TAB>new id` for each --episodes line that gives an id, to a new
+        /// file, synced before the commit: what `concepts import --id-map` translates
+        /// bindings through.
+        #[arg(long, requires = "episodes")]
+        id_map: Option<PathBuf>,
     },
     /// Write the live episodes, ascending by id, to new files: their embeddings as vectors
     /// (.npy, .fvecs or .f32, by the extension) and, with --episodes, their other fields as
@@ -262,6 +268,11 @@ enum ConceptsCmd {
     Import {
         dir: PathBuf,
         file: PathBuf,
+        /// Translate each binding's episode id through this map (`old<TAB>new` per line, as
+        /// `import --id-map` writes it): for concepts exported from the database the
+        /// episodes were exported from.
+        #[arg(long)]
+        id_map: Option<PathBuf>,
     },
 }
 
@@ -439,13 +450,14 @@ fn run(cli: &Cli) -> Res<()> {
             episodes,
             dim,
             agent,
+            id_map,
         } => {
             let rows = match (payloads, episodes) {
                 (Some(p), _) => Meta::Payloads(vectors::payloads(p)?),
                 (None, Some(e)) => Meta::episodes(e)?,
                 (None, None) => Meta::None,
             };
-            import(dir, vectors, rows, *dim, *agent, j)?
+            import(dir, vectors, rows, *dim, *agent, id_map.as_deref(), j)?
         }
         Cmd::Export {
             dir,
@@ -759,6 +771,7 @@ impl Meta {
     /// Row `n`'s fields; `None` once the file describing the rows has run out.
     fn row(&mut self, n: usize, agent: u64) -> Res<Option<episodes::Fields>> {
         let plain = |payload: Vec<u8>| episodes::Fields {
+            id: None,
             agent,
             timestamp: n as i64,
             ttl: engram_core::Ttl::AgentDefault,
@@ -804,6 +817,7 @@ fn import(
     mut meta: Meta,
     dim: Option<usize>,
     agent: u64,
+    id_map: Option<&Path>,
     j: bool,
 ) -> Res<()> {
     let db = open(dir)?;
@@ -817,6 +831,8 @@ fn import(
     let mut tx = db.begin_write().map_err(err)?;
     let mut row = Vec::new();
     let (mut n, mut stored, mut known) = (0, None::<(u64, u64)>, 0);
+    // (the id a line gives, the id its episode has here), for --id-map.
+    let mut renamed = Vec::new();
     while rows.next_into(&mut row)? {
         // Past the payloads the rows are only counted, for the message below.
         if let Some(f) = meta.row(n, agent)? {
@@ -830,6 +846,9 @@ fn import(
             let id = tx
                 .insert_episode_with_ttl(&input, f.ttl)
                 .map_err(|e| format!("row {n}: {e}"))?;
+            if let Some(old) = f.id.filter(|_| id_map.is_some()) {
+                renamed.push((old, id));
+            }
             let new = match stored {
                 // New ids only grow: a smaller one is an episode stored before.
                 Some((_, last)) => id > last,
@@ -847,10 +866,23 @@ fn import(
         }
     }
     meta.check(n)?;
+    // The map is durable before the commit, so that a committed import always has one.
+    if let Some(path) = id_map {
+        write_lines(path, |line| {
+            renamed
+                .iter()
+                .try_for_each(|(old, new)| line(&format!("{old}\t{new}")))
+        })?;
+    }
     // An empty file changes nothing, so it costs no commit (and no syncs).
     if n > 0 {
         bar.set_message("committing");
-        tx.commit().map_err(err)?;
+        if let Err(e) = tx.commit() {
+            if let Some(path) = id_map {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(err(e));
+        }
     }
     bar.finish_and_clear();
     let count = stored.map_or(0, |(a, b)| b - a + 1);
@@ -1012,8 +1044,30 @@ fn export_concepts(dir: &Path, out: &Path, j: bool) -> Res<()> {
     Ok(())
 }
 
-fn import_concepts(dir: &Path, file: &Path, j: bool) -> Res<()> {
+/// An `old<TAB>new` id map, as `import --id-map` writes it.
+fn read_id_map(path: &Path) -> Res<HashMap<u64, u64>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut map = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let bad = || {
+            format!(
+                "{}, line {}: not `old id<TAB>new id`",
+                path.display(),
+                i + 1
+            )
+        };
+        let (old, new) = line.split_once('\t').ok_or_else(bad)?;
+        map.insert(
+            old.parse().map_err(|_| bad())?,
+            new.parse().map_err(|_| bad())?,
+        );
+    }
+    Ok(map)
+}
+
+fn import_concepts(dir: &Path, file: &Path, id_map: Option<&Path>, j: bool) -> Res<()> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let map = id_map.map(read_id_map).transpose()?;
     let db = open(dir)?;
     let mut tx = db.begin_write().map_err(err)?;
     let mut ids = Vec::new();
@@ -1030,6 +1084,12 @@ fn import_concepts(dir: &Path, file: &Path, j: bool) -> Res<()> {
         };
         let id = tx.insert_concept(&input).map_err(|e| at(err(e)))?;
         for &(episode, strength) in &f.bindings {
+            let episode = match &map {
+                None => episode,
+                Some(m) => *m
+                    .get(&episode)
+                    .ok_or_else(|| at(format!("episode {episode} is not in the id map")))?,
+            };
             tx.bind(episode, id, strength).map_err(|e| at(err(e)))?;
         }
         bound += f.bindings.len() as u64;
@@ -1197,7 +1257,9 @@ fn concepts(cmd: &ConceptsCmd, j: bool) -> Res<()> {
             );
         }
         ConceptsCmd::Export { dir, out } => export_concepts(dir, out, j)?,
-        ConceptsCmd::Import { dir, file } => import_concepts(dir, file, j)?,
+        ConceptsCmd::Import { dir, file, id_map } => {
+            import_concepts(dir, file, id_map.as_deref(), j)?
+        }
         ConceptsCmd::List { dir } => {
             let db = open_read_only(dir)?;
             let snap = db.begin_read().map_err(err)?;

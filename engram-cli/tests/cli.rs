@@ -1194,3 +1194,99 @@ fn concepts_move_between_databases_over_the_same_episodes() {
     );
     assert_eq!(json(&["stats", s(&twin)])["concepts"], 7);
 }
+
+/// Episodes and concepts out of one database and into a new one, whose ids differ (the
+/// source had gaps): the import's id map carries each binding to its episode's new id.
+#[test]
+fn an_id_map_carries_bindings_across_renumbered_episodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, new) = (tmp.path().join("db"), tmp.path().join("new"));
+    sample_database(&db);
+    ok(&["forget", s(&db), "--agent", "0", "--before", "100"]);
+    ok(&["concepts", "form", s(&db), "--k", "4"]);
+    let path = |name: &str| tmp.path().join(name);
+    let (v, e, c, m) = (
+        path("v.npy"),
+        path("e.jsonl"),
+        path("c.jsonl"),
+        path("map.tsv"),
+    );
+    ok(&["export", s(&db), "--vectors", s(&v), "--episodes", s(&e)]);
+    ok(&["concepts", "export", s(&db), s(&c)]);
+    ok(&["init", s(&new)]);
+    // A map needs the ids the episodes file gives.
+    let err = fails(&["import", s(&new), "--vectors", s(&v), "--id-map", s(&m)]);
+    assert!(err.contains("--episodes"), "{err}");
+    let imported = json(&[
+        "import",
+        s(&new),
+        "--vectors",
+        s(&v),
+        "--episodes",
+        s(&e),
+        "--id-map",
+        s(&m),
+    ]);
+    assert_eq!(imported["imported"], 3900);
+    let map: std::collections::HashMap<u64, u64> = std::fs::read_to_string(&m)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once('\t').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!((map.len(), map[&100], map[&3999]), (3900, 0, 3899));
+    // Without it the old ids name episodes past the new database's (3999 > 3899).
+    let err = fails(&["concepts", "import", s(&new), s(&c)]);
+    assert!(
+        err.contains("line 1: episode") && err.contains("not found"),
+        "{err}"
+    );
+    assert_eq!(
+        json(&["concepts", "import", s(&new), s(&c), "--id-map", s(&m)])["bindings"],
+        3900
+    );
+
+    let (a, b) = (read_only(&db), read_only(&new));
+    let (a, b) = (a.begin_read().unwrap(), b.begin_read().unwrap());
+    for id in 0..4 {
+        let mut want: Vec<u64> = a
+            .bindings_of_concept(id)
+            .unwrap()
+            .iter()
+            .map(|x| map[&x.episode])
+            .collect();
+        let mut got: Vec<u64> = b
+            .bindings_of_concept(id)
+            .unwrap()
+            .iter()
+            .map(|x| x.episode)
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "concept {id}");
+    }
+    for (&old, &now) in map.iter().take(50) {
+        let (x, y) = (
+            a.episode(old).unwrap().unwrap(),
+            b.episode(now).unwrap().unwrap(),
+        );
+        assert_eq!(
+            (x.embedding(), x.payload().unwrap()),
+            (y.embedding(), y.payload().unwrap())
+        );
+    }
+    // A map that lacks an episode is refused by line, and nothing is stored.
+    let short = path("short.tsv");
+    std::fs::write(&short, "100\t0\n").unwrap();
+    let err = fails(&["concepts", "import", s(&new), s(&c), "--id-map", s(&short)]);
+    assert!(
+        err.contains("line 1: episode") && err.contains("is not in the id map"),
+        "{err}"
+    );
+    std::fs::write(&short, "100 0\n").unwrap();
+    let err = fails(&["concepts", "import", s(&new), s(&c), "--id-map", s(&short)]);
+    assert!(err.contains("line 1: not `old id<TAB>new id`"), "{err}");
+    assert_eq!(json(&["stats", s(&new)])["concepts"], 4);
+}
