@@ -158,7 +158,9 @@ enum Cmd {
         before: Option<i64>,
     },
     /// The agents' stored networks: every (agent, name) with its size, or with --agent and
-    /// --name one network's tensors (shape, blocks per encoding, bytes, weight range).
+    /// --name one network's tensors (shape, blocks per encoding, bytes, weight range);
+    /// --tensor --out writes one tensor's weights, --export / --import move networks
+    /// between databases block for block.
     Networks {
         dir: PathBuf,
         #[arg(long, requires = "name")]
