@@ -1067,19 +1067,38 @@ fn read_id_map(path: &Path) -> Res<HashMap<u64, u64>> {
     Ok(map)
 }
 
+/// The non-empty lines of JSON Lines file `path`, each parsed by `parse`, with its number
+/// (from 1) for the errors a later step finds in it; a parse error names its line.
+fn parse_lines<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Res<Vec<(usize, T)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut parsed = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !line.trim().is_empty() {
+            parsed.push((i + 1, parse(line).map_err(|e| at_line(path, i + 1, e))?));
+        }
+    }
+    Ok(parsed)
+}
+
+fn at_line(path: &Path, line: usize, e: String) -> String {
+    format!("{}, line {line}: {e}", path.display())
+}
+
 fn import_concepts(dir: &Path, file: &Path, id_map: Option<&Path>, j: bool) -> Res<()> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let lines = parse_lines(file, concepts::parse)?;
     let map = id_map.map(read_id_map).transpose()?;
+    if lines.is_empty() {
+        emit(j, json!({ "imported": 0 }), || {
+            say!("no concepts in {}", file.display())
+        });
+        return Ok(());
+    }
     let db = open(dir)?;
     let mut tx = db.begin_write().map_err(err)?;
     let mut ids = Vec::new();
     let mut bound = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |e: String| format!("{}, line {}: {e}", file.display(), i + 1);
-        let f = concepts::parse(line).map_err(at)?;
+    for (line, f) in lines {
+        let at = |e: String| at_line(file, line, e);
         let input = engram_core::ConceptInput {
             centroid: &f.centroid,
             label: &f.label,
@@ -1096,12 +1115,6 @@ fn import_concepts(dir: &Path, file: &Path, id_map: Option<&Path>, j: bool) -> R
         }
         bound += f.bindings.len() as u64;
         ids.push(id);
-    }
-    if ids.is_empty() {
-        emit(j, json!({ "imported": 0 }), || {
-            say!("no concepts in {}", file.display())
-        });
-        return Ok(());
     }
     tx.commit().map_err(err)?;
     let (first, last) = (ids[0], ids[ids.len() - 1]);
@@ -1443,14 +1456,7 @@ fn export_networks(dir: &Path, one: Option<(u64, &str)>, out: &Path, j: bool) ->
 }
 
 fn import_networks(dir: &Path, file: &Path, j: bool) -> Res<()> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut lines = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if !line.trim().is_empty() {
-            let at = |e: String| format!("{}, line {}: {e}", file.display(), i + 1);
-            lines.push((i + 1, networks::parse(line).map_err(at)?));
-        }
-    }
+    let lines = parse_lines(file, networks::parse)?;
     if lines.is_empty() {
         emit(j, json!({ "imported": 0 }), || {
             say!("no networks in {}", file.display())
@@ -1460,7 +1466,7 @@ fn import_networks(dir: &Path, file: &Path, j: bool) -> Res<()> {
     let db = open(dir)?;
     let mut tx = db.begin_write().map_err(err)?;
     for (line, f) in &lines {
-        let at = |e: String| format!("{}, line {line}: {e}", file.display());
+        let at = |e: String| at_line(file, *line, e);
         let tensors = f
             .tensors
             .iter()
