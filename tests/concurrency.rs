@@ -235,6 +235,17 @@ fn a_thread_asking_for_the_writer_it_holds_gets_an_error_not_a_hang() {
         assert!(matches!(db.begin_write(), Err(Error::WriteInProgress)));
         assert!(matches!(db.compact(), Err(Error::WriteInProgress)));
         assert!(matches!(db.persist_accesses(), Err(Error::WriteInProgress)));
+        let queued = EpisodeInput {
+            agent: 0,
+            timestamp: 0,
+            embedding: &vector(1),
+            payload: b"",
+            key: None,
+        };
+        assert!(matches!(
+            db.insert_episodes(&[queued]),
+            Err(Error::WriteInProgress)
+        ));
         let params = ConsolidationParams {
             min_similarity: 0.5,
             filter: Filter::default(),
@@ -255,4 +266,165 @@ fn a_thread_asking_for_the_writer_it_holds_gets_an_error_not_a_hang() {
     // Released with the transaction: this thread may write again, and compact.
     db.begin_write().unwrap().commit().unwrap();
     db.compact().unwrap();
+}
+
+/// Threads recording events with `insert_episodes` each get their own ids, in call order,
+/// for episodes committed with the bytes they gave, while readers verify snapshots.
+#[test]
+fn threads_inserting_episodes_each_get_their_own_committed_ids() {
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    // The episode thread t's call c stores as its i-th: a vector and payload naming all three.
+    let tag = |t: u64, c: u64, i: u64| (t * 1_000 + c) * 10 + i;
+    let before = db.begin_read().unwrap().txn();
+    let ids: Vec<Vec<(u64, u64)>> = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            // Every snapshot holds whole calls only: each call's episodes share a timestamp
+            // and number 1 to 3 (call c of thread t stores 1 + (t + c) % 3 of them).
+            for _ in 0..50 {
+                let snap = db.begin_read().unwrap();
+                let mut calls: std::collections::HashMap<i64, u64> = Default::default();
+                for id in snap.episode_ids().unwrap() {
+                    *calls
+                        .entry(snap.episode(id).unwrap().unwrap().timestamp())
+                        .or_default() += 1;
+                }
+                for (&call, &n) in &calls {
+                    let (t, c) = (call as u64 / 1_000, call as u64 % 1_000);
+                    assert_eq!(n, 1 + (t + c) % 3, "call {c} of thread {t} is partial");
+                }
+            }
+        });
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let db = &db;
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for c in 0..CALLS {
+                        let n = 1 + (t + c) % 3;
+                        let vectors: Vec<Vec<f32>> = (0..n).map(|i| vector(tag(t, c, i))).collect();
+                        let payloads: Vec<[u8; 8]> =
+                            (0..n).map(|i| tag(t, c, i).to_le_bytes()).collect();
+                        let inputs: Vec<EpisodeInput> = (0..n as usize)
+                            .map(|i| EpisodeInput {
+                                agent: t,
+                                timestamp: (t * 1_000 + c) as i64,
+                                embedding: &vectors[i],
+                                payload: &payloads[i],
+                                key: None,
+                            })
+                            .collect();
+                        let got = db.insert_episodes(&inputs).unwrap();
+                        assert_eq!(got.len() as u64, n);
+                        mine.extend(got.into_iter().zip((0..n).map(|i| tag(t, c, i))));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let ids = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        reader.join().unwrap();
+        ids
+    });
+    let snap = db.begin_read().unwrap();
+    let all: Vec<(u64, u64)> = ids.iter().flatten().copied().collect();
+    let distinct: std::collections::BTreeSet<u64> = all.iter().map(|&(id, _)| id).collect();
+    assert_eq!(distinct.len(), all.len(), "ids given twice");
+    assert_eq!(snap.episode_count(), all.len() as u64);
+    for &(id, tag) in &all {
+        let ep = snap.episode(id).unwrap().unwrap();
+        assert_eq!(ep.embedding(), vector(tag).as_slice());
+        assert_eq!(ep.payload().unwrap(), &tag.to_le_bytes());
+    }
+    for thread in &ids {
+        assert!(
+            thread.windows(2).all(|w| w[0].0 < w[1].0),
+            "a thread's calls commit in order"
+        );
+    }
+    let commits = snap.txn() - before;
+    assert!(commits <= THREADS * CALLS, "{commits} commits");
+    eprintln!("{} calls in {commits} commits", THREADS * CALLS);
+}
+
+/// `insert_episodes` refuses bad input before queueing it, stores nothing of a refused
+/// call, and keeps the rest of what `WriteTxn::insert_episode` promises (keys, times to live).
+#[test]
+fn insert_episodes_refuses_bad_input_and_keeps_insert_semantics() {
+    use engram_core::{Error, Ttl};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let good = vector(1);
+    fn ep<'a>(embedding: &'a [f32], key: Option<&'a [u8]>) -> EpisodeInput<'a> {
+        EpisodeInput {
+            agent: 3,
+            timestamp: 0,
+            embedding,
+            payload: b"p",
+            key,
+        }
+    }
+    let txn = db.begin_read().unwrap().txn();
+    let short = vec![1.0; DIM - 1];
+    let mut nan = vector(2);
+    nan[5] = f32::NAN;
+    assert!(matches!(
+        db.insert_episodes(&[ep(&good, None), ep(&short, None)]),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        db.insert_episodes(&[ep(&nan, None)]),
+        Err(Error::NonFinite { index: 5, .. })
+    ));
+    assert!(matches!(
+        db.insert_episodes(&[ep(&good, Some(b""))]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.insert_episodes_with_ttl(&[ep(&good, None)], Ttl::After(0)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(db.insert_episodes(&[]).unwrap(), Vec::<u64>::new());
+    let snap = db.begin_read().unwrap();
+    assert_eq!(
+        (snap.txn(), snap.episode_count()),
+        (txn, 0),
+        "nothing committed"
+    );
+
+    // A key already stored, or given twice, names the first episode.
+    let first = db.insert_episodes(&[ep(&good, Some(b"k"))]).unwrap();
+    let again = db
+        .insert_episodes(&[
+            ep(&vector(3), Some(b"k")),
+            ep(&vector(4), Some(b"j")),
+            ep(&vector(5), Some(b"j")),
+        ])
+        .unwrap();
+    assert_eq!(again[0], first[0]);
+    assert_eq!(again[1], again[2]);
+    // A time to live in the past: stored, never visible.
+    let gone = db
+        .insert_episodes_with_ttl(&[ep(&vector(6), None)], Ttl::At(0))
+        .unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(snap.episode(gone[0]).unwrap().is_none());
+    assert_eq!(snap.episode_count(), 2);
+    drop(snap);
+    drop(db);
+
+    let reader = Engram::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        reader.insert_episodes(&[ep(&good, None)]),
+        Err(Error::ReadOnly)
+    ));
 }

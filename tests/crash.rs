@@ -355,3 +355,148 @@ fn a_creation_killed_at_any_moment_opens_the_next_time() {
     }
     eprintln!("{interrupted} of 20 kills interrupted a creation");
 }
+
+/// Threads of the group-commit child, and episodes per call.
+const GROUP_THREADS: u64 = 4;
+const PER_CALL: u64 = 3;
+
+fn group_key(t: u64, call: u64, i: u64) -> String {
+    format!("g{t}-{call}-{i}")
+}
+
+/// The calls of each group-commit thread found after a kill: a prefix of its calls, each
+/// whole and intact, and nothing of the calls after it.
+fn verify_groups(dir: &std::path::Path) -> Vec<u64> {
+    let db = Engram::open(dir, opts()).expect("reopen after kill");
+    let snap = db.begin_read().unwrap();
+    let get = |t, call, i| {
+        snap.episode_by_key(group_key(t, call, i).as_bytes())
+            .unwrap()
+    };
+    (0..GROUP_THREADS)
+        .map(|t| {
+            let mut calls = 0;
+            while get(t, calls, 0).is_some() {
+                for i in 0..PER_CALL {
+                    let ep = get(t, calls, i)
+                        .unwrap_or_else(|| panic!("thread {t} call {calls} partial: {i} missing"));
+                    assert_eq!(ep.embedding(), vector(t * 100_000 + calls, i).as_slice());
+                    assert_eq!(ep.agent(), t);
+                }
+                calls += 1;
+            }
+            for later in calls..calls + 3 {
+                for i in 0..PER_CALL {
+                    assert!(
+                        get(t, later, i).is_none(),
+                        "thread {t} call {later} out of order"
+                    );
+                }
+            }
+            calls
+        })
+        .collect()
+}
+
+/// The group-commit child: `GROUP_THREADS` threads each record calls of `PER_CALL` episodes
+/// with `insert_episodes`, from the counts in `ENGRAM_GROUP_START`, printing `ACK t call`
+/// after each returns. Does nothing in a normal test run.
+#[test]
+fn group_child() {
+    let Ok(dir) = std::env::var("ENGRAM_GROUP_CHILD") else {
+        return;
+    };
+    let starts: Vec<u64> = std::env::var("ENGRAM_GROUP_START")
+        .unwrap()
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let db = Engram::open(&dir, opts()).unwrap();
+    std::thread::scope(|s| {
+        for (t, &start) in starts.iter().enumerate() {
+            let db = &db;
+            let t = t as u64;
+            s.spawn(move || {
+                for call in start.. {
+                    let (keys, vectors): (Vec<String>, Vec<Vec<f32>>) = (0..PER_CALL)
+                        .map(|i| (group_key(t, call, i), vector(t * 100_000 + call, i)))
+                        .unzip();
+                    let inputs: Vec<EpisodeInput> = (0..PER_CALL as usize)
+                        .map(|i| EpisodeInput {
+                            agent: t,
+                            timestamp: call as i64,
+                            embedding: &vectors[i],
+                            payload: b"group",
+                            key: Some(keys[i].as_bytes()),
+                        })
+                        .collect();
+                    db.insert_episodes(&inputs).unwrap();
+                    println!("ACK {t} {call}");
+                }
+            });
+        }
+    });
+}
+
+/// Calls acknowledged by `insert_episodes` from several threads (commits shared between
+/// them) survive SIGKILL, and no call is ever partly there.
+#[test]
+fn group_commits_acknowledged_survive_sigkill() {
+    let kills: usize = std::env::var("ENGRAM_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    drop(Engram::open(&dir, opts()).unwrap());
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    let mut acked = vec![0u64; GROUP_THREADS as usize];
+    for kill in 0..kills {
+        let found = verify_groups(&dir);
+        for t in 0..GROUP_THREADS as usize {
+            assert!(
+                found[t] >= acked[t],
+                "kill {kill}: thread {t} acked {} calls, found {}",
+                acked[t],
+                found[t]
+            );
+        }
+        let starts: Vec<String> = found.iter().map(u64::to_string).collect();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "group_child", "--nocapture", "--test-threads=1"])
+            .env("ENGRAM_GROUP_CHILD", &dir)
+            .env("ENGRAM_GROUP_START", starts.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut it = line.split_whitespace();
+                if it.next() == Some("ACK") {
+                    let t: usize = it.next().unwrap().parse().unwrap();
+                    let _ = tx.send((t, it.next().unwrap().parse::<u64>().unwrap()));
+                }
+            }
+        });
+        // The first ack proves the child is past open; then a random delay.
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child acknowledged nothing");
+        std::thread::sleep(Duration::from_micros(xorshift(&mut seed) % 40_000));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kill {kill}: the child stopped by itself ({status})");
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        for (t, call) in std::iter::once(first).chain(rx.try_iter()) {
+            acked[t] = acked[t].max(call + 1);
+        }
+    }
+    let found = verify_groups(&dir);
+    assert!(found.iter().zip(&acked).all(|(f, a)| f >= a));
+    eprintln!("{kills} kills survived; calls per thread found {found:?}, acknowledged {acked:?}");
+}

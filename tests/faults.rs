@@ -324,3 +324,110 @@ fn a_failed_upgrade_is_an_error_and_the_next_open_upgrades() {
     eprintln!("{trials} trials; fired at {fired_at:?}");
     assert!(fired_at.contains("rewrite_bindings"), "{fired_at:?}");
 }
+
+/// A group commit that fails (at any of its writes or syncs) fails every call it carried,
+/// each with the error itself (or `Poisoned`, for a call that came after), and a reopen
+/// shows each call whole or not at all, and the calls that shared the failed commit alike.
+#[test]
+fn a_failed_group_commit_fails_every_call_it_carried() {
+    use engram_core::EpisodeInput;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let vector =
+        |call: u64, i: u64| -> Vec<f32> { (0..16).map(|d| (call * 10 + i + d) as f32).collect() };
+    let mut grouped = 0;
+    let mut sites = BTreeSet::new();
+    for op in [IoOp::Write, IoOp::Sync] {
+        for nth in 1..=6 {
+            let dir = tmp.path().join(format!("{op:?}-{nth}"));
+            let db = Engram::open(&dir, opts()).unwrap();
+            let held = db.begin_write().unwrap();
+            let results: Vec<engram_core::Result<Vec<u64>>> = std::thread::scope(|s| {
+                let calls: Vec<_> = (0..4u64)
+                    .map(|call| {
+                        let db = &db;
+                        s.spawn(move || {
+                            let (keys, vectors): (Vec<String>, Vec<Vec<f32>>) = (0..3)
+                                .map(|i| (format!("c{call}-{i}"), vector(call, i)))
+                                .unzip();
+                            let inputs: Vec<EpisodeInput> = (0..3)
+                                .map(|i| EpisodeInput {
+                                    agent: call,
+                                    timestamp: 0,
+                                    embedding: &vectors[i],
+                                    payload: b"queued",
+                                    key: Some(keys[i].as_bytes()),
+                                })
+                                .collect();
+                            db.insert_episodes(&inputs)
+                        })
+                    })
+                    .collect();
+                // Let the calls queue behind the held transaction, then fail the group's commit.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                fault::arm(op, nth, Fault::NoSpace);
+                drop(held);
+                calls.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            let (_, site) = fault::disarm();
+            let Some(site) = site else {
+                assert!(
+                    results.iter().all(Result::is_ok),
+                    "{op:?} #{nth}: no fault, yet an error"
+                );
+                continue;
+            };
+            sites.insert((op, site));
+            let mut failed_with_it = 0;
+            for r in &results {
+                match r {
+                    Err(Error::Io { source, .. }) if source.raw_os_error() == Some(28) => {
+                        failed_with_it += 1
+                    }
+                    Err(Error::Poisoned) => {}
+                    Ok(_) if site == "write_unsynced" => {} // the advisory head: the commit stands
+                    other => panic!("{op:?} #{nth} at {site}: {other:?}"),
+                }
+            }
+            grouped += usize::from(failed_with_it > 1);
+            drop(db);
+            let db = Engram::open(&dir, opts()).unwrap();
+            let snap = db.begin_read().unwrap();
+            let present: Vec<bool> = (0..4u64)
+                .map(|call| {
+                    let here: Vec<bool> = (0..3)
+                        .map(|i| {
+                            snap.episode_by_key(format!("c{call}-{i}").as_bytes())
+                                .unwrap()
+                                .is_some()
+                        })
+                        .collect();
+                    assert!(
+                        here.iter().all(|&h| h == here[0]),
+                        "{op:?} #{nth} at {site}: call {call} partial"
+                    );
+                    here[0]
+                })
+                .collect();
+            for (r, &p) in results.iter().zip(&present) {
+                if matches!(r, Err(Error::Poisoned)) {
+                    assert!(!p, "{op:?} #{nth}: a refused call was stored");
+                }
+            }
+            let shared: Vec<bool> = results
+                .iter()
+                .zip(&present)
+                .filter(|(r, _)| matches!(r, Err(Error::Io { .. })))
+                .map(|(_, &p)| p)
+                .collect();
+            assert!(
+                shared.iter().all(|&p| p == shared[0]),
+                "{op:?} #{nth} at {site}: one commit, split"
+            );
+            let stored = present.iter().filter(|&&p| p).count() as u64;
+            assert_eq!(snap.verify().unwrap().live_episodes, stored * 3);
+        }
+    }
+    eprintln!("faults fired at {sites:?}; {grouped} failed commits carried several calls");
+    assert!(grouped > 0, "no failed commit carried more than one call");
+}

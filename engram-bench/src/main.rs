@@ -2,7 +2,7 @@
 //! store against redb and LMDB (heed) in one run, with the disk's own bandwidth beside them.
 //! Prints a table and writes `target/engram-bench/report.json`.
 //!
-//! Usage: `engram-bench [--jobs concepts,dual,store,kernels,search,quant,recall,cluster,soak] [--concept-sizes A,B,C]
+//! Usage: `engram-bench [--jobs concepts,dual,store,writers,kernels,search,quant,recall,cluster,soak] [--concept-sizes A,B,C]
 //! [--episodes N] [--open-sizes A,B] [--dir PATH]`
 
 use std::fs::File;
@@ -29,8 +29,9 @@ struct Args {
     plot: Vec<PathBuf>,
 }
 
-const JOBS: [&str; 9] = [
-    "concepts", "dual", "store", "kernels", "search", "quant", "recall", "cluster", "soak",
+const JOBS: [&str; 10] = [
+    "concepts", "dual", "store", "writers", "kernels", "search", "quant", "recall", "cluster",
+    "soak",
 ];
 /// Jobs run only when named: minutes of k-means beside faiss, forming 1,000 concepts, and a
 /// million-operation soak.
@@ -109,6 +110,7 @@ mod quant;
 mod recall;
 mod search;
 mod soak;
+mod writers;
 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
@@ -144,6 +146,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     if job("store") {
         store_job(args, &real, &mut report)?;
+    }
+    if job("writers") {
+        writers::writers_job(&args.dir, &real, &mut report)?;
     }
     if job("kernels") {
         search::kernels_job(&mut report)?;

@@ -120,6 +120,46 @@ impl Error {
 
 #[cfg_attr(not(unix), allow(dead_code))] // used by the store, which needs unix
 impl Error {
+    /// The same error again, for each caller of a commit several callers shared: an I/O
+    /// error keeps its OS error code (or its kind and message).
+    pub(crate) fn replicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::NotADatabase { path, reason } => Error::NotADatabase {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            &Error::FormatVersion { found, supported } => Error::FormatVersion { found, supported },
+            &Error::DimensionMismatch { expected, found } => {
+                Error::DimensionMismatch { expected, found }
+            }
+            Error::ModelMismatch { expected, found } => Error::ModelMismatch {
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            &Error::NonFinite { what, index, value } => Error::NonFinite { what, index, value },
+            &Error::NotFound { kind, id } => Error::NotFound { kind, id },
+            Error::Corruption {
+                file,
+                offset,
+                detail,
+            } => Error::corrupt(file.clone(), *offset, detail.clone()),
+            Error::ReadOnly => Error::ReadOnly,
+            Error::WriteInProgress => Error::WriteInProgress,
+            Error::Poisoned => Error::Poisoned,
+            Error::Cancelled => Error::Cancelled,
+            Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,
@@ -137,6 +177,34 @@ impl Error {
             file: file.into(),
             offset,
             detail: detail.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_replicated_error_reads_the_same() {
+        let io = Error::io("fsync", "/db/x", std::io::Error::from_raw_os_error(28));
+        let copy = io.replicate();
+        assert_eq!(copy.to_string(), io.to_string());
+        let Error::Io { source, .. } = copy else {
+            panic!("not Io")
+        };
+        assert_eq!(source.raw_os_error(), Some(28));
+        let other = Error::io("write", "/db/y", std::io::Error::other("short write"));
+        assert_eq!(other.replicate().to_string(), other.to_string());
+        for e in [
+            Error::Poisoned,
+            Error::corrupt("/db/z", 12, "bad crc"),
+            Error::DimensionMismatch {
+                expected: 4,
+                found: 3,
+            },
+        ] {
+            assert_eq!(e.replicate().to_string(), e.to_string());
         }
     }
 }

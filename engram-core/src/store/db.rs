@@ -19,6 +19,7 @@ use crate::store::create::{
 };
 use crate::store::expiry::ExpiryQueue;
 use crate::store::file::{self, FileHandle};
+use crate::store::group::GroupQueue;
 use crate::store::meta::{
     self, CommitLayout, FileNumbers, HEAD, HEAD_SLOT, MANIFEST, MANIFEST_TMP, Manifest, Metric, Op,
     VersionState,
@@ -88,7 +89,7 @@ pub const DEFAULT_STRENGTH_CACHE_ENTRIES: usize = 65_536;
 
 /// An open engram database directory.
 pub struct Engram {
-    info: Arc<DbInfo>,
+    pub(crate) info: Arc<DbInfo>,
     current: RwLock<Arc<Version>>,
     writer: Option<WriterLock>,
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
@@ -99,6 +100,8 @@ pub struct Engram {
     pub(crate) clock: Clock,
     /// Accesses recorded by recalls, persisted by the next commit.
     pub(crate) access: Arc<AccessLog>,
+    /// Episode inserts waiting to share a commit ([`Engram::insert_episodes`]).
+    pub(crate) group: GroupQueue,
     _lock: Option<File>,
 }
 
@@ -125,13 +128,19 @@ impl WriterLock {
         }
     }
 
+    /// `Err(WriteInProgress)` if this thread holds the writer.
+    fn check_not_held(&self) -> Result<()> {
+        // Only this thread stores its own token, so a relaxed load sees it if it is there.
+        match self.holder.load(Ordering::Relaxed) == thread_token() {
+            true => Err(Error::WriteInProgress),
+            false => Ok(()),
+        }
+    }
+
     /// Waits for the writer, unless this thread holds it already.
     fn lock(&self) -> Result<WriterGuard<'_>> {
+        self.check_not_held()?;
         let me = thread_token();
-        // Only this thread stores its own token, so a relaxed load sees it if it is there.
-        if self.holder.load(Ordering::Relaxed) == me {
-            return Err(Error::WriteInProgress);
-        }
         let guard = self.mutex.lock();
         self.holder.store(me, Ordering::Relaxed);
         Ok(WriterGuard {
@@ -805,6 +814,7 @@ impl Engram {
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
             access: Arc::default(),
+            group: GroupQueue::default(),
             _lock: Some(guard),
         })
     }
@@ -858,6 +868,7 @@ impl Engram {
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
             access: Arc::default(),
+            group: GroupQueue::default(),
             _lock: None,
         };
         db.refresh()?;
@@ -946,6 +957,15 @@ impl Engram {
             dropped_accesses: self.access.dropped(),
             ..self.caches.stats()
         }
+    }
+
+    /// `Ok` if this thread could wait for the write transaction: the handle writes and this
+    /// thread does not hold it.
+    pub(crate) fn check_can_write(&self) -> Result<()> {
+        self.writer
+            .as_ref()
+            .ok_or(Error::ReadOnly)?
+            .check_not_held()
     }
 
     /// Starts the write transaction, waiting for the one in progress on this handle.

@@ -12,6 +12,7 @@ mod expiry;
 pub mod fault;
 mod file;
 mod form;
+mod group;
 mod keys;
 mod meta;
 mod network;

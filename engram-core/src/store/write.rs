@@ -16,7 +16,7 @@ use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
 use crate::store::redo::{HeadMove, Redo};
-use crate::store::snapshot::{ANY_TIME, FILES, Role, Version};
+use crate::store::snapshot::{ANY_TIME, DbInfo, FILES, Role, Version};
 
 /// Binding records past `heads_from` before a commit advances it. Head stamps of the
 /// records past it are synced only then (and on close), so most commits that bind committed
@@ -40,6 +40,25 @@ pub struct EpisodeInput<'a> {
     pub key: Option<&'a [u8]>,
 }
 
+impl EpisodeInput<'_> {
+    /// Everything an insert refuses, checked before it changes anything; returns the
+    /// embedding's norm.
+    pub(crate) fn check(&self, info: &DbInfo) -> Result<f32> {
+        let norm = info.check_vector("embedding", self.embedding)?;
+        if self.payload.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
+        }
+        if let Some(key) = self.key
+            && (key.is_empty() || key.len() > u32::MAX as usize)
+        {
+            return Err(Error::InvalidArgument(
+                "keys are 1 byte to 4 GiB long".into(),
+            ));
+        }
+        Ok(norm)
+    }
+}
+
 /// How long a new episode stays visible, in clock units ([`crate::Options::clock`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ttl {
@@ -51,6 +70,17 @@ pub enum Ttl {
     After(i64),
     /// Invisible from this clock time on.
     At(i64),
+}
+
+impl Ttl {
+    pub(crate) fn check(self) -> Result<()> {
+        match self {
+            Ttl::After(d) if d <= 0 => Err(Error::InvalidArgument(format!(
+                "time to live {d} is not positive"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A new concept.
@@ -346,19 +376,11 @@ impl<'db> WriteTxn<'db> {
     /// # Ok(()) }
     /// ```
     pub fn insert_episode_with_ttl(&mut self, input: &EpisodeInput<'_>, ttl: Ttl) -> Result<u64> {
-        let norm = self.base.info.check_vector("embedding", input.embedding)?;
+        let norm = input.check(&self.base.info)?;
         let expires_at = self.expiry(input.agent, ttl)?;
-        if input.payload.len() > u32::MAX as usize {
-            return Err(Error::InvalidArgument("payload larger than 4 GiB".into()));
-        }
         let mut key_blob = Blob::default();
         let mut key_hash = 0;
         if let Some(key) = input.key {
-            if key.is_empty() || key.len() > u32::MAX as usize {
-                return Err(Error::InvalidArgument(
-                    "keys are 1 byte to 4 GiB long".into(),
-                ));
-            }
             if let Some(&id) = self.new_keys.get(key)
                 && !self.born_expired.contains(&id)
             {
@@ -433,14 +455,10 @@ impl<'db> WriteTxn<'db> {
             },
             t => t,
         };
+        ttl.check()?;
         // `ANY_TIME` (i64::MIN) must stay before every expiry.
         Ok(match ttl {
             Ttl::AgentDefault | Ttl::Never => table::NEVER,
-            Ttl::After(d) if d <= 0 => {
-                return Err(Error::InvalidArgument(format!(
-                    "time to live {d} is not positive"
-                )));
-            }
             Ttl::After(d) => self.now.saturating_add(d).max(i64::MIN + 1),
             Ttl::At(t) => t.max(i64::MIN + 1),
         })
