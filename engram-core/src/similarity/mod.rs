@@ -305,6 +305,7 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> Result<f32> {
 /// The score from the sums a kernel gathered: `sum` is the dot product (dot, cosine) or the
 /// squared distance (L2); the squared norms are needed for cosine only.
 #[inline]
+#[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))] // the SIMD kernels' epilogue
 pub(crate) fn finish(metric: Metric, sum: f32, row_norm2: f32, query_norm2: f32) -> f32 {
     match metric {
         Metric::Dot => sum,

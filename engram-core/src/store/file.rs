@@ -228,7 +228,8 @@ impl Mapping {
             libc::mincore(
                 raw.as_mut_ptr().wrapping_add(off as usize).cast(),
                 1,
-                vec.as_mut_ptr(),
+                // `unsigned char *` on Linux, `char *` on the BSDs and macOS.
+                vec.as_mut_ptr().cast(),
             )
         };
         rc == 0 && vec[0] & 1 == 1
