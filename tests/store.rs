@@ -83,6 +83,29 @@ fn committed_data_round_trips_across_reopen() {
     assert_eq!(snap.concept_fan_count(c).unwrap(), 1);
 }
 
+/// A pass reversed visits what it visits forward, backwards, and taken from both ends at
+/// once, each item once.
+fn same_both_ways<T: PartialEq + std::fmt::Debug, I: DoubleEndedIterator<Item = T>>(
+    forward: &[T],
+    pass: impl Fn() -> I,
+) {
+    let mut down: Vec<T> = pass().rev().collect();
+    down.reverse();
+    assert_eq!(down, forward);
+    let (mut front, mut back, mut pass) = (Vec::new(), Vec::new(), pass());
+    for step in 0.. {
+        let next = match step % 3 {
+            0 => pass.next_back().map(|t| back.push(t)),
+            _ => pass.next().map(|t| front.push(t)),
+        };
+        if next.is_none() {
+            break;
+        }
+    }
+    front.extend(back.into_iter().rev());
+    assert_eq!(front, forward);
+}
+
 /// `episodes()` visits exactly the live episodes `episode(id)` finds, in id order, through
 /// deletes, an expired time to live, a compaction that moves slots, and reopen.
 #[test]
@@ -122,6 +145,15 @@ fn episodes_iterates_what_episode_finds() {
             })
             .collect();
         assert_eq!(all, one_by_one);
+        let read = |e: engram_core::Result<engram_core::Episode>| {
+            let e = e.unwrap();
+            (
+                e.id(),
+                e.embedding().to_vec(),
+                e.payload().unwrap().to_vec(),
+            )
+        };
+        same_both_ways(&all, || snap.episodes().map(read));
         all.into_iter().map(|(id, ..)| id).collect::<Vec<u64>>()
     };
     let db = Engram::open(&path, opts()).unwrap();
@@ -181,6 +213,11 @@ fn concepts_iterates_what_concept_finds() {
             })
             .collect();
         assert_eq!(all, one_by_one);
+        let read = |c: engram_core::Result<engram_core::Concept>| {
+            let c = c.unwrap();
+            (c.id(), c.version_txn(), c.label().unwrap().to_string())
+        };
+        same_both_ways(&all, || snap.concepts().map(read));
         all
     };
     let mut tx = db.begin_write().unwrap();

@@ -145,6 +145,20 @@ enum Cmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// List episodes, the newest first (by id, the order they were recorded in): id, agent,
+    /// timestamp and the start of the payload; --first lists the oldest. Reads only as far
+    /// back as it needs.
+    Episodes {
+        dir: PathBuf,
+        /// How many of the newest to list.
+        #[arg(long, default_value_t = 20, conflicts_with = "first")]
+        last: usize,
+        /// List this many of the oldest instead, oldest first.
+        #[arg(long)]
+        first: Option<usize>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Delete one episode (--episode) or an agent's episodes older than a time (--agent and
     /// --before), in one transaction.
     Forget {
@@ -555,6 +569,12 @@ fn run(cli: &Cli) -> Res<()> {
             }
         }
         Cmd::Episode { dir, id, key } => show_episode(dir, *id, key.as_deref(), j)?,
+        Cmd::Episodes {
+            dir,
+            last,
+            first,
+            filter,
+        } => list_episodes(dir, first.map_or((*last, true), |n| (n, false)), filter, j)?,
         Cmd::Forget {
             dir,
             episode,
@@ -1137,12 +1157,17 @@ fn preview(snap: &engram_core::ReadTxn, id: u64) -> Res<String> {
         .episode(id)
         .map_err(err)?
         .ok_or(format!("episode {id} vanished"))?;
-    let text = String::from_utf8_lossy(ep.payload().map_err(err)?)
-        .chars()
+    Ok(one_line(&String::from_utf8_lossy(
+        ep.payload().map_err(err)?,
+    )))
+}
+
+/// The first 80 characters of `text`, control characters as spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
         .take(80)
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    Ok(text)
+        .collect()
 }
 
 fn search(
@@ -1603,6 +1628,58 @@ fn networks(dir: &Path, one: Option<(u64, &str)>, j: bool) -> Res<()> {
                     c[1],
                     c[2]
                 );
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Up to `count` episodes passing `filter`, the newest first (`newest`) or the oldest.
+fn list_episodes(
+    dir: &Path,
+    (count, newest): (usize, bool),
+    filter: &FilterArgs,
+    j: bool,
+) -> Res<()> {
+    let filter = filter.filter()?;
+    let db = open_read_only(dir)?;
+    let snap = db.begin_read().map_err(err)?;
+    let pass: Box<dyn Iterator<Item = _>> = match newest {
+        true => Box::new(snap.episodes().rev()),
+        false => Box::new(snap.episodes()),
+    };
+    let mut rows = Vec::new();
+    for ep in pass {
+        if rows.len() == count {
+            break;
+        }
+        let ep = ep.map_err(err)?;
+        if !filter.accepts(&ep) {
+            continue;
+        }
+        let payload = String::from_utf8_lossy(ep.payload().map_err(err)?).into_owned();
+        let key = ep
+            .key()
+            .map_err(err)?
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        rows.push((ep.id(), ep.agent(), ep.timestamp(), key, payload));
+    }
+    emit(
+        j,
+        Value::Array(
+            rows.iter()
+                .map(|(id, agent, t, key, payload)| {
+                    json!({ "id": id, "agent": agent, "timestamp": t, "key": key, "payload": payload })
+                })
+                .collect(),
+        ),
+        || {
+            say!("{:>10}  {:>8}  {:>20}  payload", "id", "agent", "timestamp");
+            for (id, agent, t, _, payload) in &rows {
+                say!("{id:>10}  {agent:>8}  {t:>20}  {}", one_line(payload));
+            }
+            if rows.is_empty() {
+                say!("(no episodes)");
             }
         },
     );

@@ -1290,3 +1290,73 @@ fn an_id_map_carries_bindings_across_renumbered_episodes() {
     assert!(err.contains("line 1: not `old id<TAB>new id`"), "{err}");
     assert_eq!(json(&["stats", s(&new)])["concepts"], 4);
 }
+
+/// `engram episodes` lists the newest first (or, with --first, the oldest), filtered, with
+/// payloads; deleted episodes are skipped.
+#[test]
+fn episodes_lists_the_newest_first_filtered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = two_dimensional(&dir);
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..50u64 {
+        let payload = format!("event {i}\nsecond line");
+        tx.insert_episode(&engram_core::EpisodeInput {
+            agent: i % 3,
+            timestamp: i as i64 * 10,
+            embedding: &[1.0, i as f32],
+            payload: payload.as_bytes(),
+            key: (i == 47).then_some(b"k47".as_slice()),
+        })
+        .unwrap();
+    }
+    tx.delete_episode(49).unwrap();
+    tx.commit().unwrap();
+    drop(db);
+    let ids = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect()
+    };
+    let newest = json(&["episodes", s(&dir), "--last", "3"]);
+    assert_eq!(ids(&newest), [48, 47, 46]);
+    assert_eq!(newest[1]["key"], "k47");
+    assert_eq!(newest[1]["payload"], "event 47\nsecond line");
+    assert_eq!(newest[0]["timestamp"], 480);
+    // Agent 1's newest in a window, and the oldest of all.
+    let agent = json(&[
+        "episodes",
+        s(&dir),
+        "--agent",
+        "1",
+        "--until",
+        "400",
+        "--last",
+        "2",
+    ]);
+    assert_eq!(ids(&agent), [37, 34]);
+    assert_eq!(
+        ids(&json(&[
+            "episodes",
+            s(&dir),
+            "--first",
+            "2",
+            "--from",
+            "15"
+        ])),
+        [2, 3]
+    );
+    assert_eq!(
+        ids(&json(&["episodes", s(&dir), "--agent", "7"])),
+        Vec::<u64>::new()
+    );
+    // Text: a header, then one line per episode, its payload on that line.
+    let text = ok(&["episodes", s(&dir), "--last", "2"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].trim_start().starts_with("48") && lines[1].ends_with("event 48 second line"));
+    assert!(fails(&["episodes", s(&dir), "--from", "5", "--until", "5"]).contains("--from"));
+    fails(&["episodes", s(&dir), "--first", "1", "--last", "1"]);
+}

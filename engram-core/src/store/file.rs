@@ -198,22 +198,42 @@ impl Mapping {
             .saturating_add(SCAN_AHEAD)
             .min(self.len);
         for w in off / AHEAD_WINDOW..end.div_ceil(AHEAD_WINDOW) {
-            let (word, bit) = ((w / 64) as usize, 1u64 << (w % 64));
-            let Some(bits) = self.read_ahead.get(word) else {
+            if !self.ask_window(w) {
                 return;
-            };
-            if bits.load(Ordering::Relaxed) & bit != 0
-                || bits.fetch_or(bit, Ordering::Relaxed) & bit != 0
-            {
-                continue;
-            }
-            let start = w * AHEAD_WINDOW;
-            // A resident first page most likely means a resident MiB: asking would only walk
-            // its pages (~30 µs).
-            if !self.page_resident(start) {
-                self.will_need(start, AHEAD_WINDOW.min(self.len - start));
             }
         }
+    }
+
+    /// [`Mapping::scan_ahead`] for a scan going down: `off..off + len` and the
+    /// [`SCAN_AHEAD`] bytes before it, nearest first.
+    pub(crate) fn scan_behind(&self, off: u64, len: u64) {
+        let end = off.saturating_add(len).min(self.len);
+        for w in (off.saturating_sub(SCAN_AHEAD) / AHEAD_WINDOW..end.div_ceil(AHEAD_WINDOW)).rev() {
+            if !self.ask_window(w) {
+                return;
+            }
+        }
+    }
+
+    /// Asks for MiB `w` unless it was asked for before or its first page is resident;
+    /// `false` past the map.
+    fn ask_window(&self, w: u64) -> bool {
+        let (word, bit) = ((w / 64) as usize, 1u64 << (w % 64));
+        let Some(bits) = self.read_ahead.get(word) else {
+            return false;
+        };
+        if bits.load(Ordering::Relaxed) & bit != 0
+            || bits.fetch_or(bit, Ordering::Relaxed) & bit != 0
+        {
+            return true;
+        }
+        let start = w * AHEAD_WINDOW;
+        // A resident first page most likely means a resident MiB: asking would only walk
+        // its pages (~30 µs).
+        if start < self.len && !self.page_resident(start) {
+            self.will_need(start, AHEAD_WINDOW.min(self.len - start));
+        }
+        true
     }
 
     /// Whether the page at `off` (a multiple of the page size, inside the map) is in the page
@@ -309,15 +329,17 @@ impl Mapping {
     }
 }
 
-/// Reads ahead for a pass over records of one size taken in mostly ascending order: it asks
-/// ([`Mapping::scan_ahead`]) whenever the pass enters another group of 256 records, so the
-/// records between cost a comparison, and a jump (a concept's newer version near the end
-/// of its file) asks from where it lands rather than for the whole file. It remembers the
-/// last two groups, so a pass alternating between two regions (old versions in order, and
-/// newer ones appended at the end) asks once per group in each.
+/// Reads ahead for a pass over records of one size (at `origin + index × size`) taken in
+/// mostly ascending order, or mostly descending: it asks ([`Mapping::scan_ahead`], or
+/// [`Mapping::scan_behind`] going down) whenever the pass enters another group of 256
+/// records, so the records between cost a comparison, and a jump (a concept's newer version
+/// near the end of its file) asks from where it lands rather than for the whole file. It
+/// remembers the last two groups, so a pass alternating between two regions (old versions
+/// in order, and newer ones appended at the end) asks once per group in each.
 pub(crate) struct ReadAhead<'m> {
     map: &'m Mapping,
     size: u64,
+    origin: u64,
     groups: [u64; 2],
 }
 
@@ -325,22 +347,40 @@ impl<'m> ReadAhead<'m> {
     const GROUP: u64 = 256;
 
     pub(crate) fn new(map: &'m Mapping, size: u64) -> Self {
+        Self::with_origin(map, size, 0)
+    }
+
+    pub(crate) fn with_origin(map: &'m Mapping, size: u64, origin: u64) -> Self {
         ReadAhead {
             map,
             size,
+            origin,
             groups: [u64::MAX; 2],
         }
     }
 
-    /// The pass is about to read record `index`.
+    /// The pass, going up, is about to read record `index`.
     pub(crate) fn at(&mut self, index: u64) {
+        self.step(index, false);
+    }
+
+    /// The pass, going up (or down, `descending`), is about to read record `index`.
+    pub(crate) fn step(&mut self, index: u64, descending: bool) {
         let group = index / Self::GROUP;
         if self.groups[0] == group {
             return;
         }
         if self.groups[1] != group {
-            let (off, len) = (index.saturating_mul(self.size), Self::GROUP * self.size);
-            self.map.scan_ahead(off, len);
+            let len = Self::GROUP * self.size;
+            let at = |i: u64| self.origin.saturating_add(i.saturating_mul(self.size));
+            match descending {
+                // The group up to this record, and what lies before it.
+                true => self.map.scan_behind(
+                    at(group * Self::GROUP),
+                    at(index + 1) - at(group * Self::GROUP),
+                ),
+                false => self.map.scan_ahead(at(index), len),
+            }
         }
         self.groups = [group, self.groups[0]];
     }
@@ -652,6 +692,42 @@ mod tests {
         fresh.scan_ahead(u64::MAX - 3, 10);
         let empty = Mapping::new(&file, &path, 0, false).unwrap();
         empty.scan_ahead(0, 100);
+        empty.scan_behind(0, 100);
+    }
+
+    #[test]
+    fn a_scan_going_down_asks_for_its_range_and_what_precedes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create_new(&path).unwrap();
+        file.set_len(40 * AHEAD_WINDOW + 5).unwrap();
+        let map = Mapping::new(&file, &path, 40 * AHEAD_WINDOW + 5, false).unwrap();
+        let behind = SCAN_AHEAD / AHEAD_WINDOW;
+        map.scan_behind(30 * AHEAD_WINDOW + 7, 10);
+        assert_eq!(asked(&map), (30 - behind..=30).collect::<Vec<_>>());
+        // Down to the start of the file, and no further; past the end, nothing.
+        map.scan_behind(2 * AHEAD_WINDOW, 10);
+        assert_eq!(asked(&map).first(), Some(&0));
+        map.scan_behind(u64::MAX - 3, 10);
+        assert_eq!(asked(&map).last(), Some(&30));
+        // A pass going down (records of 4 KiB at 5 MiB past the origin) asks, entering
+        // each group, for the group up to its record and what lies before.
+        let fresh = Mapping::new(&file, &path, 40 * AHEAD_WINDOW + 5, false).unwrap();
+        let mut pass = ReadAhead::with_origin(&fresh, 4096, 5 * AHEAD_WINDOW);
+        let window = |index: u64| (5 * AHEAD_WINDOW + index * 4096) / AHEAD_WINDOW;
+        pass.step(8_000, true);
+        let first = window(8_000 / 256 * 256).saturating_sub(behind);
+        assert_eq!(asked(&fresh), (first..=window(8_000)).collect::<Vec<_>>());
+        pass.step(7_800, true);
+        assert_eq!(
+            asked(&fresh).first(),
+            Some(&window(7_680).saturating_sub(behind))
+        );
+        assert_eq!(
+            asked(&fresh).last(),
+            Some(&window(8_000)),
+            "nothing past the pass"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::similarity::{Aligned, BatchKernel, Kernel, Rows, from_dot};
 use crate::store::file::ReadAhead;
-use crate::store::snapshot::{ReadTxn, Role, Version};
+use crate::store::snapshot::{Episode, ReadTxn, Role, Version};
 
 /// Which episodes a search considers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +20,18 @@ pub struct Filter {
     pub agent: Option<u64>,
     /// Only episodes with a timestamp in this range.
     pub time: Option<Range<i64>>,
+}
+
+impl Filter {
+    /// Whether `episode` passes: for passes of your own, such as the newest episodes of an
+    /// agent (`snap.episodes().rev()`, see [`ReadTxn::episodes`]).
+    pub fn accepts(&self, episode: &Episode<'_>) -> bool {
+        self.agent.is_none_or(|a| a == episode.agent())
+            && self
+                .time
+                .as_ref()
+                .is_none_or(|t| t.contains(&episode.timestamp()))
+    }
 }
 
 /// A search result: a node id and its score (higher is more similar; for L2 the negated

@@ -139,23 +139,15 @@ impl Version {
         self.tables.entry_offset(&self.state, role, id, field)
     }
 
-    /// The ids `role`'s table holds entries for, ascending. Every caller reads their
-    /// entries in this order, which is the file's: the table is read ahead as a scan.
-    pub(crate) fn table_ids(&self, role: Role) -> impl Iterator<Item = u64> + '_ {
-        const EVERY: usize = 256;
-        let map = self.map(role).ok();
-        self.tables
-            .ids(&self.state, role)
-            .enumerate()
-            .map(move |(i, id)| {
-                if i % EVERY == 0
-                    && let Some(map) = map
-                    && let Some(off) = self.entry_offset(role, id, 0)
-                {
-                    map.scan_ahead(off, EVERY as u64 * table::ENTRY);
-                }
-                id
-            })
+    /// The ids `role`'s table holds entries for, ascending (or, reversed, descending). Every
+    /// caller reads their entries in this order, which is the file's (or its reverse): the
+    /// table is read ahead as a scan, in the direction the pass goes.
+    pub(crate) fn table_ids(&self, role: Role) -> impl DoubleEndedIterator<Item = u64> + '_ {
+        let header = self.tables.header(role);
+        TableIds {
+            ids: self.tables.ids(&self.state, role),
+            ahead: (self.map(role).ok()).map(|m| ReadAhead::with_origin(m, table::ENTRY, header)),
+        }
     }
 
     /// Node `id`'s entry; that of a node compaction dropped (no slot, no bindings) for an id
@@ -603,7 +595,9 @@ impl ReadTxn {
     }
 
     /// Every live episode, ascending by id, read ahead as a scan: the way to visit them all,
-    /// where [`ReadTxn::episode`] per id would read a cold file one page at a time.
+    /// where [`ReadTxn::episode`] per id would read a cold file one page at a time. Reversed
+    /// (`.rev()`) it goes down from the newest, read ahead downwards: the last episodes
+    /// recorded (ids are given in insertion order) cost what they read, not a pass over all.
     ///
     /// ```
     /// # use engram_core::{Engram, EpisodeInput, Options};
@@ -619,9 +613,17 @@ impl ReadTxn {
     ///     latest = latest.max(ep?.timestamp());
     /// }
     /// assert_eq!(latest, 2);
+    /// // The two newest of agent 7, newest first.
+    /// let agent_7 = engram_core::Filter { agent: Some(7), time: None };
+    /// let newest: Vec<u64> = snap.episodes().rev()
+    ///     .filter(|e| e.as_ref().map_or(true, |e| agent_7.accepts(e)))
+    ///     .take(2)
+    ///     .map(|e| e.map(|e| e.id()))
+    ///     .collect::<engram_core::Result<_>>()?;
+    /// assert_eq!(newest, [2, 1]);
     /// # Ok(()) }
     /// ```
-    pub fn episodes(&self) -> impl Iterator<Item = Result<Episode<'_>>> + '_ {
+    pub fn episodes(&self) -> impl DoubleEndedIterator<Item = Result<Episode<'_>>> + '_ {
         let stride = self.v.info.episode_layout.stride as u64;
         self.pass(
             (Role::EpisodeTable, Role::Episodes, stride),
@@ -630,9 +632,9 @@ impl ReadTxn {
         )
     }
 
-    /// Every live concept (its version in this snapshot), ascending by id, its slot file
-    /// read ahead: the pass [`ReadTxn::episodes`] is for episodes.
-    pub fn concepts(&self) -> impl Iterator<Item = Result<Concept<'_>>> + '_ {
+    /// Every live concept (its version in this snapshot), ascending by id (descending,
+    /// reversed), its slot file read ahead: the pass [`ReadTxn::episodes`] is for episodes.
+    pub fn concepts(&self) -> impl DoubleEndedIterator<Item = Result<Concept<'_>>> + '_ {
         let stride = self.v.info.concept_layout.stride as u64;
         self.pass(
             (Role::ConceptTable, Role::Concepts, stride),
@@ -642,23 +644,21 @@ impl ReadTxn {
     }
 
     /// The nodes of a (table, slot file, stride) that `live_slot` finds live, each read by
-    /// `read`, ascending by id, the slot file read ahead from each live one's slot.
+    /// `read`, ascending by id (descending, reversed), the slot file read ahead from each
+    /// live one's slot in the direction taken.
     fn pass<'s, T: 's>(
         &'s self,
         (table, slots, stride): (Role, Role, u64),
         live_slot: impl Fn(u64) -> Result<Option<u64>> + 's,
         read: impl Fn(u64) -> Result<Option<T>> + 's,
-    ) -> impl Iterator<Item = Result<T>> + 's {
-        // Without the slot file every `read` reports it.
-        let mut ahead = self.v.map(slots).ok().map(|m| ReadAhead::new(m, stride));
-        self.v.table_ids(table).filter_map(move |id| {
-            match live_slot(id) {
-                Ok(Some(slot)) => ahead.iter_mut().for_each(|a| a.at(slot)),
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e)),
-            }
-            read(id).transpose()
-        })
+    ) -> impl DoubleEndedIterator<Item = Result<T>> + 's {
+        Pass {
+            ids: self.v.table_ids(table),
+            // Without the slot file every `read` reports it.
+            ahead: self.v.map(slots).ok().map(|m| ReadAhead::new(m, stride)),
+            live_slot,
+            read,
+        }
     }
 
     /// The episode inserted with `key`, if live in this snapshot.
@@ -860,5 +860,96 @@ fn info((_, b): (u64, Binding)) -> BindingInfo {
         episode: b.episode,
         concept: b.concept,
         strength: b.strength,
+    }
+}
+
+/// [`Version::table_ids`]: a table's ids, its entries read ahead in the direction taken.
+struct TableIds<'m, I> {
+    ids: I,
+    ahead: Option<ReadAhead<'m>>,
+}
+
+impl<I: DoubleEndedIterator<Item = (u64, u64)>> TableIds<'_, I> {
+    fn visit(&mut self, (entry, id): (u64, u64), descending: bool) -> u64 {
+        if let Some(a) = &mut self.ahead {
+            a.step(entry, descending);
+        }
+        id
+    }
+}
+
+impl<I: DoubleEndedIterator<Item = (u64, u64)>> Iterator for TableIds<'_, I> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        let next = self.ids.next()?;
+        Some(self.visit(next, false))
+    }
+}
+
+impl<I: DoubleEndedIterator<Item = (u64, u64)>> DoubleEndedIterator for TableIds<'_, I> {
+    fn next_back(&mut self) -> Option<u64> {
+        let next = self.ids.next_back()?;
+        Some(self.visit(next, true))
+    }
+}
+
+/// [`ReadTxn::pass`]: live nodes read in id order, either way.
+struct Pass<'m, I, L, R> {
+    ids: I,
+    ahead: Option<ReadAhead<'m>>,
+    live_slot: L,
+    read: R,
+}
+
+impl<T, I, L, R> Pass<'_, I, L, R>
+where
+    L: Fn(u64) -> Result<Option<u64>>,
+    R: Fn(u64) -> Result<Option<T>>,
+{
+    /// Node `id`, if live; `None` to skip it.
+    fn visit(&mut self, id: u64, descending: bool) -> Option<Result<T>> {
+        match (self.live_slot)(id) {
+            Ok(Some(slot)) => {
+                if let Some(a) = &mut self.ahead {
+                    a.step(slot, descending);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        (self.read)(id).transpose()
+    }
+}
+
+impl<T, I, L, R> Iterator for Pass<'_, I, L, R>
+where
+    I: DoubleEndedIterator<Item = u64>,
+    L: Fn(u64) -> Result<Option<u64>>,
+    R: Fn(u64) -> Result<Option<T>>,
+{
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        while let Some(id) = self.ids.next() {
+            if let Some(r) = self.visit(id, false) {
+                return Some(r);
+            }
+        }
+        None
+    }
+}
+
+impl<T, I, L, R> DoubleEndedIterator for Pass<'_, I, L, R>
+where
+    I: DoubleEndedIterator<Item = u64>,
+    L: Fn(u64) -> Result<Option<u64>>,
+    R: Fn(u64) -> Result<Option<T>>,
+{
+    fn next_back(&mut self) -> Option<Result<T>> {
+        while let Some(id) = self.ids.next_back() {
+            if let Some(r) = self.visit(id, true) {
+                return Some(r);
+            }
+        }
+        None
     }
 }
