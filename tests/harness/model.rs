@@ -249,8 +249,13 @@ fn check_snapshot(snap: &ReadTxn, m: &Model) {
         .map(|(&id, &(seed, _))| (id, vector(seed)))
         .collect();
     assert_eq!(visited, expected);
+    // Reversed, they go down from the newest over the same nodes.
+    let down: Vec<u64> = snap.episodes().rev().map(|e| e.unwrap().id()).collect();
+    assert!(down.iter().rev().eq(expected.iter().map(|(id, _)| id)));
     let concepts: Vec<u64> = snap.concepts().map(|c| c.unwrap().id()).collect();
     assert_eq!(concepts, m.concepts.keys().copied().collect::<Vec<_>>());
+    let down: Vec<u64> = snap.concepts().rev().map(|c| c.unwrap().id()).collect();
+    assert!(down.iter().rev().eq(&concepts));
     assert_eq!(snap.episode_count(), m.episodes.len() as u64);
     assert_eq!(snap.binding_count(), m.bindings.len() as u64);
     for (&id, &(seed, key)) in &m.episodes {
