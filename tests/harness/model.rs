@@ -85,6 +85,12 @@ pub enum Step {
     Backup {
         int8: bool,
     },
+    /// Two episodes (the first with the key, if any) through `Engram::insert_episodes`,
+    /// committed by the call; refused with `WriteInProgress` while a transaction is open.
+    GroupInsert {
+        seed: u8,
+        key: Option<u8>,
+    },
 }
 
 /// Steps decoded from arbitrary bytes, two per step (the fuzz target's input).
@@ -133,7 +139,11 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                         agent: a / 4,
                         before: b % 6,
                     },
-                    _ => Step::Commit,
+                    2 => Step::Commit,
+                    _ => Step::GroupInsert {
+                        seed: b,
+                        key: (a < 48).then_some(a % 12),
+                    },
                 },
             }
         })
@@ -390,6 +400,7 @@ pub fn run(steps: Vec<Step>) {
                 | Step::Compact
                 | Step::Tick { .. }
                 | Step::Backup { .. }
+                | Step::GroupInsert { .. }
         );
         if needs_tx && tx.is_none() {
             tx = Some(d.begin_write().unwrap());
@@ -587,6 +598,54 @@ pub fn run(steps: Vec<Step>) {
                     Some(_) => r.unwrap(),
                     None => assert!(matches!(r, Err(Error::NotFound { .. })), "{key:?}"),
                 }
+            }
+            Step::GroupInsert { seed, key } => {
+                let k = key.map(|k| [k]);
+                let second = seed.wrapping_add(1);
+                let (v0, v1) = (vector(seed), vector(second));
+                let episodes = [
+                    EpisodeInput {
+                        agent: agent(seed),
+                        timestamp: timestamp(seed),
+                        embedding: &v0,
+                        payload: &[seed],
+                        key: k.as_ref().map(|k| &k[..]),
+                    },
+                    EpisodeInput {
+                        agent: agent(second),
+                        timestamp: timestamp(second),
+                        embedding: &v1,
+                        payload: &[second],
+                        key: None,
+                    },
+                ];
+                let r = d.insert_episodes(&episodes);
+                if tx.is_some() {
+                    assert!(matches!(r, Err(Error::WriteInProgress)), "{r:?}");
+                    continue;
+                }
+                let ids = r.unwrap();
+                let existing = key.and_then(|k| {
+                    pending
+                        .episodes
+                        .iter()
+                        .find(|&(&id, v)| v.1 == Some(k) && pending.visible(id, now()))
+                        .map(|(&id, _)| id)
+                });
+                match existing {
+                    Some(eid) => assert_eq!(ids[0], eid, "idempotent key"),
+                    None => {
+                        assert_eq!(ids[0], pending.next_episode);
+                        pending.next_episode += 1;
+                        pending.episodes.insert(ids[0], (seed, key));
+                    }
+                }
+                assert_eq!(ids[1], pending.next_episode);
+                pending.next_episode += 1;
+                pending.episodes.insert(ids[1], (second, None));
+                pending.reap(now());
+                committed = pending.clone();
+                check(d, &committed);
             }
             Step::Commit => {
                 if let Some(t) = tx.take() {
