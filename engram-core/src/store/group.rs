@@ -34,15 +34,19 @@ struct Queue {
     leading: bool,
 }
 
-/// One call's episodes, copied: the leader (another thread) inserts them.
+/// One call's episodes.
 struct Request {
     ticket: u64,
-    episodes: Vec<Owned>,
+    /// Copied when the call queues behind another (the leader, another thread, inserts
+    /// them); `None` when the call leads at once and inserts its own from the caller's slice.
+    episodes: Option<Vec<Owned>>,
     ttl: Ttl,
     bytes: usize,
 }
 
 struct Owned {
+    /// The embedding's norm, from the check the call passed.
+    norm: f32,
     agent: u64,
     timestamp: i64,
     embedding: Vec<f32>,
@@ -69,23 +73,30 @@ enum Outcome {
 }
 
 impl Queue {
-    fn push(&mut self, episodes: &[EpisodeInput<'_>], ttl: Ttl) -> u64 {
+    fn push(&mut self, episodes: &[EpisodeInput<'_>], norms: &[f32], ttl: Ttl) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let episodes: Vec<Owned> = episodes
-            .iter()
-            .map(|e| Owned {
-                agent: e.agent,
-                timestamp: e.timestamp,
-                embedding: e.embedding.to_vec(),
-                payload: e.payload.to_vec(),
-                key: e.key.map(<[u8]>::to_vec),
-            })
-            .collect();
         let bytes = episodes
             .iter()
-            .map(|e| e.embedding.len() * 4 + e.payload.len() + e.key.as_ref().map_or(0, Vec::len))
+            .map(|e| e.embedding.len() * 4 + e.payload.len() + e.key.map_or(0, <[u8]>::len))
             .sum();
+        // With no one queued or leading, this call leads from here on (the caller holds the
+        // queue's lock until it does): its episodes need no copy.
+        let leads_now = self.waiting.is_empty() && !self.leading;
+        let episodes = (!leads_now).then(|| {
+            episodes
+                .iter()
+                .zip(norms)
+                .map(|(e, &norm)| Owned {
+                    norm,
+                    agent: e.agent,
+                    timestamp: e.timestamp,
+                    embedding: e.embedding.to_vec(),
+                    payload: e.payload.to_vec(),
+                    key: e.key.map(<[u8]>::to_vec),
+                })
+                .collect()
+        });
         self.waiting.push_back(Request {
             ticket,
             episodes,
@@ -118,6 +129,10 @@ impl Engram {
     /// about one commit's wait each, not `n`. Each call's episodes are committed whole, with
     /// its neighbours' in the same transaction: a failed commit (an I/O error) fails every
     /// call it carried, and after a reopen shows all of them or none.
+    ///
+    /// A call that has to wait copies its episodes for the leader; one that finds no call
+    /// queued or leading commits straight from the slice given, so one large call costs what
+    /// a [`WriteTxn`](crate::WriteTxn) of the same inserts does.
     ///
     /// The episodes live as long as their agents' default times to live say
     /// ([`Ttl::AgentDefault`]). Bad input (a wrong dimension, a non-finite value, an empty
@@ -158,15 +173,16 @@ impl Engram {
     ) -> Result<Vec<u64>> {
         self.check_can_write()?;
         ttl.check()?;
-        for e in episodes {
-            e.check(&self.info)?;
-        }
+        let norms = episodes
+            .iter()
+            .map(|e| e.check(&self.info))
+            .collect::<Result<Vec<f32>>>()?;
         if episodes.is_empty() {
             return Ok(Vec::new());
         }
         let queue = &self.group;
         let mut q = queue.state.lock();
-        let ticket = q.push(episodes, ttl);
+        let ticket = q.push(episodes, &norms, ttl);
         loop {
             if let Some(outcome) = q.outcomes.remove(&ticket) {
                 return match outcome {
@@ -184,7 +200,8 @@ impl Engram {
         q.leading = true;
         drop(q);
         let mut group = Vec::new();
-        let result = catch_unwind(AssertUnwindSafe(|| self.commit_group(&mut group)));
+        let own = (episodes, norms.as_slice());
+        let result = catch_unwind(AssertUnwindSafe(|| self.commit_group(&mut group, own)));
         let mut q = queue.state.lock();
         q.leading = false;
         let mine = match result {
@@ -224,18 +241,34 @@ impl Engram {
 
     /// Waits for the write transaction, then takes the front of the queue into `group` (the
     /// leader's own request first: no one else takes from the queue while it leads), inserts
-    /// and commits it. Returns each request's ids.
-    fn commit_group(&self, group: &mut Vec<Request>) -> Result<Vec<Vec<u64>>> {
+    /// and commits it; a request holding no copy is the leader's, whose episodes (and their
+    /// checked norms) are `own`.
+    /// Returns each request's ids.
+    fn commit_group(
+        &self,
+        group: &mut Vec<Request>,
+        (own, norms): (&[EpisodeInput<'_>], &[f32]),
+    ) -> Result<Vec<Vec<u64>>> {
         let tx = self.begin_write();
         *group = self.group.state.lock().take_group();
         let mut tx = tx?;
         let mut ids = Vec::with_capacity(group.len());
-        for r in group.iter() {
-            let one = r
-                .episodes
-                .iter()
-                .map(|e| tx.insert_episode_with_ttl(&e.input(), r.ttl));
-            ids.push(one.collect::<Result<Vec<u64>>>()?);
+        for (i, r) in group.iter().enumerate() {
+            let mut one = Vec::with_capacity(r.episodes.as_ref().map_or(own.len(), Vec::len));
+            match &r.episodes {
+                Some(copied) => {
+                    for e in copied {
+                        one.push(tx.insert_checked(&e.input(), r.ttl, e.norm)?);
+                    }
+                }
+                None => {
+                    debug_assert_eq!(i, 0, "only the leader's own request holds no copy");
+                    for (e, &norm) in own.iter().zip(norms) {
+                        one.push(tx.insert_checked(e, r.ttl, norm)?);
+                    }
+                }
+            }
+            ids.push(one);
         }
         tx.commit()?;
         Ok(ids)

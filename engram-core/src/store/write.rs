@@ -377,6 +377,17 @@ impl<'db> WriteTxn<'db> {
     /// ```
     pub fn insert_episode_with_ttl(&mut self, input: &EpisodeInput<'_>, ttl: Ttl) -> Result<u64> {
         let norm = input.check(&self.base.info)?;
+        self.insert_checked(input, ttl, norm)
+    }
+
+    /// [`WriteTxn::insert_episode_with_ttl`] of an input [`EpisodeInput::check`] passed,
+    /// which gave `norm`.
+    pub(crate) fn insert_checked(
+        &mut self,
+        input: &EpisodeInput<'_>,
+        ttl: Ttl,
+        norm: f32,
+    ) -> Result<u64> {
         let expires_at = self.expiry(input.agent, ttl)?;
         let mut key_blob = Blob::default();
         let mut key_hash = 0;
