@@ -329,17 +329,16 @@ impl Mapping {
     }
 }
 
-/// Reads ahead for a pass over records of one size (at `origin + index × size`) taken in
-/// mostly ascending order, or mostly descending: it asks ([`Mapping::scan_ahead`], or
-/// [`Mapping::scan_behind`] going down) whenever the pass enters another group of 256
-/// records, so the records between cost a comparison, and a jump (a concept's newer version
+/// Reads ahead for a pass over records of one size (at `index × size`) taken in mostly
+/// ascending order, or mostly descending: it asks ([`Mapping::scan_ahead`], or
+/// [`Mapping::scan_behind`] when it enters a lower group) whenever the pass enters another
+/// group of 256 records, so the records between cost a comparison, and a jump (a concept's newer version
 /// near the end of its file) asks from where it lands rather than for the whole file. It
 /// remembers the last two groups, so a pass alternating between two regions (old versions
 /// in order, and newer ones appended at the end) asks once per group in each.
 pub(crate) struct ReadAhead<'m> {
     map: &'m Mapping,
     size: u64,
-    origin: u64,
     groups: [u64; 2],
 }
 
@@ -347,39 +346,36 @@ impl<'m> ReadAhead<'m> {
     const GROUP: u64 = 256;
 
     pub(crate) fn new(map: &'m Mapping, size: u64) -> Self {
-        Self::with_origin(map, size, 0)
-    }
-
-    pub(crate) fn with_origin(map: &'m Mapping, size: u64, origin: u64) -> Self {
         ReadAhead {
             map,
             size,
-            origin,
             groups: [u64::MAX; 2],
         }
     }
 
-    /// The pass, going up, is about to read record `index`.
+    /// The pass is about to read record `index`. Entering a group below the last one
+    /// means going down: the group up to this record and what lies before it are asked
+    /// for; otherwise this record and what follows (on a pass's first record, its whole
+    /// group, whichever way the pass goes).
+    #[inline]
     pub(crate) fn at(&mut self, index: u64) {
-        self.step(index, false);
+        let group = index / Self::GROUP;
+        if self.groups[0] != group {
+            self.enter(group, index);
+        }
     }
 
-    /// The pass, going up (or down, `descending`), is about to read record `index`.
-    pub(crate) fn step(&mut self, index: u64, descending: bool) {
-        let group = index / Self::GROUP;
-        if self.groups[0] == group {
-            return;
-        }
+    /// Out of line: once per group entered.
+    #[inline(never)]
+    fn enter(&mut self, group: u64, index: u64) {
         if self.groups[1] != group {
             let len = Self::GROUP * self.size;
-            let at = |i: u64| self.origin.saturating_add(i.saturating_mul(self.size));
-            match descending {
-                // The group up to this record, and what lies before it.
-                true => self.map.scan_behind(
-                    at(group * Self::GROUP),
-                    at(index + 1) - at(group * Self::GROUP),
-                ),
-                false => self.map.scan_ahead(at(index), len),
+            let at = |i: u64| i.saturating_mul(self.size);
+            let start = at(group * Self::GROUP);
+            match self.groups[0] {
+                u64::MAX => self.map.scan_ahead(start, len),
+                last if group < last => self.map.scan_behind(start, at(index + 1) - start),
+                _ => self.map.scan_ahead(at(index), len),
             }
         }
         self.groups = [group, self.groups[0]];
@@ -710,23 +706,24 @@ mod tests {
         assert_eq!(asked(&map).first(), Some(&0));
         map.scan_behind(u64::MAX - 3, 10);
         assert_eq!(asked(&map).last(), Some(&30));
-        // A pass going down (records of 4 KiB at 5 MiB past the origin) asks, entering
-        // each group, for the group up to its record and what lies before.
+        // A pass going down (records of 4 KiB) asks, entering each group, for the group up
+        // to its record and what lies before.
         let fresh = Mapping::new(&file, &path, 40 * AHEAD_WINDOW + 5, false).unwrap();
-        let mut pass = ReadAhead::with_origin(&fresh, 4096, 5 * AHEAD_WINDOW);
-        let window = |index: u64| (5 * AHEAD_WINDOW + index * 4096) / AHEAD_WINDOW;
-        pass.step(8_000, true);
-        let first = window(8_000 / 256 * 256).saturating_sub(behind);
-        assert_eq!(asked(&fresh), (first..=window(8_000)).collect::<Vec<_>>());
-        pass.step(7_800, true);
+        let mut pass = ReadAhead::new(&fresh, 4096);
+        let window = |index: u64| index * 4096 / AHEAD_WINDOW;
+        // The first record: its whole group, and what follows to the end of the file.
+        pass.at(8_000);
+        assert_eq!(asked(&fresh), (window(7_936)..=40).collect::<Vec<_>>());
+        pass.at(7_999);
+        pass.at(7_800);
         assert_eq!(
             asked(&fresh).first(),
             Some(&window(7_680).saturating_sub(behind))
         );
+        pass.at(5_000);
         assert_eq!(
-            asked(&fresh).last(),
-            Some(&window(8_000)),
-            "nothing past the pass"
+            asked(&fresh).first(),
+            Some(&window(4_864).saturating_sub(behind))
         );
     }
 

@@ -143,10 +143,12 @@ impl Version {
     /// caller reads their entries in this order, which is the file's (or its reverse): the
     /// table is read ahead as a scan, in the direction the pass goes.
     pub(crate) fn table_ids(&self, role: Role) -> impl DoubleEndedIterator<Item = u64> + '_ {
-        let header = self.tables.header(role);
         TableIds {
             ids: self.tables.ids(&self.state, role),
-            ahead: (self.map(role).ok()).map(|m| ReadAhead::with_origin(m, table::ENTRY, header)),
+            v: self,
+            role,
+            map: self.map(role).ok(),
+            taken: [0; 2],
         }
     }
 
@@ -645,20 +647,23 @@ impl ReadTxn {
 
     /// The nodes of a (table, slot file, stride) that `live_slot` finds live, each read by
     /// `read`, ascending by id (descending, reversed), the slot file read ahead from each
-    /// live one's slot in the direction taken.
+    /// live one's slot in the direction the slots go.
     fn pass<'s, T: 's>(
         &'s self,
         (table, slots, stride): (Role, Role, u64),
         live_slot: impl Fn(u64) -> Result<Option<u64>> + 's,
         read: impl Fn(u64) -> Result<Option<T>> + 's,
     ) -> impl DoubleEndedIterator<Item = Result<T>> + 's {
-        Pass {
-            ids: self.v.table_ids(table),
-            // Without the slot file every `read` reports it.
-            ahead: self.v.map(slots).ok().map(|m| ReadAhead::new(m, stride)),
-            live_slot,
-            read,
-        }
+        // Without the slot file every `read` reports it.
+        let mut ahead = self.v.map(slots).ok().map(|m| ReadAhead::new(m, stride));
+        self.v.table_ids(table).filter_map(move |id| {
+            match live_slot(id) {
+                Ok(Some(slot)) => ahead.iter_mut().for_each(|a| a.at(slot)),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+            read(id).transpose()
+        })
     }
 
     /// The episode inserted with `key`, if live in this snapshot.
@@ -863,93 +868,49 @@ fn info((_, b): (u64, Binding)) -> BindingInfo {
     }
 }
 
-/// [`Version::table_ids`]: a table's ids, its entries read ahead in the direction taken.
-struct TableIds<'m, I> {
+/// [`Version::table_ids`]: a table's ids, its entries read ahead (or behind) every
+/// [`TableIds::EVERY`] ids taken from either end.
+struct TableIds<'v, I> {
     ids: I,
-    ahead: Option<ReadAhead<'m>>,
+    v: &'v Version,
+    role: Role,
+    map: Option<&'v Mapping>,
+    /// Ids taken from the front and from the back.
+    taken: [u64; 2],
 }
 
-impl<I: DoubleEndedIterator<Item = (u64, u64)>> TableIds<'_, I> {
-    fn visit(&mut self, (entry, id): (u64, u64), descending: bool) -> u64 {
-        if let Some(a) = &mut self.ahead {
-            a.step(entry, descending);
+impl<I> TableIds<'_, I> {
+    const EVERY: u64 = 256;
+
+    fn visit(&mut self, id: u64, descending: bool) -> u64 {
+        let taken = &mut self.taken[usize::from(descending)];
+        if taken.is_multiple_of(Self::EVERY)
+            && let Some(map) = self.map
+            && let Some(off) = self.v.entry_offset(self.role, id, 0)
+        {
+            let len = Self::EVERY * table::ENTRY;
+            match descending {
+                // The entries up to this one's end.
+                true => map.scan_behind(off.saturating_sub(len - table::ENTRY), len),
+                false => map.scan_ahead(off, len),
+            }
         }
+        *taken += 1;
         id
     }
 }
 
-impl<I: DoubleEndedIterator<Item = (u64, u64)>> Iterator for TableIds<'_, I> {
+impl<I: DoubleEndedIterator<Item = u64>> Iterator for TableIds<'_, I> {
     type Item = u64;
     fn next(&mut self) -> Option<u64> {
-        let next = self.ids.next()?;
-        Some(self.visit(next, false))
+        let id = self.ids.next()?;
+        Some(self.visit(id, false))
     }
 }
 
-impl<I: DoubleEndedIterator<Item = (u64, u64)>> DoubleEndedIterator for TableIds<'_, I> {
+impl<I: DoubleEndedIterator<Item = u64>> DoubleEndedIterator for TableIds<'_, I> {
     fn next_back(&mut self) -> Option<u64> {
-        let next = self.ids.next_back()?;
-        Some(self.visit(next, true))
-    }
-}
-
-/// [`ReadTxn::pass`]: live nodes read in id order, either way.
-struct Pass<'m, I, L, R> {
-    ids: I,
-    ahead: Option<ReadAhead<'m>>,
-    live_slot: L,
-    read: R,
-}
-
-impl<T, I, L, R> Pass<'_, I, L, R>
-where
-    L: Fn(u64) -> Result<Option<u64>>,
-    R: Fn(u64) -> Result<Option<T>>,
-{
-    /// Node `id`, if live; `None` to skip it.
-    fn visit(&mut self, id: u64, descending: bool) -> Option<Result<T>> {
-        match (self.live_slot)(id) {
-            Ok(Some(slot)) => {
-                if let Some(a) = &mut self.ahead {
-                    a.step(slot, descending);
-                }
-            }
-            Ok(None) => return None,
-            Err(e) => return Some(Err(e)),
-        }
-        (self.read)(id).transpose()
-    }
-}
-
-impl<T, I, L, R> Iterator for Pass<'_, I, L, R>
-where
-    I: DoubleEndedIterator<Item = u64>,
-    L: Fn(u64) -> Result<Option<u64>>,
-    R: Fn(u64) -> Result<Option<T>>,
-{
-    type Item = Result<T>;
-    fn next(&mut self) -> Option<Result<T>> {
-        while let Some(id) = self.ids.next() {
-            if let Some(r) = self.visit(id, false) {
-                return Some(r);
-            }
-        }
-        None
-    }
-}
-
-impl<T, I, L, R> DoubleEndedIterator for Pass<'_, I, L, R>
-where
-    I: DoubleEndedIterator<Item = u64>,
-    L: Fn(u64) -> Result<Option<u64>>,
-    R: Fn(u64) -> Result<Option<T>>,
-{
-    fn next_back(&mut self) -> Option<Result<T>> {
-        while let Some(id) = self.ids.next_back() {
-            if let Some(r) = self.visit(id, true) {
-                return Some(r);
-            }
-        }
-        None
+        let id = self.ids.next_back()?;
+        Some(self.visit(id, true))
     }
 }

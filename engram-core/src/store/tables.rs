@@ -211,28 +211,14 @@ impl Tables {
         }
     }
 
-    /// The ids `role`'s table holds entries for in `s`, ascending, each with the index of its
-    /// entry (its byte offset is `header + index × ENTRY`).
+    /// The ids `role`'s table holds entries for in `s`, ascending.
     pub(crate) fn ids(
         &self,
         s: &VersionState,
         role: Role,
-    ) -> impl DoubleEndedIterator<Item = (u64, u64)> + '_ {
-        let index = self.of(role);
-        let runs = index
-            .runs
-            .iter()
-            .flat_map(|r| (r.first..r.end).map(move |id| (r.entry + (id - r.first), id)));
-        let tail = Self::tail(s, role);
-        runs.chain(
-            tail.clone()
-                .map(move |id| (index.below_tail + (id - tail.start), id)),
-        )
-    }
-
-    /// Bytes of `role`'s directory, before its first entry.
-    pub(crate) fn header(&self, role: Role) -> u64 {
-        self.of(role).header
+    ) -> impl DoubleEndedIterator<Item = u64> + '_ {
+        let runs = self.of(role).runs.iter().flat_map(|r| r.first..r.end);
+        runs.chain(Self::tail(s, role))
     }
 
     /// Entries `role`'s table holds in `s`.
@@ -312,17 +298,14 @@ mod tests {
             ..Tables::default()
         };
         let s = state(from, 43);
-        let pairs: Vec<(u64, u64)> = t.ids(&s, Role::EpisodeTable).collect();
-        let held: Vec<u64> = pairs.iter().map(|&(_, id)| id).collect();
+        let held: Vec<u64> = t.ids(&s, Role::EpisodeTable).collect();
         assert_eq!(held, [0, 1, 6, 20, 21, 22, 40, 41, 42]);
-        let mut down: Vec<(u64, u64)> = t.ids(&s, Role::EpisodeTable).rev().collect();
+        let mut down: Vec<u64> = t.ids(&s, Role::EpisodeTable).rev().collect();
         down.reverse();
-        assert_eq!(down, pairs);
-        assert_eq!(t.header(Role::EpisodeTable), 64);
-        for (i, &(entry, id)) in pairs.iter().enumerate() {
-            assert_eq!(entry, i as u64);
+        assert_eq!(down, held);
+        for (i, &id) in held.iter().enumerate() {
             let off = t.entry_offset(&s, Role::EpisodeTable, id, 8);
-            assert_eq!(off, Some(64 + entry * 48 + 8), "id {id}");
+            assert_eq!(off, Some(64 + i as u64 * 48 + 8), "id {id}");
         }
         for id in [2, 5, 7, 19, 23, 39, 43, u64::MAX] {
             assert!(!t.holds(&s, Role::EpisodeTable, id), "id {id}");
@@ -359,9 +342,12 @@ mod tests {
                 ..Tables::default()
             };
             let s = state(from, ids);
-            let held: Vec<u64> = t.ids(&s, Role::EpisodeTable).map(|(_, id)| id).collect();
-            let entries = t.ids(&s, Role::EpisodeTable).rev().map(|(entry, _)| entry);
-            assert!(entries.eq((0..held.len() as u64).rev()));
+            let held: Vec<u64> = t.ids(&s, Role::EpisodeTable).collect();
+            assert!(
+                t.ids(&s, Role::EpisodeTable)
+                    .rev()
+                    .eq(held.iter().rev().copied())
+            );
             assert!(stored.iter().all(|id| held.binary_search(id).is_ok()));
             assert!(held.len() as u64 <= stored.len() as u64 * (MAX_GAP + 1) + MAX_GAP);
             for id in 0..ids + 3 {
