@@ -331,8 +331,8 @@ impl Mapping {
 
 /// Reads ahead for a pass over records of one size (at `index × size`) taken in mostly
 /// ascending order, or mostly descending: it asks ([`Mapping::scan_ahead`], or
-/// [`Mapping::scan_behind`] when it enters a lower group) whenever the pass enters another
-/// group of 256 records, so the records between cost a comparison, and a jump (a concept's newer version
+/// [`Mapping::scan_behind`] when it enters a group below the last two) whenever the pass
+/// enters another group of 256 records, so the records between cost a comparison, and a jump (a concept's newer version
 /// near the end of its file) asks from where it lands rather than for the whole file. It
 /// remembers the last two groups, so a pass alternating between two regions (old versions
 /// in order, and newer ones appended at the end) asks once per group in each.
@@ -353,7 +353,7 @@ impl<'m> ReadAhead<'m> {
         }
     }
 
-    /// The pass is about to read record `index`. Entering a group below the last one
+    /// The pass is about to read record `index`. Entering a group below the last two
     /// means going down: the group up to this record and what lies before it are asked
     /// for; otherwise this record and what follows (on a pass's first record, its whole
     /// group, whichever way the pass goes).
@@ -374,7 +374,11 @@ impl<'m> ReadAhead<'m> {
             let start = at(group * Self::GROUP);
             match self.groups[0] {
                 u64::MAX => self.map.scan_ahead(start, len),
-                last if group < last => self.map.scan_behind(start, at(index + 1) - start),
+                // Below both groups remembered: a forward pass jumping back from the end
+                // lands above the group it left there.
+                last if group < last.min(self.groups[1]) => {
+                    self.map.scan_behind(start, at(index + 1) - start)
+                }
                 _ => self.map.scan_ahead(at(index), len),
             }
         }
@@ -725,6 +729,27 @@ mod tests {
             asked(&fresh).first(),
             Some(&window(4_864).saturating_sub(behind))
         );
+    }
+
+    /// A forward pass that jumps to the end of its file and back (a concept pass meeting
+    /// updated concepts' newest versions) keeps reading ahead where it lands back.
+    #[test]
+    fn a_pass_jumping_back_from_the_end_reads_ahead_where_it_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create_new(&path).unwrap();
+        let len = 400 * AHEAD_WINDOW;
+        file.set_len(len).unwrap();
+        let map = Mapping::new(&file, &path, len, false).unwrap();
+        // Records of 4 KiB: a group of 256 is one MiB window.
+        let mut pass = ReadAhead::new(&map, 4096);
+        let ahead = SCAN_AHEAD / AHEAD_WINDOW;
+        pass.at(0);
+        pass.at(300 * 256); // the end
+        pass.at(20 * 256 + 5); // back, above the group it left
+        let asked = asked(&map);
+        assert!((20..=20 + ahead).all(|w| asked.contains(&w)), "{asked:?}");
+        assert!(!asked.contains(&(ahead + 1)), "nothing behind: {asked:?}");
     }
 
     #[test]
