@@ -7,8 +7,10 @@
 //! A second child creates databases in a loop, and every directory a kill leaves opens.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engram_core::quant::QuantScheme;
@@ -227,6 +229,42 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// Runs this binary's test `name` as a child with `env` set; a reader thread sends what
+/// `parse` makes of each line it prints.
+fn spawn_child<T: Send + 'static>(
+    name: &str,
+    env: &[(&str, String)],
+    parse: fn(&str) -> Option<T>,
+) -> (Child, Receiver<T>, JoinHandle<()>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(t) = parse(&line) {
+                let _ = tx.send(t);
+            }
+        }
+    });
+    (child, rx, reader)
+}
+
+/// SIGKILLs a child that must still be running, and waits for its reader to finish.
+fn sigkill(n: usize, mut child: Child, reader: JoinHandle<()>) {
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("kill {n}: the child stopped by itself ({status}); rerun it alone to see why");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
 #[test]
 fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
     let kills: usize = std::env::var("ENGRAM_CRASH_KILLS")
@@ -250,24 +288,13 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
             start >= acked_total,
             "kill {kill}: acked {acked_total} batches, found {start}"
         );
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env("ENGRAM_CRASH_CHILD", &dir)
-            .env("ENGRAM_CRASH_START", start.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let env = [
+            ("ENGRAM_CRASH_CHILD", dir.display().to_string()),
+            ("ENGRAM_CRASH_START", start.to_string()),
+        ];
+        let parse = |line: &str| line.split("ACK ").nth(1).map(|n| n.parse::<u64>().unwrap());
+        let (child, rx, reader) = spawn_child("crash_child", &env, parse);
         // Wait for the child to be writing, then kill it after a random delay.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.split("ACK ").nth(1) {
-                    let _ = tx.send(n.parse::<u64>().unwrap());
-                }
-            }
-        });
         let delay = Duration::from_micros(xorshift(&mut seed) % 60_000);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut acked = None;
@@ -280,14 +307,7 @@ fn acknowledged_commits_survive_sigkill_and_partial_ones_never_show() {
             }
         }
         std::thread::sleep(delay);
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "kill {kill}: the child stopped by itself ({status}); rerun it alone to see why"
-            );
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
+        sigkill(kill, child, reader);
         acked = rx.try_iter().last().or(acked);
         if let Some(n) = acked {
             acked_total = n + 1;
@@ -462,36 +482,22 @@ fn group_commits_acknowledged_survive_sigkill() {
             );
         }
         let starts: Vec<String> = found.iter().map(u64::to_string).collect();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "group_child", "--nocapture", "--test-threads=1"])
-            .env("ENGRAM_GROUP_CHILD", &dir)
-            .env("ENGRAM_GROUP_START", starts.join(","))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut it = line.split_whitespace();
-                if it.next() == Some("ACK") {
-                    let t: usize = it.next().unwrap().parse().unwrap();
-                    let _ = tx.send((t, it.next().unwrap().parse::<u64>().unwrap()));
-                }
-            }
-        });
+        let env = [
+            ("ENGRAM_GROUP_CHILD", dir.display().to_string()),
+            ("ENGRAM_GROUP_START", starts.join(",")),
+        ];
+        let parse = |line: &str| {
+            let mut it = line.strip_prefix("ACK ")?.split(' ');
+            let t: usize = it.next()?.parse().unwrap();
+            Some((t, it.next()?.parse::<u64>().unwrap()))
+        };
+        let (child, rx, reader) = spawn_child("group_child", &env, parse);
         // The first ack proves the child is past open; then a random delay.
         let first = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the child acknowledged nothing");
         std::thread::sleep(Duration::from_micros(xorshift(&mut seed) % 40_000));
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("kill {kill}: the child stopped by itself ({status})");
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
+        sigkill(kill, child, reader);
         for (t, call) in std::iter::once(first).chain(rx.try_iter()) {
             acked[t] = acked[t].max(call + 1);
         }

@@ -309,17 +309,26 @@ fn redb_ingest(path: &Path, real: &Matrix, n: usize) -> Result<f64, BoxError> {
 type LmdbDb<'e> =
     heed::Database<'e, heed::types::U64<heed::byteorder::BigEndian>, heed::types::Bytes>;
 
-fn lmdb_env(dir: &Path, n: usize) -> Result<heed::Env, BoxError> {
+/// A fresh LMDB environment sized for `n` records, and its one database.
+fn lmdb_env(dir: &Path, n: usize) -> Result<(heed::Env, LmdbDb<'static>), BoxError> {
     std::fs::create_dir_all(dir)?;
     let size = ((n as u64 * 3_400) + (1 << 30)).next_multiple_of(1 << 20);
     // SAFETY: the environment directory is private to this benchmark and opened once at a
     // time, which is heed's requirement for `open`.
-    Ok(unsafe {
+    let env = unsafe {
         heed::EnvOpenOptions::new()
             .map_size(size as usize)
             .max_dbs(1)
             .open(dir)?
-    })
+    };
+    let w = env.write_txn()?;
+    let db: LmdbDb<'static> = env
+        .create_databases_and_commit(w, |dbo, w| {
+            dbo.create_database(w, None)
+                .map(heed::CommitOrAbort::<_, ()>::Commit)
+        })?
+        .unwrap_commit();
+    Ok((env, db))
 }
 
 /// Ingests into a fresh LMDB environment; with `gets`, also times random reads of it.
@@ -331,14 +340,7 @@ fn lmdb_ingest(
 ) -> Result<(f64, Option<Latencies>), BoxError> {
     let _ = std::fs::remove_dir_all(dir);
     settle();
-    let env = lmdb_env(dir, n)?;
-    let w = env.write_txn()?;
-    let db: LmdbDb = env
-        .create_databases_and_commit(w, |dbo, w| {
-            dbo.create_database(w, None)
-                .map(heed::CommitOrAbort::<_, ()>::Commit)
-        })?
-        .unwrap_commit();
+    let (env, db) = lmdb_env(dir, n)?;
     let t = Instant::now();
     for start in (0..n).step_by(COMMIT) {
         let mut w = env.write_txn()?; // default flags: fsync at commit

@@ -11,9 +11,7 @@ use engram_core::{Engram, EpisodeInput, Options};
 use engram_fixtures::Matrix;
 use serde_json::{Map, Value, json};
 
-use super::{
-    BoxError, LmdbDb, REDB_TABLE, insert_record, lmdb_env, median, record, settle, value_bytes,
-};
+use super::{BoxError, REDB_TABLE, insert_record, lmdb_env, median, record, settle, value_bytes};
 
 const THREADS: [usize; 3] = [1, 4, 16];
 /// How long each engine is timed per thread count and run.
@@ -108,14 +106,7 @@ fn run_engine(dir: &Path, engine: usize, threads: usize, real: &Matrix) -> Resul
             })
         }
         _ => {
-            let env = lmdb_env(dir, 1 << 20)?;
-            let w = env.write_txn()?;
-            let db: LmdbDb = env
-                .create_databases_and_commit(w, |dbo, w| {
-                    dbo.create_database(w, None)
-                        .map(heed::CommitOrAbort::<_, ()>::Commit)
-                })?
-                .unwrap_commit();
+            let (env, db) = lmdb_env(dir, 1 << 20)?;
             timed(threads, |t, n| {
                 let id = id(t, n);
                 let mut w = env.write_txn()?; // waits for the writer; fsync at commit
