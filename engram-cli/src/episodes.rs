@@ -27,6 +27,11 @@ pub struct Fields {
 
 /// The JSON line of `ep` (without the trailing newline).
 pub fn to_line(ep: &Episode<'_>) -> engram_core::Result<String> {
+    Ok(to_json(ep)?.to_string())
+}
+
+/// `ep` as the object [`to_line`] writes.
+pub fn to_json(ep: &Episode<'_>) -> engram_core::Result<Value> {
     let mut o = Map::new();
     o.insert("id".into(), json!(ep.id()));
     o.insert("agent".into(), json!(ep.agent()));
@@ -36,7 +41,7 @@ pub fn to_line(ep: &Episode<'_>) -> engram_core::Result<String> {
         put_bytes(&mut o, "key", k);
     }
     put_bytes(&mut o, "payload", ep.payload()?);
-    Ok(Value::Object(o).to_string())
+    Ok(Value::Object(o))
 }
 
 fn put_bytes(o: &mut Map<String, Value>, field: &str, bytes: &[u8]) {

@@ -146,8 +146,8 @@ enum Cmd {
         key: Option<String>,
     },
     /// List episodes, the newest first (by id, the order they were recorded in): id, agent,
-    /// timestamp and the start of the payload; --first lists the oldest. Reads only as far
-    /// back as it needs.
+    /// timestamp and the start of the payload (with --json, each as `export --episodes`
+    /// writes it); --first lists the oldest. Reads only as far back as it needs.
     Episodes {
         dir: PathBuf,
         /// How many of the newest to list.
@@ -1648,6 +1648,7 @@ fn list_episodes(
         true => Box::new(snap.episodes().rev()),
         false => Box::new(snap.episodes()),
     };
+    // Each as `export --episodes` writes it, and its text line.
     let mut rows = Vec::new();
     for ep in pass {
         if rows.len() == count {
@@ -1657,26 +1658,23 @@ fn list_episodes(
         if !filter.accepts(&ep) {
             continue;
         }
-        let payload = String::from_utf8_lossy(ep.payload().map_err(err)?).into_owned();
-        let key = ep
-            .key()
-            .map_err(err)?
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-        rows.push((ep.id(), ep.agent(), ep.timestamp(), key, payload));
+        let payload = String::from_utf8_lossy(ep.payload().map_err(err)?);
+        let line = format!(
+            "{:>10}  {:>8}  {:>20}  {}",
+            ep.id(),
+            ep.agent(),
+            ep.timestamp(),
+            one_line(&payload)
+        );
+        rows.push((episodes::to_json(&ep).map_err(err)?, line));
     }
     emit(
         j,
-        Value::Array(
-            rows.iter()
-                .map(|(id, agent, t, key, payload)| {
-                    json!({ "id": id, "agent": agent, "timestamp": t, "key": key, "payload": payload })
-                })
-                .collect(),
-        ),
+        Value::Array(rows.iter().map(|(o, _)| o.clone()).collect()),
         || {
             say!("{:>10}  {:>8}  {:>20}  payload", "id", "agent", "timestamp");
-            for (id, agent, t, _, payload) in &rows {
-                say!("{id:>10}  {agent:>8}  {t:>20}  {}", one_line(payload));
+            for (_, line) in &rows {
+                say!("{line}");
             }
             if rows.is_empty() {
                 say!("(no episodes)");

@@ -1300,12 +1300,15 @@ fn episodes_lists_the_newest_first_filtered() {
     let db = two_dimensional(&dir);
     let mut tx = db.begin_write().unwrap();
     for i in 0..50u64 {
-        let payload = format!("event {i}\nsecond line");
+        let payload = match i {
+            45 => vec![0xff, 0],
+            _ => format!("event {i}\nsecond line").into_bytes(),
+        };
         tx.insert_episode(&engram_core::EpisodeInput {
             agent: i % 3,
             timestamp: i as i64 * 10,
             embedding: &[1.0, i as f32],
-            payload: payload.as_bytes(),
+            payload: &payload,
             key: (i == 47).then_some(b"k47".as_slice()),
         })
         .unwrap();
@@ -1320,11 +1323,14 @@ fn episodes_lists_the_newest_first_filtered() {
             .map(|e| e["id"].as_u64().unwrap())
             .collect()
     };
-    let newest = json(&["episodes", s(&dir), "--last", "3"]);
-    assert_eq!(ids(&newest), [48, 47, 46]);
+    // JSON: each as `export --episodes` writes it (bytes that are not UTF-8 in hex).
+    let newest = json(&["episodes", s(&dir), "--last", "4"]);
+    assert_eq!(ids(&newest), [48, 47, 46, 45]);
     assert_eq!(newest[1]["key"], "k47");
     assert_eq!(newest[1]["payload"], "event 47\nsecond line");
     assert_eq!(newest[0]["timestamp"], 480);
+    assert!(newest[0]["expires_at"].is_null());
+    assert_eq!(newest[3]["payload_hex"], "ff00");
     // Agent 1's newest in a window, and the oldest of all.
     let agent = json(&[
         "episodes",
