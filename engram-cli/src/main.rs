@@ -1668,19 +1668,16 @@ fn list_episodes(
         );
         rows.push((episodes::to_json(&ep).map_err(err)?, line));
     }
-    emit(
-        j,
-        Value::Array(rows.iter().map(|(o, _)| o.clone()).collect()),
-        || {
-            say!("{:>10}  {:>8}  {:>20}  payload", "id", "agent", "timestamp");
-            for (_, line) in &rows {
-                say!("{line}");
-            }
-            if rows.is_empty() {
-                say!("(no episodes)");
-            }
-        },
-    );
+    let (objects, lines): (Vec<Value>, Vec<String>) = rows.into_iter().unzip();
+    emit(j, Value::Array(objects), || {
+        say!("{:>10}  {:>8}  {:>20}  payload", "id", "agent", "timestamp");
+        for line in &lines {
+            say!("{line}");
+        }
+        if lines.is_empty() {
+            say!("(no episodes)");
+        }
+    });
     Ok(())
 }
 

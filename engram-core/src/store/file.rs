@@ -332,10 +332,11 @@ impl Mapping {
 /// Reads ahead for a pass over records of one size (at `index × size`) taken in mostly
 /// ascending order, or mostly descending: it asks ([`Mapping::scan_ahead`], or
 /// [`Mapping::scan_behind`] when it enters a group below the last two) whenever the pass
-/// enters another group of 256 records, so the records between cost a comparison, and a jump (a concept's newer version
-/// near the end of its file) asks from where it lands rather than for the whole file. It
-/// remembers the last two groups, so a pass alternating between two regions (old versions
-/// in order, and newer ones appended at the end) asks once per group in each.
+/// enters another group of 256 records, so the records between cost a comparison, and a
+/// jump (a concept's newer version near the end of its file) asks from where it lands
+/// rather than for the whole file. It remembers the last two groups, so a pass alternating
+/// between two regions (old versions in order, and newer ones appended at the end) asks
+/// once per group in each.
 pub(crate) struct ReadAhead<'m> {
     map: &'m Mapping,
     size: u64,
