@@ -190,19 +190,45 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
     assert!(caught > 0);
 }
 
+/// Txn 1 (which created the key index) wrote a commit record; txns 2 and 3 were committed
+/// by write-ahead log entries following it, and the close recorded txn 3 in the other
+/// commit file. Damage to that record falls back to the previous one, and the log replays
+/// the commits after it. With the log's last entry damaged as well, txn 2 is what is left.
 #[test]
 fn a_damaged_newest_commit_record_falls_back_to_the_previous_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    build(&dir); // txns 1, 2, 3: txn 3 lives in commit.1
-    let rec = dir.join("commit.1");
-    let mut bytes = std::fs::read(&rec).unwrap();
-    bytes[20] ^= 1;
-    std::fs::write(&rec, &bytes).unwrap();
-    let db = Engram::open(&dir, opts()).unwrap();
-    let snap = db.begin_read().unwrap();
-    assert_eq!(snap.txn(), 2);
-    assert_eq!(snap.episode_count(), 80);
+    build(&dir);
+    let flip = |name: &str, at: usize| {
+        let path = dir.join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+    };
+    let txn_of = |name: &str| {
+        let b = std::fs::read(dir.join(name)).unwrap();
+        u64::from_le_bytes(b[16..24].try_into().unwrap())
+    };
+    assert_eq!((txn_of("commit.0"), txn_of("commit.1")), (3, 1));
+    flip("commit.0", 20);
+    // Each open on a copy: closing records a checkpoint.
+    let check = |txn, episodes| {
+        let copy = tmp.path().join(format!("copy-{txn}"));
+        copy_dir(&dir, &copy);
+        let db = Engram::open(&copy, opts()).unwrap();
+        let snap = db.begin_read().unwrap();
+        assert_eq!((snap.txn(), snap.episode_count()), (txn, episodes));
+        snap.verify().unwrap();
+    };
+    check(3, 119); // round 3 deleted one episode
+    let log = std::fs::read(dir.join("wal")).unwrap();
+    let entries: Vec<usize> = (0..log.len())
+        .step_by(4096)
+        .filter(|&at| log[at..].starts_with(b"EGWL"))
+        .collect();
+    assert_eq!(entries.len(), 2, "one entry per commit after the first");
+    flip("wal", entries[1] + 40);
+    check(2, 80);
 }
 
 #[test]

@@ -1276,14 +1276,14 @@ fn reopening_removes_only_our_unnamed_files() {
     );
 }
 
-/// A directory of format 7, 8 or 9 opens: upgraded in place (by a writer, or by a
-/// read-only opener with no writer alive), every record read back, and again after a crash
-/// in the middle of the upgrade (the new record, head and binding file written, the
+/// A directory of format 7 to 10 opens: upgraded in place (by a writer, or by a read-only
+/// opener with no writer alive), every record read back, and again after a crash in the
+/// middle of the upgrade (the new record, head, log and binding file written, the
 /// MANIFEST not yet). Beside a live writer, which only an older build could be, a
 /// read-only opener refuses it.
 #[test]
 fn older_format_directories_are_upgraded_in_place() {
-    for version in [7, 8, 9] {
+    for version in [7, 8, 9, 10] {
         upgrade_in_place(version);
     }
 }
@@ -1340,24 +1340,26 @@ fn upgrade_in_place(version: u32) {
     let copy = |to: &str| formats::copy_dir(&old, &dir.path().join(to));
     let (read_only, interrupted, beside_writer) = (copy("ro"), copy("cut"), copy("locked"));
     let upgraded = copy("upgraded");
-    // A damaged old binding record stops the upgrade with an error naming it, and leaves
-    // the old directory as it was.
+    // A damaged old binding record stops the upgrade (which rewrites them, formats 7 to 9)
+    // with an error naming it, and leaves the old directory as it was.
     let damaged = copy("damaged");
-    let old_bnd = std::fs::read_dir(&damaged)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "bnd"))
-        .unwrap();
-    let mut b = std::fs::read(&old_bnd).unwrap();
-    b[64 * 5 + 3] ^= 0x10;
-    std::fs::write(&old_bnd, &b).unwrap();
-    let r = Engram::open(&damaged, opts());
-    assert!(
-        matches!(&r, Err(Error::Corruption { file, offset, .. }) if *file == old_bnd && *offset == 64 * 5),
-        "{:?}",
-        r.err()
-    );
-    assert_eq!(formats::format_of(&damaged), version);
+    if version < 10 {
+        let old_bnd = std::fs::read_dir(&damaged)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "bnd"))
+            .unwrap();
+        let mut b = std::fs::read(&old_bnd).unwrap();
+        b[64 * 5 + 3] ^= 0x10;
+        std::fs::write(&old_bnd, &b).unwrap();
+        let r = Engram::open(&damaged, opts());
+        assert!(
+            matches!(&r, Err(Error::Corruption { file, offset, .. }) if *file == old_bnd && *offset == 64 * 5),
+            "{:?}",
+            r.err()
+        );
+        assert_eq!(formats::format_of(&damaged), version);
+    }
     // A writer upgrades, and writes on.
     let db = check(&old, false);
     let mut tx = db.begin_write().unwrap();
@@ -1374,8 +1376,9 @@ fn upgrade_in_place(version: u32) {
         20
     );
     check(&read_only, true);
-    // Interrupted before the MANIFEST: the new format's record of the upgrade (txn 4,
-    // slot 0), its head and its binding file beside the old directory.
+    // Interrupted before the MANIFEST: the new format's record of the upgrade (txn 4, in
+    // the commit file the newest old record is not in), its head, its empty log and its
+    // binding file beside the old directory.
     drop(check(&upgraded, false));
     let bnd = |d: &std::path::Path| -> Vec<std::ffi::OsString> {
         let mut v: Vec<_> = std::fs::read_dir(d)
@@ -1387,9 +1390,11 @@ fn upgrade_in_place(version: u32) {
         v
     };
     let (old_bnd, new_bnd) = (bnd(&interrupted), bnd(&upgraded));
-    assert_ne!(old_bnd, new_bnd, "the upgrade rewrites the binding file");
+    if version < 10 {
+        assert_ne!(old_bnd, new_bnd, "the upgrade rewrites the binding file");
+    }
     let mut written = new_bnd.clone();
-    written.extend(["commit.0".into(), "head".into()]);
+    written.extend(["commit.0", "commit.1", "head", "wal"].map(Into::into));
     for name in written {
         std::fs::copy(upgraded.join(&name), interrupted.join(&name)).unwrap();
     }

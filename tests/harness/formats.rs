@@ -1,11 +1,25 @@
 //! Older on-disk formats, made from this build's directories, for the upgrade tests.
 
 /// Rewrites a closed database this build wrote, with no table trimmed, as format `version`
-/// (7, 8 or 9) wrote it: commit records with the old magic, and with the version state
-/// without the words that format lacks (0 here) in them and in both head slots; 64-byte
-/// binding records; that version in the MANIFEST. (Checked once against the format-7 and
-/// format-8 builds: each verifies and reads such a directory.)
+/// (7 to 10) wrote it: no write-ahead log (a closed database's commits are all in its
+/// newest commit record); commit records with the old magic; for formats 7 to 9, with the
+/// version state without the words that format lacks (0 here) in them and in both head
+/// slots, and 64-byte binding records; that version in the MANIFEST. (Checked once against
+/// the format-7 and format-8 builds: each verifies and reads such a directory.)
 pub fn downgrade(dir: &std::path::Path, version: u32) {
+    std::fs::remove_file(dir.join("wal")).unwrap();
+    if version == 10 {
+        for name in ["commit.0", "commit.1"] {
+            let path = dir.join(name);
+            let mut b = std::fs::read(&path).unwrap();
+            if b.len() >= 16 {
+                b[2] = 10; // the magic; the crc covers bytes 8.. only
+                std::fs::write(&path, b).unwrap();
+            }
+        }
+        set_manifest_version(dir, version);
+        return;
+    }
     const STATE: usize = 31 * 8;
     let old_state = match version {
         7 => 27 * 8,
@@ -63,9 +77,13 @@ pub fn downgrade(dir: &std::path::Path, version: u32) {
             std::fs::write(&path, old).unwrap();
         }
     }
+    set_manifest_version(dir, version);
+}
+
+fn set_manifest_version(dir: &std::path::Path, version: u32) {
     let mut m = std::fs::read(dir.join("MANIFEST")).unwrap();
     m[8..12].copy_from_slice(&version.to_le_bytes());
-    let c = crc(&m[..508]);
+    let c = crc32c::crc32c(&m[..508]).to_le_bytes();
     m[508..].copy_from_slice(&c);
     std::fs::write(dir.join("MANIFEST"), m).unwrap();
 }

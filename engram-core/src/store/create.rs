@@ -137,8 +137,9 @@ pub(super) fn create(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// commit names the other. Record for record, the two files answer the same reads.
 pub(super) fn upgrade(info: &Arc<DbInfo>, layout: CommitLayout) -> Result<()> {
     let dir = &info.dir;
-    let (mut state, ops) = newest_commit_with(dir, layout)?;
-    if state.files.bindings != 0 {
+    let old = newest_commit_with(dir, layout)?;
+    let (mut state, ops) = (old.state, old.ops);
+    if layout.old_bindings && state.files.bindings != 0 {
         let number = state.files.next();
         rewrite_bindings(
             &dir.join(meta::file_name(state.files.bindings, "bnd")),
@@ -161,10 +162,13 @@ pub(super) fn upgrade(info: &Arc<DbInfo>, layout: CommitLayout) -> Result<()> {
         ..state
     };
     file::write_durable(
-        &dir.join(meta::commit_file(next.txn)),
+        &dir.join(meta::commit_file(1 - old.slot)),
         &meta::encode_commit(&next, &[]),
     )?;
     write_head(dir, &next)?;
+    // The log starts empty (a file of an interrupted upgrade is empty too: no entry is
+    // written before the MANIFEST's rename).
+    file::write_durable(&dir.join(meta::WAL), &[])?;
     install_manifest(dir, &info.manifest)
 }
 
@@ -223,6 +227,7 @@ pub(super) fn install_commit(dir: &Path, state: &VersionState, manifest: &Manife
         &meta::encode_commit(state, &[]),
     )?;
     file::write_durable(&dir.join(meta::commit_file(state.txn + 1)), &[])?;
+    file::write_durable(&dir.join(meta::WAL), &[])?;
     write_head(dir, state)?;
     install_manifest(dir, manifest)
 }

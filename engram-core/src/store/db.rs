@@ -29,7 +29,8 @@ use crate::store::records::{Int8Layout, SlotLayout, binding, table};
 use crate::store::redo::{Redo, apply, derive_heads, stamp_heads};
 use crate::store::snapshot::{DbInfo, FILES, FileView, ROLES, ReadTxn, Role, Version};
 use crate::store::tables::{TableIndex, Tables};
-use crate::store::write::WriteTxn;
+use crate::store::wal::{self, Wal};
+use crate::store::write::{WriteTxn, encode_bindings};
 
 /// How to open a database directory.
 #[derive(Clone, Debug)]
@@ -95,6 +96,11 @@ pub struct Engram {
     read_only_handles: Mutex<HashMap<String, Arc<FileHandle>>>,
     /// A read-only handle's `head`, kept open: every snapshot reads it.
     head: Option<file::WatchedFile>,
+    /// Set by a read-only open that found no writer alive and could not recover (no write
+    /// access): the head's txn then, and the newest commit record's state, read in its
+    /// place until the head moves. That head may name commits only the write-ahead log
+    /// holds, whose bytes a power loss could have taken from the data files.
+    stale_head: Option<(u64, VersionState)>,
     pub(crate) caches: Arc<Caches>,
     pub(crate) episodes_only: bool,
     pub(crate) clock: Clock,
@@ -193,6 +199,12 @@ pub(crate) struct Writer {
     pub(crate) expiring: Option<ExpiryQueue>,
     /// The directories of the node tables open for writing.
     tables: Tables,
+    /// Where small commits' entries go (`store::wal`).
+    wal: Wal,
+    /// The commit file (0 or 1) holding the newest commit record: the next checkpoint
+    /// writes the other, so the record the log's entries follow is never overwritten
+    /// before a newer one is durable.
+    slot: u64,
 }
 
 impl Writer {
@@ -216,43 +228,45 @@ impl Writer {
         Ok(())
     }
 
-    /// Steps of a commit after its records are written past the committed ends.
+    pub(crate) fn wal_base(&self) -> u64 {
+        self.wal.base()
+    }
+
+    pub(crate) fn wal_fits(&self, len: u64) -> bool {
+        self.wal.fits(len)
+    }
+
+    /// Steps of a commit after its records are written past the committed ends: with
+    /// `entry`, its write-ahead log entry is the commit point; without, a checkpoint.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit(
         &mut self,
         db: &Engram,
         state: &VersionState,
         redo: Redo<'_>,
         written: Written,
+        entry: Option<&[u8]>,
         retired_keys: Option<u64>,
         changes: &Changes,
     ) -> Result<()> {
-        // 1. New records and the previous commit's stamps reach the disk first (the files
-        //    are synced concurrently: the device queues them together), and the head
-        //    stamps made since the last checkpoint if this commit advances `heads_from`...
-        // (The published version is the last commit: this writer alone publishes.)
-        let checkpoint = state.heads_from > db.current.read().state.heads_from;
-        let mut to_sync = Vec::new();
-        for role in ROLES {
-            let i = role as usize;
-            // The binding records' job syncs their file after writing them, which covers
-            // the last commit's stamps in it too.
-            if role == Role::Bindings && written.bindings.is_some() {
-                continue;
+        match entry {
+            // One write and one sync of one file. The data files keep this commit's bytes
+            // unsynced until the next checkpoint: recovery rewrites them from the log.
+            Some(entry) => {
+                self.wal.append(entry)?;
+                for (dirty, written) in self.dirty.iter_mut().zip(written.files) {
+                    *dirty |= written;
+                }
             }
-            if written.files[i] || self.dirty[i] || (checkpoint && self.lazy[i]) {
-                to_sync.push(self.handle(role)?.clone());
-            }
+            None => self.checkpoint(db, state, redo.ops, written)?,
         }
-        self.syncers.sync_all(&to_sync, written.bindings)?;
-        if checkpoint {
-            self.lazy = [false; FILES];
+        // Stamp in place and publish; ops are synced by the next checkpoint or on close
+        // (and redone from the log or the record until then), head moves by the next
+        // list-head checkpoint or on close.
+        let touched = apply(&self.handles, &self.tables, state, redo.ops)?;
+        for (dirty, touched) in self.dirty.iter_mut().zip(touched) {
+            *dirty |= touched;
         }
-        // 2. ...then the commit record: the commit point.
-        let record = meta::encode_commit(state, redo.ops);
-        file::write_durable(&self.dir.join(meta::commit_file(state.txn)), &record)?;
-        // 3. Stamp in place and publish; ops are synced by the next commit or on close,
-        //    head moves by the next checkpoint or on close.
-        self.dirty = apply(&self.handles, &self.tables, state, redo.ops)?;
         let touched = stamp_heads(&self.handles, &self.tables, state, redo.heads)?;
         for (lazy, touched) in self.lazy.iter_mut().zip(touched) {
             *lazy |= touched;
@@ -267,6 +281,53 @@ impl Writer {
         Ok(())
     }
 
+    /// The classic commit: everything written since the last commit record reaches the
+    /// disk first (the files synced concurrently), then the record, into the other commit
+    /// file: the commit point. The log's entries start again behind it.
+    fn checkpoint(
+        &mut self,
+        db: &Engram,
+        state: &VersionState,
+        ops: &[Op],
+        written: Written,
+    ) -> Result<()> {
+        // 1. New records, the stamps and log-committed bytes since the last record, and the
+        //    head stamps made since the last list-head checkpoint if this commit advances
+        //    `heads_from`... (The published version is the last commit: this writer alone
+        //    publishes.)
+        let heads = state.heads_from > db.current.read().state.heads_from;
+        let mut to_sync = Vec::new();
+        for role in ROLES {
+            let i = role as usize;
+            // The binding records' job syncs their file after writing them, which covers
+            // the earlier unsynced writes in it too.
+            if role == Role::Bindings && written.bindings.is_some() {
+                continue;
+            }
+            if written.files[i] || self.dirty[i] || (heads && self.lazy[i]) {
+                to_sync.push(self.handle(role)?.clone());
+            }
+        }
+        self.syncers.sync_all(&to_sync, written.bindings)?;
+        self.dirty = [false; FILES];
+        if heads {
+            self.lazy = [false; FILES];
+        }
+        // 2. ...then the commit record.
+        self.write_record(state, ops)
+    }
+
+    /// Writes and syncs the commit record of `state` into the commit file the newest
+    /// record is not in; the log's entries then follow it.
+    fn write_record(&mut self, state: &VersionState, ops: &[Op]) -> Result<()> {
+        let slot = 1 - self.slot;
+        let record = meta::encode_commit(state, ops);
+        file::write_durable(&self.dir.join(meta::commit_file(slot)), &record)?;
+        self.slot = slot;
+        self.wal.restart(state.txn);
+        Ok(())
+    }
+
     /// Encodes, writes and syncs a commit's new binding records (at byte `at` of their
     /// file) on a helper thread while this one flushes the other files; [`Writer::commit`]
     /// waits for it before the commit record.
@@ -277,15 +338,14 @@ impl Writer {
     ) -> Result<Pending> {
         let file = self.handle(Role::Bindings)?.clone();
         Ok(self.syncers.start(Box::new(move || {
-            let mut bytes = Vec::with_capacity(records.len() * binding::SIZE as usize);
-            for b in &records {
-                bytes.extend_from_slice(&b.encode());
-            }
-            file.write_synced(at, &bytes)
+            file.write_synced(at, &encode_bindings(&records))
         })))
     }
 
-    fn sync_dirty(&mut self) -> Result<()> {
+    /// On close (and after a read-only opener's recovery): syncs every unsynced write and,
+    /// if commits since the last record live only in the log, records `state` (the last
+    /// commit) as a checkpoint, so the next open replays nothing.
+    fn close(&mut self, state: &VersionState) -> Result<()> {
         for role in ROLES {
             let i = role as usize;
             if self.dirty[i] || self.lazy[i] {
@@ -294,7 +354,10 @@ impl Writer {
                 self.lazy[i] = false;
             }
         }
-        Ok(())
+        match self.wal.has_entries() {
+            true => self.write_record(state, &[]),
+            false => Ok(()),
+        }
     }
 }
 
@@ -580,20 +643,24 @@ fn version(
     })
 }
 
-fn newest_commit(dir: &Path) -> Result<(VersionState, Vec<Op>)> {
+fn newest_commit(dir: &Path) -> Result<Record> {
     newest_commit_with(dir, meta::COMMIT)
+}
+
+/// A decoded commit record and the commit file (0 or 1) it was read from.
+pub(super) struct Record {
+    pub state: VersionState,
+    pub ops: Vec<Op>,
+    pub slot: u64,
 }
 
 /// The newest commit record of `layout`. Both commit files exist from the creation on (and
 /// in a backup): a missing one is damage, not a crash state, and falling back to the other
 /// record would lose the commits it holds, and then the files only they name.
-pub(super) fn newest_commit_with(
-    dir: &Path,
-    layout: CommitLayout,
-) -> Result<(VersionState, Vec<Op>)> {
-    let mut best: Option<(VersionState, Vec<Op>)> = None;
-    for txn in 0..2 {
-        let path = dir.join(meta::commit_file(txn));
+pub(super) fn newest_commit_with(dir: &Path, layout: CommitLayout) -> Result<Record> {
+    let mut best: Option<Record> = None;
+    for slot in 0..2 {
+        let path = dir.join(meta::commit_file(slot));
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -601,30 +668,101 @@ pub(super) fn newest_commit_with(
             }
             Err(e) => return Err(Error::io("read", path, e)),
         };
-        if let Some(c) = meta::decode_commit(&bytes, layout)
-            && best.as_ref().is_none_or(|b| c.0.txn > b.0.txn)
+        if let Some((state, ops)) = meta::decode_commit(&bytes, layout)
+            && best.as_ref().is_none_or(|b| state.txn > b.state.txn)
         {
-            best = Some(c);
+            best = Some(Record { state, ops, slot });
         }
     }
     best.ok_or_else(|| Error::corrupt(dir.join("commit.0"), 0, "no valid commit record"))
 }
 
-/// Brings the files to the newest commit (redo of its in-place ops) and removes files no
-/// commit refers to. Needs the writer lock.
+/// Writes the bytes the log's `entries` appended back into the files of `record` (whose
+/// lengths `handles` hold), checking that each entry appends exactly at the ends the one
+/// before left and names the same files. Returns the files written.
+fn rewrite_logged(
+    info: &DbInfo,
+    record: &VersionState,
+    entries: &[wal::Entry<'_>],
+    (handles, tables): &([Option<Arc<FileHandle>>; FILES], Tables),
+) -> Result<[bool; FILES]> {
+    let log = info.dir.join(meta::WAL);
+    let mut written = [false; FILES];
+    let mut prev = *record;
+    for e in entries {
+        let damaged = |what: &str| {
+            Error::corrupt(
+                &log,
+                0,
+                format!("write-ahead log entry of txn {}: {what}", e.state.txn),
+            )
+        };
+        if e.state.files != record.files || !consistent(info, &e.state) {
+            return Err(damaged("states impossible files or sizes"));
+        }
+        for role in ROLES {
+            if handles[role as usize].is_none() {
+                // No such file (no key index yet, no int8 mirror): nothing may append to it.
+                if e.ranges.iter().any(|r| r.role == role) {
+                    return Err(damaged("appends to a file the database lacks"));
+                }
+                continue;
+            }
+            let from = committed_len(info, tables, &prev, role);
+            let to = committed_len(info, tables, &e.state, role);
+            let mut appended = e.ranges.iter().filter(|r| r.role == role);
+            match (appended.next(), appended.next()) {
+                (None, None) if from == to => {}
+                (Some(r), None)
+                    if Some(r.at) == from && r.at.checked_add(r.bytes.len() as u64) == to =>
+                {
+                    let h = handles[role as usize].as_ref().expect("checked above");
+                    h.write_at(r.at, r.bytes)?;
+                    written[role as usize] = true;
+                }
+                _ => return Err(damaged(&format!("{role:?} appends do not match its sizes"))),
+            }
+        }
+        prev = e.state;
+    }
+    Ok(written)
+}
+
+/// Brings the files to the newest commit and removes files no commit refers to: the newest
+/// commit record's ops are redone, then the write-ahead log's entries that follow it are
+/// replayed (their appends rewritten, their ops redone). Needs the writer lock.
 fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
     let dir = &info.dir;
-    let (state, ops) = newest_commit(dir)?;
-    let (handles, tables) = open_files(info, &state, true, None, None).map_err(|e| match e {
+    let record = newest_commit(dir)?;
+    let log = Wal::read(dir)?;
+    let (entries, next_entry) = wal::entries(&dir.join(meta::WAL), &log, record.state.txn)?;
+    let missing = |e| match e {
         Error::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::corrupt(path, 0, "data file named by the last commit is missing")
         }
         e => e,
-    })?;
-    // Redone stamps are synced like any commit's: by the next commit, on close, or (for a
-    // read-only opener that recovered) before it lets go of the lock. Re-derived heads wait
-    // for the next checkpoint like any head stamp.
-    let dirty = apply(&handles, &tables, &state, &ops)?;
+    };
+    let opened = open_files(info, &record.state, true, None, None).map_err(missing)?;
+    let rewritten = rewrite_logged(info, &record.state, &entries, &opened)?;
+    let state = entries.last().map_or(record.state, |e| e.state);
+    let (handles, tables) = match entries.is_empty() {
+        true => opened,
+        false => open_files(info, &state, true, None, None)?,
+    };
+    // Redone stamps and rewritten bytes are synced like any commit's: by the next
+    // checkpoint, on close, or (for a read-only opener that recovered) before it lets go
+    // of the lock. Re-derived heads wait for the next list-head checkpoint like any head
+    // stamp.
+    let mut dirty = apply(&handles, &tables, &record.state, &record.ops)?;
+    for e in &entries {
+        let touched = apply(&handles, &tables, &e.state, &e.ops)?;
+        for (d, t) in dirty.iter_mut().zip(touched) {
+            *d |= t;
+        }
+    }
+    for (d, w) in dirty.iter_mut().zip(rewritten) {
+        *d |= w;
+    }
     let lazy = derive_heads(&handles, &tables, &state)?;
     let live: Vec<String> = state
         .files
@@ -657,6 +795,8 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         bound_concepts: 0,
         expiring: None,
         tables,
+        wal: Wal::open(dir, record.state.txn, next_entry)?,
+        slot: record.slot,
     };
     Ok((writer, state))
 }
@@ -810,6 +950,7 @@ impl Engram {
             writer: Some(WriterLock::new(writer)),
             read_only_handles: Mutex::new(HashMap::new()),
             head: None,
+            stale_head: None,
             caches: Arc::new(caches_for(&opts, state.txn)),
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
@@ -832,15 +973,25 @@ impl Engram {
         // live writer: as the last writer published them, which the next writer's open
         // completes. Recovery opens every file before it changes any, so a refusal to open
         // one for writing comes before anything was changed.
+        let mut stale_head = None;
         match lock(&dir, false) {
             Ok(_guard) => {
                 let recovered = meta::upgradable(format)
                     .map_or(Ok(()), |layout| upgrade(&info, layout))
                     .and_then(|()| recover(&info))
-                    .and_then(|(mut writer, _)| writer.sync_dirty());
+                    .and_then(|(mut writer, state)| writer.close(&state));
                 match recovered {
                     Err(Error::Io { source, .. })
-                        if no_write_access(&source) && format == meta::FORMAT_VERSION => {}
+                        if no_write_access(&source) && format == meta::FORMAT_VERSION =>
+                    {
+                        let durable = newest_commit(&dir)?.state;
+                        let head = std::fs::read(dir.join(HEAD)).ok();
+                        if let Some(head) = head.as_deref().and_then(meta::decode_head)
+                            && head.txn > durable.txn
+                        {
+                            stale_head = Some((head.txn, durable));
+                        }
+                    }
                     r => r?,
                 }
             }
@@ -864,6 +1015,7 @@ impl Engram {
             writer: None,
             read_only_handles: Mutex::new(HashMap::new()),
             head: Some(file::WatchedFile::open(&dir.join(HEAD))?),
+            stale_head,
             caches: Arc::new(caches_for(opts, 0)),
             episodes_only: opts.episodes_only,
             clock: opts.clock.clone(),
@@ -887,6 +1039,10 @@ impl Engram {
             let n = head.read(&mut bytes)?;
             let state = meta::decode_head(&bytes[..n])
                 .ok_or_else(|| Error::corrupt(self.info.dir.join(HEAD), 0, "no valid head slot"))?;
+            let state = match self.stale_head {
+                Some((txn, durable)) if txn == state.txn => durable,
+                _ => state,
+            };
             let cur = self.current.read().clone();
             if cur.files.iter().any(Option::is_some) && cur.state.txn == state.txn {
                 return Ok(cur);
@@ -1018,10 +1174,7 @@ impl Engram {
             open_files(&self.info, &state, true, None, None).inspect_err(|_| {
                 compact::remove_files(&self.info.dir, number);
             })?;
-        file::write_durable(
-            &self.info.dir.join(meta::commit_file(state.txn)),
-            &meta::encode_commit(&state, &[]),
-        )?;
+        w.write_record(&state, &[])?;
         let old = w.files;
         w.handles = handles;
         w.tables = tables;
@@ -1096,11 +1249,12 @@ impl Engram {
                 // The destination was empty: what is in it now is this failed copy's.
                 compact::remove_files(dest, 1);
                 let commits = [state.txn, state.txn + 1].map(meta::commit_file);
-                for name in commits
-                    .iter()
-                    .map(String::as_str)
-                    .chain([HEAD, MANIFEST_TMP, MANIFEST])
-                {
+                for name in commits.iter().map(String::as_str).chain([
+                    meta::WAL,
+                    HEAD,
+                    MANIFEST_TMP,
+                    MANIFEST,
+                ]) {
                     let _ = std::fs::remove_file(dest.join(name));
                 }
             })
@@ -1113,8 +1267,8 @@ impl Drop for Engram {
             // No transaction can be open: it would borrow the handle.
             let mut w = w.mutex.lock();
             if !w.poisoned {
-                // Best effort: recovery redoes these stamps if this fails.
-                let _ = w.sync_dirty();
+                // Best effort: recovery redoes these stamps and replays the log if this fails.
+                let _ = w.close(&self.current.read().state);
             }
         }
     }

@@ -10,8 +10,11 @@ pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const HEAD: &str = "head";
+/// The write-ahead log (`store::wal`), and what its entries start with.
+pub(crate) const WAL: &str = "wal";
+pub(crate) const WAL_MAGIC: [u8; 4] = *b"EGWL";
 /// The on-disk format this build reads and writes (`docs/format.md`).
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 
 /// What tells a format's commit records apart: their magic and the bytes of their version
 /// state.
@@ -19,6 +22,8 @@ pub const FORMAT_VERSION: u32 = 10;
 pub(crate) struct CommitLayout {
     magic: u32,
     state_len: usize,
+    /// The format's binding records are 64 bytes (formats 7 to 9): the upgrade rewrites them.
+    pub(crate) old_bindings: bool,
 }
 
 /// This format's commit records: the magic is `EG` and the format version (u16).
@@ -27,6 +32,7 @@ pub(crate) const COMMIT: CommitLayout = {
     CommitLayout {
         magic: u32::from_le_bytes([b'E', b'G', v[0], v[1]]),
         state_len: STATE_LEN,
+        old_bindings: false,
     }
 };
 
@@ -34,15 +40,23 @@ pub(crate) const COMMIT: CommitLayout = {
 /// Formats 7 to 9 share the magic `EGCR`; formats 7 and 8 lack this format's last state
 /// words, all 0 in such a database (format 7 the tables' first ids and runs, format 8
 /// their runs). All three store 64-byte binding records, which the upgrade rewrites.
+/// Format 10's records are this format's under the magic `EG 0A 00`; it had no write-ahead
+/// log.
 pub(crate) fn upgradable(version: u32) -> Option<CommitLayout> {
     let old = |words: usize| CommitLayout {
         magic: u32::from_le_bytes(*b"EGCR"),
         state_len: words * 8,
+        old_bindings: true,
     };
     match version {
         7 => Some(old(27)),
         8 => Some(old(29)),
         9 => Some(old(31)),
+        10 => Some(CommitLayout {
+            magic: u32::from_le_bytes([b'E', b'G', 10, 0]),
+            state_len: STATE_LEN,
+            old_bindings: false,
+        }),
         _ => None,
     }
 }
@@ -395,10 +409,10 @@ pub(crate) enum Op {
     },
 }
 
-const OP_LEN: usize = 24;
+pub(crate) const OP_LEN: usize = 24;
 
 impl Op {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let (k, a, b) = match *self {
             Op::EpisodeDeleted(id) => (1, id, 0),
             Op::ConceptHead { id, slot } => (3, id, slot),
@@ -413,7 +427,7 @@ impl Op {
         }
     }
 
-    fn decode(b: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         let (k, a, c) = (u64_at(b, 0), u64_at(b, 8), u64_at(b, 16));
         Some(match k {
             1 => Op::EpisodeDeleted(a),
@@ -431,9 +445,9 @@ impl Op {
     }
 }
 
-/// `commit.0` / `commit.1`: txn T is written to `commit.{T % 2}`.
-pub(crate) fn commit_file(txn: u64) -> String {
-    format!("commit.{}", txn % 2)
+/// `commit.0` / `commit.1`: each commit record goes into the file the newest one is not in.
+pub(crate) fn commit_file(slot: u64) -> String {
+    format!("commit.{}", slot % 2)
 }
 
 /// What the files a creation writes beside the data files (`MANIFEST.tmp`, `head`, the
@@ -442,6 +456,7 @@ pub(crate) fn creation_magic(name: &str) -> Option<Vec<u8>> {
     match name {
         MANIFEST_TMP => Some(MANIFEST_MAGIC.to_vec()),
         HEAD => Some(HEAD_MAGIC.to_le_bytes().to_vec()),
+        WAL => Some(WAL_MAGIC.to_vec()),
         _ if (0..2).any(|txn| commit_file(txn) == name) => {
             Some(COMMIT.magic.to_le_bytes().to_vec())
         }
@@ -564,6 +579,14 @@ mod tests {
                 "format {v}"
             );
         }
-        assert_eq!(&b[..4], b"EG\x0a\x00");
+        assert_eq!(&b[..4], b"EG\x0b\x00");
+        // Format 10's records differ in the magic alone.
+        let mut format_10 = b.clone();
+        format_10[2] = 10;
+        assert_eq!(
+            decode_commit(&format_10, upgradable(10).unwrap()),
+            Some((state, ops.to_vec()))
+        );
+        assert_eq!(decode_commit(&format_10, COMMIT), None);
     }
 }

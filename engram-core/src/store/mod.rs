@@ -23,6 +23,7 @@ mod search;
 mod snapshot;
 mod tables;
 mod verify;
+mod wal;
 mod write;
 
 pub use clock::Clock;

@@ -166,7 +166,7 @@ impl ReadTxn {
             )
         {
             return Err(Error::corrupt(
-                v.info.dir.join(crate::store::meta::commit_file(s.txn)),
+                v.info.dir.clone(),
                 0,
                 format!(
                     "live counts: found {} episodes, {} concepts ({} empty), {} bindings ({} by episode); the commit says {}, {} ({}), {}",

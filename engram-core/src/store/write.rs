@@ -10,13 +10,14 @@ use crate::error::{Error, Result};
 use crate::store::db::{Engram, Writer, WriterGuard, Written};
 use crate::store::expiry::ExpiryQueue;
 use crate::store::file::ReadAhead;
-use crate::store::meta::{Op, VersionState};
+use crate::store::meta::{self, Op, VersionState};
 use crate::store::network::{NetWrites, PAGE};
 use crate::store::records::{
     self, Blob, ConceptRecord, EpisodeRecord, NONE, binding::Binding, table,
 };
 use crate::store::redo::{HeadMove, Redo};
 use crate::store::snapshot::{ANY_TIME, DbInfo, FILES, Role, Version};
+use crate::store::wal;
 
 /// Binding records past `heads_from` before a commit advances it. Head stamps of the
 /// records past it are synced only then (and on close), so most commits that bind committed
@@ -175,6 +176,21 @@ struct Appenders {
 }
 
 impl Appenders {
+    fn all(&self) -> impl Iterator<Item = &Appender> {
+        [
+            Some(&self.episodes),
+            Some(&self.concepts),
+            Some(&self.episode_table),
+            Some(&self.concept_table),
+            Some(&self.heap),
+            self.int8.as_ref(),
+            Some(&self.pages),
+            Some(&self.networks),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Appender> {
         [
             Some(&mut self.episodes),
@@ -1184,15 +1200,6 @@ impl<'db> WriteTxn<'db> {
         ops.extend(self.access_ops(&self.db.access.take())?);
         let changes = self.changes()?;
         let heads = self.moved_heads();
-        // Read above; from here on the records belong to the job that stores them.
-        let bindings = match self.new_bindings.is_empty() {
-            true => None,
-            false => {
-                let at = self.base.state.bindings * records::binding::SIZE;
-                let records = std::mem::take(&mut self.new_bindings);
-                Some(self.w.start_bindings(at, records)?)
-            }
-        };
         if !self.nets.is_empty() {
             // Complete the last page, then log the new pages' checksums and the changes.
             let (zeros, catalog) = self.nets.finish(self.base.state.pages);
@@ -1200,14 +1207,6 @@ impl<'db> WriteTxn<'db> {
             self.state.pages = self.base.state.pages + self.nets.new_pages();
             self.out.networks.buf.extend_from_slice(&catalog);
             self.state.catalog_len = self.out.networks.end();
-        }
-        let mut written = Written {
-            files: [false; FILES],
-            bindings,
-        };
-        for a in self.out.all_mut() {
-            a.flush(&self.w)?;
-            written.files[a.role as usize] |= a.touched();
         }
         self.state.heap_len = self.out.heap.end();
         let live_keys: Vec<(u64, u64)> = self
@@ -1234,15 +1233,83 @@ impl<'db> WriteTxn<'db> {
             // commit's record, so recovery need not re-derive them.
             self.state.heads_from = self.base.state.bindings;
         }
+        let entry = self.log_entry(&ops);
+        let mut written = Written {
+            files: [false; FILES],
+            bindings: None,
+        };
+        if !self.new_bindings.is_empty() {
+            let at = self.base.state.bindings * records::binding::SIZE;
+            let records = std::mem::take(&mut self.new_bindings);
+            match &entry {
+                // Logged: the records are in the entry, their file is synced later.
+                Some((_, bytes)) => {
+                    self.w.handle(Role::Bindings)?.write_at(at, bytes)?;
+                    written.files[Role::Bindings as usize] = true;
+                }
+                // Read above; from here on the records belong to the job that stores them.
+                None => written.bindings = Some(self.w.start_bindings(at, records)?),
+            }
+        }
+        for a in self.out.all_mut() {
+            a.flush(&self.w)?;
+            written.files[a.role as usize] |= a.touched();
+        }
         self.w.bound_concepts = self.concept_bind_heads.committed.len();
         let redo = Redo {
             ops: &ops,
             heads: &heads,
         };
-        self.w
-            .commit(self.db, &self.state, redo, written, retired, &changes)?;
+        self.w.commit(
+            self.db,
+            &self.state,
+            redo,
+            written,
+            entry.as_ref().map(|(e, _)| &e[..]),
+            retired,
+            &changes,
+        )?;
         self.queue_expiring();
         Ok(())
+    }
+
+    /// The write-ahead log entry of this commit, if it goes in the log (`store::wal`):
+    /// everything it appended is still buffered and small, it moves no list-head
+    /// checkpoint and names the same files as its base. With it, the new binding records
+    /// as their file stores them.
+    fn log_entry(&self, ops: &[Op]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let appended: u64 = self.out.all().map(|a| a.buf.len() as u64).sum::<u64>()
+            + self.new_bindings.len() as u64 * records::binding::SIZE;
+        let small = appended + (ops.len() * meta::OP_LEN) as u64 <= wal::ENTRY_MAX;
+        let logged = small
+            && self.out.all().all(|a| a.written == 0)
+            && self.state.heads_from == self.base.state.heads_from
+            && self.state.files == self.base.state.files;
+        if !logged {
+            return None;
+        }
+        let bindings = encode_bindings(&self.new_bindings);
+        let mut ranges: Vec<wal::Range<'_>> = self
+            .out
+            .all()
+            .filter(|a| !a.buf.is_empty())
+            .map(|a| wal::Range {
+                role: a.role,
+                at: a.start,
+                bytes: &a.buf,
+            })
+            .collect();
+        if !bindings.is_empty() {
+            ranges.push(wal::Range {
+                role: Role::Bindings,
+                at: self.base.state.bindings * records::binding::SIZE,
+                bytes: &bindings,
+            });
+        }
+        let entry = wal::encode(self.w.wal_base(), &self.state, ops, &ranges);
+        self.w
+            .wal_fits(entry.len() as u64)
+            .then_some((entry, bindings))
     }
 
     /// Writes a fresh, larger key index holding every live key plus the new ones.
@@ -1287,4 +1354,13 @@ fn check_label(label: &str) -> Result<()> {
         true => Err(Error::InvalidArgument("label larger than 4 GiB".into())),
         false => Ok(()),
     }
+}
+
+/// Binding records as their file stores them.
+pub(crate) fn encode_bindings(records: &[Binding]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(records.len() * records::binding::SIZE as usize);
+    for b in records {
+        bytes.extend_from_slice(&b.encode());
+    }
+    bytes
 }
