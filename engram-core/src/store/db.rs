@@ -201,6 +201,8 @@ pub(crate) struct Writer {
     tables: Tables,
     /// Where small commits' entries go (`store::wal`).
     wal: Wal,
+    /// Bytes logged since the data files' writeback was last started.
+    logged: u64,
     /// The commit file (0 or 1) holding the newest commit record: the next checkpoint
     /// writes the other, so the record the log's entries follow is never overwritten
     /// before a newer one is durable.
@@ -256,6 +258,16 @@ impl Writer {
                 self.wal.append(entry)?;
                 for (dirty, written) in self.dirty.iter_mut().zip(written.files) {
                     *dirty |= written;
+                }
+                self.logged += entry.len() as u64;
+                if self.logged >= LOGGED_WRITEBACK {
+                    // Written back a piece at a time, so the checkpoint's syncs find little
+                    // left to write; not per commit, whose small writebacks (blocks to
+                    // allocate) would delay its own sync.
+                    for role in ROLES.into_iter().filter(|&r| self.dirty[r as usize]) {
+                        self.handle(role)?.start_writeback(0, 0);
+                    }
+                    self.logged = 0;
                 }
             }
             None => self.checkpoint(db, state, redo.ops, written)?,
@@ -360,6 +372,9 @@ impl Writer {
         }
     }
 }
+
+/// Logged bytes after which the data files' writeback is started (an eighth of the log).
+const LOGGED_WRITEBACK: u64 = wal::CAPACITY / 8;
 
 /// What a commit appended past the committed ends.
 pub(crate) struct Written {
@@ -796,6 +811,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         expiring: None,
         tables,
         wal: Wal::open(dir, record.state.txn, next_entry)?,
+        logged: 0,
         slot: record.slot,
     };
     Ok((writer, state))

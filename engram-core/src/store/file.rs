@@ -611,7 +611,7 @@ impl FileHandle {
         self.sync()
     }
 
-    fn write_unhinted(&self, off: u64, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_unhinted(&self, off: u64, bytes: &[u8]) -> Result<()> {
         self.reserve(off + bytes.len() as u64)?;
         fault::write_all_at(&self.file, bytes, off, "write_at")
             .map_err(|e| Error::io("write", &self.path, e))
@@ -620,7 +620,7 @@ impl FileHandle {
     /// Asks the kernel to start writing a range back now, so the disk works while the
     /// writer keeps serializing; the commit's fsync still waits for it. Only a hint.
     #[cfg(target_os = "linux")]
-    fn start_writeback(&self, off: u64, len: u64) {
+    pub(crate) fn start_writeback(&self, off: u64, len: u64) {
         use std::os::fd::AsRawFd;
         // SAFETY: plain syscall on a descriptor we own; no memory is passed.
         unsafe {
@@ -634,7 +634,7 @@ impl FileHandle {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn start_writeback(&self, _off: u64, _len: u64) {}
+    pub(crate) fn start_writeback(&self, _off: u64, _len: u64) {}
 
     pub(crate) fn sync(&self) -> Result<()> {
         fault::io(IoOp::Sync, "sync")

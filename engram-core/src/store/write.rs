@@ -135,9 +135,17 @@ impl Appender {
     }
 
     fn flush(&mut self, w: &Writer) -> Result<()> {
+        self.flush_hinted(w, true)
+    }
+
+    fn flush_hinted(&mut self, w: &Writer, hint: bool) -> Result<()> {
         if !self.buf.is_empty() {
-            w.handle(self.role)?
-                .write_at(self.start + self.written, &self.buf)?;
+            let h = w.handle(self.role)?;
+            let at = self.start + self.written;
+            match hint {
+                true => h.write_at(at, &self.buf)?,
+                false => h.write_unhinted(at, &self.buf)?,
+            }
             self.written += self.buf.len() as u64;
             self.buf.clear();
         }
@@ -1252,7 +1260,7 @@ impl<'db> WriteTxn<'db> {
             }
         }
         for a in self.out.all_mut() {
-            a.flush(&self.w)?;
+            a.flush_hinted(&self.w, entry.is_none())?;
             written.files[a.role as usize] |= a.touched();
         }
         self.w.bound_concepts = self.concept_bind_heads.committed.len();
