@@ -16,7 +16,12 @@ fn opts() -> Options {
 }
 
 fn build(dir: &Path) {
-    let db = Engram::open(dir, opts()).unwrap();
+    commit_rounds(&Engram::open(dir, opts()).unwrap());
+}
+
+/// Three transactions (txns 1 to 3), each with a concept, 40 keyed episodes bound to it
+/// and a network; the third deletes an episode and updates a concept.
+fn commit_rounds(db: &Engram) {
     for round in 0..3u64 {
         let mut tx = db.begin_write().unwrap();
         let c = tx
@@ -191,44 +196,57 @@ fn flipped_bytes_in_any_file_never_panic_and_checksummed_data_is_caught() {
 }
 
 /// Txn 1 (which created the key index) wrote a commit record; txns 2 and 3 were committed
-/// by write-ahead log entries following it, and the close recorded txn 3 in the other
-/// commit file. Damage to that record falls back to the previous one, and the log replays
-/// the commits after it. With the log's last entry damaged as well, txn 2 is what is left.
+/// by write-ahead log entries following it. As a `kill -9` leaves it (copied with the
+/// handle open), the directory opens at txn 3: the log replayed. With the log's last entry
+/// damaged, txn 2 is what is left. With the newest commit record damaged, the previous
+/// one (the creation's) is valid, but the log's entries show a newer record was durable:
+/// the open reports the damage rather than losing the commits silently.
 #[test]
 fn a_damaged_newest_commit_record_falls_back_to_the_previous_commit() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    build(&dir);
-    let flip = |name: &str, at: usize| {
-        let path = dir.join(name);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[at] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-    };
+    let live = tmp.path().join("live");
+    let db = Engram::open(&live, opts()).unwrap();
+    commit_rounds(&db);
+    let dir = tmp.path().join("killed");
+    copy_dir(&live, &dir);
+    drop(db);
+    assert_eq!(
+        std::fs::metadata(live.join("wal")).unwrap().len(),
+        0,
+        "a close empties the log"
+    );
     let txn_of = |name: &str| {
         let b = std::fs::read(dir.join(name)).unwrap();
         u64::from_le_bytes(b[16..24].try_into().unwrap())
     };
-    assert_eq!((txn_of("commit.0"), txn_of("commit.1")), (3, 1));
-    flip("commit.0", 20);
-    // Each open on a copy: closing records a checkpoint.
-    let check = |txn, episodes| {
+    assert_eq!((txn_of("commit.0"), txn_of("commit.1")), (0, 1));
+    // Each open on a copy with one file damaged.
+    let check = |damaged: Option<(&str, usize)>, txn, episodes| {
         let copy = tmp.path().join(format!("copy-{txn}"));
         copy_dir(&dir, &copy);
-        let db = Engram::open(&copy, opts()).unwrap();
+        if let Some((name, at)) = damaged {
+            let mut bytes = std::fs::read(copy.join(name)).unwrap();
+            bytes[at] ^= 1;
+            std::fs::write(copy.join(name), &bytes).unwrap();
+        }
+        let db = Engram::open(&copy, opts())?;
         let snap = db.begin_read().unwrap();
         assert_eq!((snap.txn(), snap.episode_count()), (txn, episodes));
-        snap.verify().unwrap();
+        snap.verify()
     };
-    check(3, 119); // round 3 deleted one episode
+    check(None, 3, 119).unwrap(); // round 3 deleted one episode
     let log = std::fs::read(dir.join("wal")).unwrap();
     let entries: Vec<usize> = (0..log.len())
         .step_by(4096)
         .filter(|&at| log[at..].starts_with(b"EGWL"))
         .collect();
     assert_eq!(entries.len(), 2, "one entry per commit after the first");
-    flip("wal", entries[1] + 40);
-    check(2, 80);
+    check(Some(("wal", entries[1] + 40)), 2, 80).unwrap();
+    let r = check(Some(("commit.1", 20)), 0, 0);
+    assert!(
+        matches!(&r, Err(Error::Corruption { file, .. }) if file.ends_with("wal")),
+        "{r:?}"
+    );
 }
 
 #[test]

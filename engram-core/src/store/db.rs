@@ -356,7 +356,7 @@ impl Writer {
 
     /// On close (and after a read-only opener's recovery): syncs every unsynced write and,
     /// if commits since the last record live only in the log, records `state` (the last
-    /// commit) as a checkpoint, so the next open replays nothing.
+    /// commit) as a checkpoint; then empties the log, so the next open reads nothing.
     fn close(&mut self, state: &VersionState) -> Result<()> {
         for role in ROLES {
             let i = role as usize;
@@ -366,10 +366,10 @@ impl Writer {
                 self.lazy[i] = false;
             }
         }
-        match self.wal.has_entries() {
-            true => self.write_record(state, &[]),
-            false => Ok(()),
+        if self.wal.has_entries() {
+            self.write_record(state, &[])?;
         }
+        self.wal.clear()
     }
 }
 

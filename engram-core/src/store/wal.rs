@@ -143,9 +143,10 @@ pub(crate) fn decode(b: &[u8]) -> Option<Entry<'_>> {
 }
 
 /// The entries that follow the commit record of txn `base` (`base + 1`, `base + 2`, ...,
-/// each whole), and the offset where the next one goes. A valid entry of `base` further on,
-/// past one that is not, means an acknowledged commit's entry was damaged: `Corruption`,
-/// not a silent loss of the commits after it.
+/// each whole), and the offset where the next one goes. `Corruption`, not a silent loss
+/// of acknowledged commits, when a valid entry further on, past one that is not, follows
+/// `base` too (an acknowledged entry was damaged), or follows a newer record (entries are
+/// written only once the record they follow is durable: that record was damaged).
 pub(crate) fn entries<'a>(path: &Path, log: &'a [u8], base: u64) -> Result<(Vec<Entry<'a>>, u64)> {
     let mut found: Vec<Entry<'a>> = Vec::new();
     let mut pos = 0u64;
@@ -157,22 +158,32 @@ pub(crate) fn entries<'a>(path: &Path, log: &'a [u8], base: u64) -> Result<(Vec<
         pos += e.len;
         found.push(e);
     }
-    let mut later = pos + ALIGN;
-    while later < log.len() as u64 {
-        if let Some(e) = decode(&log[later as usize..])
-            && e.base == base
-            && e.state.txn > found.last().map_or(base, |e| e.state.txn)
-        {
-            return Err(Error::corrupt(
-                path,
-                pos,
-                format!(
-                    "write-ahead log entry damaged: txn {} follows it at byte {later}",
-                    e.state.txn
-                ),
-            ));
+    let last = found.last().map_or(base, |e| e.state.txn);
+    let mut at = 0;
+    while at < log.len() as u64 {
+        if let Some(e) = decode(&log[at as usize..]) {
+            if e.base > base {
+                return Err(Error::corrupt(
+                    path,
+                    at,
+                    format!(
+                        "the newest commit record is txn {base}, but the write-ahead log holds txn {} following a record of txn {}: that record is damaged",
+                        e.state.txn, e.base
+                    ),
+                ));
+            }
+            if at >= pos && e.base == base && e.state.txn > last {
+                return Err(Error::corrupt(
+                    path,
+                    pos,
+                    format!(
+                        "write-ahead log entry damaged: txn {} follows it at byte {at}",
+                        e.state.txn
+                    ),
+                ));
+            }
         }
-        later += ALIGN;
+        at += ALIGN;
     }
     Ok((found, pos))
 }
@@ -264,6 +275,21 @@ impl Wal {
         self.base = base;
         self.pos = 0;
     }
+
+    /// Empties the file once a close has recorded every commit, so that the next open
+    /// reads nothing (the next writer grows it again, a [`GROW`] at a time). Unsynced: if
+    /// the truncation is lost, the entries left follow an older record and are ignored.
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.file
+            .set_len(0)
+            .map_err(|e| Error::io("truncate", &self.path, e))?;
+        self.len = 0;
+        self.pos = 0;
+        Ok(())
+    }
 }
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
@@ -330,12 +356,17 @@ mod tests {
         let (found, pos) = entries(path, &log, 3).unwrap();
         let txns: Vec<u64> = found.iter().map(|e| e.state.txn).collect();
         assert_eq!((txns, pos), (vec![4, 5], 2 * ALIGN));
-        // Another base replays nothing; a later entry of it means its first was lost.
-        assert_eq!(entries(path, &log, 2).unwrap().0.len(), 0);
-        assert!(matches!(
-            entries(path, &log, 1),
-            Err(Error::Corruption { .. })
-        ));
+        // An older record: its entries were overwritten by those of base 3, and base 3's
+        // record must have been damaged.
+        for older in [1, 2] {
+            assert!(matches!(
+                entries(path, &log, older),
+                Err(Error::Corruption { .. })
+            ));
+        }
+        // A newer record: every entry is stale.
+        let (found, pos) = entries(path, &log, 7).unwrap();
+        assert_eq!((found.len(), pos), (0, 0));
         drop(found);
         // Txn 5 damaged while txn 6 of the same base follows: an acknowledged loss.
         log.truncate(2 * ALIGN as usize);
