@@ -108,16 +108,28 @@ pub fn template() -> &'static [(String, Vec<u8>)] {
         tx.bind(eps[0], c1, 0.9).unwrap();
         tx.delete_network(3, "policy").unwrap();
         tx.commit().unwrap();
-        drop(db);
+        // Read with the handle open, as a `kill -9` leaves them: the second commit lives in
+        // the write-ahead log (the first, which created the key index, wrote a record), so
+        // opens replay it. The log's zeros past its entries are left out.
         let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap())
             .map(|e| {
                 let name = e.file_name().into_string().unwrap();
-                (name, std::fs::read(e.path()).unwrap())
+                let mut bytes = std::fs::read(e.path()).unwrap();
+                if name == "wal" {
+                    let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                    bytes.truncate(used.next_multiple_of(4096));
+                }
+                (name, bytes)
             })
             .filter(|(name, _)| name != "LOCK")
             .collect();
+        drop(db);
+        assert!(
+            files.iter().any(|(n, b)| n == "wal" && !b.is_empty()),
+            "the template holds a logged commit"
+        );
         files.sort();
         files
     })
@@ -140,6 +152,22 @@ fn fix_checksums(name: &str, b: &mut [u8]) {
             {
                 let crc = crc32c::crc32c(&b[8..end]);
                 put(b, 4, crc);
+            }
+        }
+        "wal" => {
+            // Each entry starts at a multiple of 4,096 with its magic.
+            for at in (0..b.len()).step_by(4096) {
+                if b[at..].starts_with(b"EGWL") && b.len() >= at + 16 {
+                    let body = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap());
+                    if let Some(end) = usize::try_from(body)
+                        .ok()
+                        .and_then(|n| n.checked_add(at + 16))
+                        && end <= b.len()
+                    {
+                        let crc = crc32c::crc32c(&b[at + 8..end]);
+                        put(b, at + 4, crc);
+                    }
+                }
             }
         }
         "head" => {
@@ -237,8 +265,9 @@ pub fn records(data: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    // (file suffix, record size): slots, table entries, bindings, int8 rows, pages, commits.
-    const KINDS: [(&str, usize); 8] = [
+    // (file suffix, record size): slots, table entries, bindings, int8 rows, pages, commits,
+    // log entries.
+    const KINDS: [(&str, usize); 9] = [
         (".eps", 128),
         (".con", 128),
         (".etab", 48),
@@ -247,6 +276,7 @@ pub fn records(data: &[u8]) {
         (".i8", 64),
         (".pages", 4096),
         ("commit.", 0),
+        ("wal", 4096),
     ];
     let (suffix, size) = KINDS[*which as usize % KINDS.len()];
     let mut files = template().to_vec();
@@ -263,11 +293,12 @@ pub fn records(data: &[u8]) {
         return;
     }
     let start = (*index as usize % records) * size;
-    // Ops live after the commit record's header: keep the header, rewrite the rest.
-    let from = if suffix == "commit." {
-        start + 16
-    } else {
-        start
+    // Ops live after the commit record's and log entry's headers: keep the header (an
+    // entry's base too), rewrite the rest.
+    let from = match suffix {
+        "commit." => start + 16,
+        "wal" => start + 24,
+        _ => start,
     };
     for (dst, src) in file[from..start + size]
         .iter_mut()

@@ -78,7 +78,12 @@ pub enum Step {
     },
     Commit,
     Abort,
-    Reopen,
+    /// Close and open again; or, `killed`, open a copy of the files taken with the handle
+    /// still open (as a `kill -9` leaves them: the write-ahead log not yet recorded) and go
+    /// on in the copy.
+    Reopen {
+        killed: bool,
+    },
     Compact,
     /// A backup of the last commit, taken beside any open transaction, with an int8 mirror
     /// or without, opened and checked against the committed model.
@@ -124,7 +129,7 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                 10 => Step::Commit,
                 11 => match a % 4 {
                     0 => Step::Abort,
-                    1 => Step::Reopen,
+                    1 => Step::Reopen { killed: b % 2 == 0 },
                     2 => Step::Compact,
                     _ => Step::Backup { int8: b % 2 == 0 },
                 },
@@ -385,7 +390,9 @@ pub fn run(steps: Vec<Step>) {
         ..Options::default()
     };
     let now = || time.load(Ordering::SeqCst);
-    let mut db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
+    let mut path = dir.path().to_path_buf();
+    let mut kills = 0;
+    let mut db = Some(Engram::open(&path, opts.clone()).unwrap());
     let mut committed = Model::default();
     let mut pending = committed.clone();
     let mut tx = None;
@@ -396,7 +403,7 @@ pub fn run(steps: Vec<Step>) {
             s,
             Step::Commit
                 | Step::Abort
-                | Step::Reopen
+                | Step::Reopen { .. }
                 | Step::Compact
                 | Step::Tick { .. }
                 | Step::Backup { .. }
@@ -666,11 +673,23 @@ pub fn run(steps: Vec<Step>) {
                 pending = committed.clone();
                 check(d, &committed);
             }
-            Step::Reopen => {
+            Step::Reopen { killed } => {
                 tx = None;
                 pending = committed.clone();
+                if killed {
+                    kills += 1;
+                    let copy = dir.path().join(format!("killed-{kills}"));
+                    std::fs::create_dir(&copy).unwrap();
+                    for e in std::fs::read_dir(&path).unwrap() {
+                        let e = e.unwrap();
+                        if e.file_type().unwrap().is_file() && e.file_name() != "LOCK" {
+                            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+                        }
+                    }
+                    path = copy;
+                }
                 drop(db.take()); // release the writer lock before reopening
-                db = Some(Engram::open(dir.path(), opts.clone()).unwrap());
+                db = Some(Engram::open(&path, opts.clone()).unwrap());
                 check(db.as_ref().unwrap(), &committed);
             }
             Step::Compact => {

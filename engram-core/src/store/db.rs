@@ -757,6 +757,9 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         }
         e => e,
     };
+    // Every file is opened for writing before any is changed: a reader refused write access
+    // gets that refusal before recovery touched anything.
+    let wal = Wal::open(dir, record.state.txn, next_entry)?;
     let opened = open_files(info, &record.state, true, None, None).map_err(missing)?;
     let rewritten = rewrite_logged(info, &record.state, &entries, &opened)?;
     let state = entries.last().map_or(record.state, |e| e.state);
@@ -810,7 +813,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         bound_concepts: 0,
         expiring: None,
         tables,
-        wal: Wal::open(dir, record.state.txn, next_entry)?,
+        wal,
         logged: 0,
         slot: record.slot,
     };
