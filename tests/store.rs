@@ -857,6 +857,9 @@ fn a_read_only_open_needs_no_write_access() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
+    // Beside it, the same database as a `kill -9` of its writer leaves it (copied with the
+    // handle open): the commit is in the write-ahead log only, the head names it.
+    let killed = tmp.path().join("killed");
     {
         let db = Engram::open(&dir, opts()).unwrap();
         let mut tx = db.begin_write().unwrap();
@@ -864,18 +867,26 @@ fn a_read_only_open_needs_no_write_access() {
             tx.insert_episode(&episode(&vector(i), b"p", None)).unwrap();
         }
         tx.commit().unwrap();
+        std::fs::create_dir(&killed).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), killed.join(e.file_name())).unwrap();
+        }
     }
-    // The reader may create its own lock file, and so take the lock, but write no other.
-    std::fs::remove_file(dir.join("LOCK")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path, m| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
     };
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        mode(&entry.unwrap().path(), 0o444);
+    for d in [&dir, &killed] {
+        // The reader may create its own lock file, and so take the lock, but write no
+        // other.
+        std::fs::remove_file(d.join("LOCK")).unwrap();
+        for entry in std::fs::read_dir(d).unwrap() {
+            mode(&entry.unwrap().path(), 0o444);
+        }
+        mode(d, 0o777);
     }
     mode(tmp.path(), 0o755);
-    mode(&dir, 0o777);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -911,13 +922,20 @@ fn read_without_write_access(dir: &std::path::Path) {
         read_only: true,
         ..opts()
     };
-    let db = Engram::open(dir, read_only).unwrap();
+    let db = Engram::open(dir, read_only.clone()).unwrap();
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.episode_count(), 20);
     assert_eq!(snap.episode(19).unwrap().unwrap().embedding(), vector(19));
     snap.verify().unwrap();
     // A writer cannot open it, and says why.
     assert!(matches!(Engram::open(dir, opts()), Err(Error::Io { .. })));
+    // Left by a killed writer, the commit lives in the log only, which this reader may not
+    // replay: it reads the newest commit record's version (the creation's), not the head's,
+    // whose bytes a power loss could have taken from the data files.
+    let killed = Engram::open(dir.with_file_name("killed"), read_only).unwrap();
+    let snap = killed.begin_read().unwrap();
+    assert_eq!((snap.txn(), snap.episode_count()), (0, 0));
+    snap.verify().unwrap();
 }
 
 #[test]

@@ -138,6 +138,8 @@ impl Appender {
         self.flush_hinted(w, true)
     }
 
+    /// `hint`: start the range's writeback at once (a checkpoint syncs it soon); a logged
+    /// commit's bytes are written back in larger pieces later (`Writer::commit`).
     fn flush_hinted(&mut self, w: &Writer, hint: bool) -> Result<()> {
         if !self.buf.is_empty() {
             let h = w.handle(self.role)?;
@@ -1250,9 +1252,10 @@ impl<'db> WriteTxn<'db> {
             let at = self.base.state.bindings * records::binding::SIZE;
             let records = std::mem::take(&mut self.new_bindings);
             match &entry {
-                // Logged: the records are in the entry, their file is synced later.
+                // Logged: the records are in the entry, their file is synced later (and
+                // written back with the others', see `flush_hinted`).
                 Some((_, bytes)) => {
-                    self.w.handle(Role::Bindings)?.write_at(at, bytes)?;
+                    self.w.handle(Role::Bindings)?.write_unhinted(at, bytes)?;
                     written.files[Role::Bindings as usize] = true;
                 }
                 // Read above; from here on the records belong to the job that stores them.
