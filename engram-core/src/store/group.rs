@@ -66,6 +66,22 @@ impl Owned {
     }
 }
 
+/// A queued call's own copy of its episodes, with the norms its check computed.
+fn owned(episodes: &[EpisodeInput<'_>], norms: &[f32]) -> Vec<Owned> {
+    episodes
+        .iter()
+        .zip(norms)
+        .map(|(e, &norm)| Owned {
+            norm,
+            agent: e.agent,
+            timestamp: e.timestamp,
+            embedding: e.embedding.to_vec(),
+            payload: e.payload.to_vec(),
+            key: e.key.map(<[u8]>::to_vec),
+        })
+        .collect()
+}
+
 enum Outcome {
     Done(Result<Vec<u64>>),
     /// The leader panicked (a bug): its followers panic too, as a joined thread's would.
@@ -73,30 +89,15 @@ enum Outcome {
 }
 
 impl Queue {
-    fn push(&mut self, episodes: &[EpisodeInput<'_>], norms: &[f32], ttl: Ttl) -> u64 {
+    /// With no one queued or leading, a call pushed now leads from then on (its caller
+    /// holding the queue's lock until it does): its episodes need no copy.
+    fn leads_now(&self) -> bool {
+        self.waiting.is_empty() && !self.leading
+    }
+
+    fn push(&mut self, episodes: Option<Vec<Owned>>, bytes: usize, ttl: Ttl) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let bytes = episodes
-            .iter()
-            .map(|e| e.embedding.len() * 4 + e.payload.len() + e.key.map_or(0, <[u8]>::len))
-            .sum();
-        // With no one queued or leading, this call leads from here on (the caller holds the
-        // queue's lock until it does): its episodes need no copy.
-        let leads_now = self.waiting.is_empty() && !self.leading;
-        let episodes = (!leads_now).then(|| {
-            episodes
-                .iter()
-                .zip(norms)
-                .map(|(e, &norm)| Owned {
-                    norm,
-                    agent: e.agent,
-                    timestamp: e.timestamp,
-                    embedding: e.embedding.to_vec(),
-                    payload: e.payload.to_vec(),
-                    key: e.key.map(<[u8]>::to_vec),
-                })
-                .collect()
-        });
         self.waiting.push_back(Request {
             ticket,
             episodes,
@@ -180,9 +181,25 @@ impl Engram {
         if episodes.is_empty() {
             return Ok(Vec::new());
         }
+        let bytes = episodes
+            .iter()
+            .map(|e| e.embedding.len() * 4 + e.payload.len() + e.key.map_or(0, <[u8]>::len))
+            .sum();
         let queue = &self.group;
         let mut q = queue.state.lock();
-        let ticket = q.push(episodes, &norms, ttl);
+        let copy = match q.leads_now() {
+            true => None,
+            // Copied without the queue's lock, which other callers need to queue: a large
+            // call's copy took tens of milliseconds. (If it could lead by then, it leads
+            // from its copy.)
+            false => {
+                drop(q);
+                let copy = owned(episodes, &norms);
+                q = queue.state.lock();
+                Some(copy)
+            }
+        };
+        let ticket = q.push(copy, bytes, ttl);
         loop {
             if let Some(outcome) = q.outcomes.remove(&ticket) {
                 return match outcome {
