@@ -201,13 +201,21 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Reads the whole log of `dir` (at most [`CAPACITY`] bytes are ever written).
+    /// Reads the log of `dir`: its first [`CAPACITY`] bytes, past which no entry is ever
+    /// written (so a damaged, huge file costs no more).
     pub(crate) fn read(dir: &Path) -> Result<Vec<u8>> {
+        use std::io::Read;
         let path = dir.join(WAL);
-        std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::corrupt(&path, 0, "write-ahead log is missing"),
-            _ => Error::io("read", &path, e),
-        })
+        let mut log = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(CAPACITY).read_to_end(&mut log))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::corrupt(&path, 0, "write-ahead log is missing")
+                }
+                _ => Error::io("read", &path, e),
+            })?;
+        Ok(log)
     }
 
     /// The log of `dir` open for writing, its next entry at `pos` after the record of `base`.
