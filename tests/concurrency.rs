@@ -428,3 +428,114 @@ fn insert_episodes_refuses_bad_input_and_keeps_insert_semantics() {
         Err(Error::ReadOnly)
     ));
 }
+
+/// Threads recording events bound to concepts they know share commits: every episode of
+/// every call is bound to each of the call's concepts with its strength, fan counts add up,
+/// and bad requests are refused before anything is queued.
+#[test]
+fn threads_inserting_bound_episodes_bind_every_episode() {
+    use engram_core::{ConceptInput, Error};
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let concepts: Vec<u64> = (0..2)
+        .map(|c| {
+            tx.insert_concept(&ConceptInput {
+                centroid: &vector(100 + c),
+                label: "known",
+            })
+            .unwrap()
+        })
+        .collect();
+    tx.commit().unwrap();
+    let ep = |v: &[f32]| -> Vec<f32> { v.to_vec() };
+    let calls: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (db, concepts) = (&db, &concepts);
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    for c in 0..CALLS {
+                        let (a, b) = (ep(&vector(t * 100 + c)), ep(&vector(t * 100 + c + 50)));
+                        let input = |v| EpisodeInput {
+                            agent: t,
+                            timestamp: c as i64,
+                            embedding: v,
+                            payload: b"event",
+                            key: None,
+                        };
+                        let bound = [(concepts[0], 0.5), (concepts[1], 0.25)];
+                        ids.extend(
+                            db.insert_bound_episodes(&[input(&a), input(&b)], &bound)
+                                .unwrap(),
+                        );
+                    }
+                    ids
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let snap = db.begin_read().unwrap();
+    let n = (THREADS * CALLS * 2) as usize;
+    assert_eq!(snap.episode_count(), n as u64);
+    assert!(snap.txn() < 1 + THREADS * CALLS, "calls shared commits");
+    for &c in &concepts {
+        assert_eq!(snap.concept_fan_count(c).unwrap(), n);
+    }
+    for &id in calls.iter().flatten() {
+        assert_eq!(snap.binding_strength(id, concepts[0]).unwrap(), Some(0.5));
+        assert_eq!(snap.binding_strength(id, concepts[1]).unwrap(), Some(0.25));
+        assert_eq!(snap.episode_fan_count(id).unwrap(), 2);
+    }
+    snap.verify().unwrap();
+    drop(snap);
+
+    // Refused before anything is queued: a non-finite strength, a concept listed twice,
+    // and any bound call on an episodes-only handle. A concept that is not live fails the
+    // call at its commit, storing none of its episodes.
+    let v = vector(7);
+    let one = [EpisodeInput {
+        agent: 1,
+        timestamp: 0,
+        embedding: &v,
+        payload: b"p",
+        key: None,
+    }];
+    let txn = db.begin_read().unwrap().txn();
+    assert!(matches!(
+        db.insert_bound_episodes(&one, &[(concepts[0], f32::NAN)]),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(
+        db.insert_bound_episodes(&one, &[(concepts[0], 0.5), (concepts[0], 0.1)]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(db.begin_read().unwrap().txn(), txn, "nothing committed");
+    assert!(matches!(
+        db.insert_bound_episodes(&one, &[(999, 0.5)]),
+        Err(Error::NotFound { id: 999, .. })
+    ));
+    let snap = db.begin_read().unwrap();
+    assert_eq!(
+        (snap.txn(), snap.episode_count()),
+        (txn, n as u64),
+        "nothing committed"
+    );
+    drop(snap);
+    drop(db);
+    let single = Engram::open(
+        dir.path(),
+        Options {
+            episodes_only: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        single.insert_bound_episodes(&one, &[(concepts[0], 0.5)]),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -31,7 +31,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<bool>().prop_map(|killed| Step::Reopen { killed }),
         1 => Just(Step::Compact),
         1 => any::<bool>().prop_map(|int8| Step::Backup { int8 }),
-        1 => (any::<u8>(), proptest::option::of(0u8..12)).prop_map(|(seed, key)| Step::GroupInsert { seed, key }),
+        1 => (any::<u8>(), proptest::option::of(0u8..12), proptest::option::of(0u8..6))
+            .prop_map(|(seed, key, concept)| Step::GroupInsert { seed, key, concept }),
     ]
 }
 

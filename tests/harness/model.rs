@@ -92,9 +92,12 @@ pub enum Step {
     },
     /// Two episodes (the first with the key, if any) through `Engram::insert_episodes`,
     /// committed by the call; refused with `WriteInProgress` while a transaction is open.
+    /// With a concept id, through `Engram::insert_bound_episodes`, both bound to it:
+    /// `NotFound`, and nothing stored, unless that concept is live.
     GroupInsert {
         seed: u8,
         key: Option<u8>,
+        concept: Option<u8>,
     },
 }
 
@@ -148,6 +151,7 @@ pub fn steps_from_bytes(data: &[u8]) -> Vec<Step> {
                     _ => Step::GroupInsert {
                         seed: b,
                         key: (a < 48).then_some(a % 12),
+                        concept: (b % 4 == 0).then_some(a % 6),
                     },
                 },
             }
@@ -606,7 +610,7 @@ pub fn run(steps: Vec<Step>) {
                     None => assert!(matches!(r, Err(Error::NotFound { .. })), "{key:?}"),
                 }
             }
-            Step::GroupInsert { seed, key } => {
+            Step::GroupInsert { seed, key, concept } => {
                 let k = key.map(|k| [k]);
                 let second = seed.wrapping_add(1);
                 let (v0, v1) = (vector(seed), vector(second));
@@ -626,9 +630,20 @@ pub fn run(steps: Vec<Step>) {
                         key: None,
                     },
                 ];
-                let r = d.insert_episodes(&episodes);
+                let strength = f32::from(seed) / 255.0;
+                let r = match concept {
+                    Some(c) => d.insert_bound_episodes(&episodes, &[(u64::from(c), strength)]),
+                    None => d.insert_episodes(&episodes),
+                };
                 if tx.is_some() {
                     assert!(matches!(r, Err(Error::WriteInProgress)), "{r:?}");
+                    continue;
+                }
+                if let Some(c) = concept.map(u64::from)
+                    && !pending.concepts.contains_key(&c)
+                {
+                    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+                    check(d, &committed);
                     continue;
                 }
                 let ids = r.unwrap();
@@ -650,6 +665,11 @@ pub fn run(steps: Vec<Step>) {
                 assert_eq!(ids[1], pending.next_episode);
                 pending.next_episode += 1;
                 pending.episodes.insert(ids[1], (second, None));
+                if let Some(c) = concept {
+                    for &id in &ids {
+                        pending.bindings.insert((id, u64::from(c)), strength);
+                    }
+                }
                 pending.reap(now());
                 committed = pending.clone();
                 check(d, &committed);

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::db::Engram;
 use crate::store::write::{EpisodeInput, Ttl};
 
@@ -41,6 +41,8 @@ struct Request {
     /// them); `None` when the call leads at once and inserts its own from the caller's slice.
     episodes: Option<Vec<Owned>>,
     ttl: Ttl,
+    /// Concepts (and strengths) each of the call's episodes is bound to.
+    concepts: Vec<(u64, f32)>,
     bytes: usize,
 }
 
@@ -64,6 +66,13 @@ impl Owned {
             key: self.key.as_deref(),
         }
     }
+}
+
+/// What a call asks for its episodes besides storing them.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    ttl: Ttl,
+    concepts: &'a [(u64, f32)],
 }
 
 /// A queued call's own copy of its episodes, with the norms its check computed.
@@ -95,13 +104,14 @@ impl Queue {
         self.waiting.is_empty() && !self.leading
     }
 
-    fn push(&mut self, episodes: Option<Vec<Owned>>, bytes: usize, ttl: Ttl) -> u64 {
+    fn push(&mut self, episodes: Option<Vec<Owned>>, call: Call<'_>, bytes: usize) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.waiting.push_back(Request {
             ticket,
             episodes,
-            ttl,
+            ttl: call.ttl,
+            concepts: call.concepts.to_vec(),
             bytes,
         });
         ticket
@@ -172,8 +182,51 @@ impl Engram {
         episodes: &[EpisodeInput<'_>],
         ttl: Ttl,
     ) -> Result<Vec<u64>> {
+        let call = Call { ttl, concepts: &[] };
+        self.insert_grouped(episodes, call)
+    }
+
+    /// [`Engram::insert_episodes`], each episode bound to every `(concept, strength)` of
+    /// `concepts` in the same commit, as [`WriteTxn::bind`](crate::WriteTxn::bind) binds:
+    /// events recorded against what the agent already knows, by threads sharing commits.
+    /// A concept that is not live when the call's group commits fails this call alone with
+    /// `NotFound`, storing none of its episodes; the other calls of the group commit. A
+    /// concept listed twice, a non-finite strength, or an episodes-only handle is refused
+    /// before anything is queued.
+    pub fn insert_bound_episodes(
+        &self,
+        episodes: &[EpisodeInput<'_>],
+        concepts: &[(u64, f32)],
+    ) -> Result<Vec<u64>> {
+        if self.episodes_only {
+            return Err(Error::InvalidArgument(
+                "this handle was opened episodes-only: concepts and bindings are off".into(),
+            ));
+        }
+        for (i, &(concept, strength)) in concepts.iter().enumerate() {
+            if !strength.is_finite() {
+                return Err(Error::NonFinite {
+                    what: "binding strength",
+                    index: i,
+                    value: strength,
+                });
+            }
+            if concepts[..i].iter().any(|&(c, _)| c == concept) {
+                return Err(Error::InvalidArgument(format!(
+                    "concept {concept} is listed twice"
+                )));
+            }
+        }
+        let call = Call {
+            ttl: Ttl::AgentDefault,
+            concepts,
+        };
+        self.insert_grouped(episodes, call)
+    }
+
+    fn insert_grouped(&self, episodes: &[EpisodeInput<'_>], call: Call<'_>) -> Result<Vec<u64>> {
         self.check_can_write()?;
-        ttl.check()?;
+        call.ttl.check()?;
         let norms = episodes
             .iter()
             .map(|e| e.check(&self.info))
@@ -199,7 +252,7 @@ impl Engram {
                 Some(copy)
             }
         };
-        let ticket = q.push(copy, bytes, ttl);
+        let ticket = q.push(copy, call, bytes);
         loop {
             if let Some(outcome) = q.outcomes.remove(&ticket) {
                 return match outcome {
@@ -223,14 +276,14 @@ impl Engram {
         q.leading = false;
         let mine = match result {
             Ok(Ok(ids)) => {
-                let mut mine = Vec::new();
+                let mut mine = Ok(Vec::new());
                 for (r, ids) in group.iter().zip(ids) {
                     match r.ticket == ticket {
                         true => mine = ids,
-                        false => _ = q.outcomes.insert(r.ticket, Outcome::Done(Ok(ids))),
+                        false => _ = q.outcomes.insert(r.ticket, Outcome::Done(ids)),
                     }
                 }
-                Ok(mine)
+                mine
             }
             Ok(Err(e)) => {
                 for r in group.iter().filter(|r| r.ticket != ticket) {
@@ -260,17 +313,32 @@ impl Engram {
     /// leader's own request first: no one else takes from the queue while it leads), inserts
     /// and commits it; a request holding no copy is the leader's, whose episodes (and their
     /// checked norms) are `own`.
-    /// Returns each request's ids.
+    /// Returns each request's ids, or its own error (a concept to bind that is not live);
+    /// an error of the transaction is every request's.
     fn commit_group(
         &self,
         group: &mut Vec<Request>,
         (own, norms): (&[EpisodeInput<'_>], &[f32]),
-    ) -> Result<Vec<Vec<u64>>> {
+    ) -> Result<Vec<Result<Vec<u64>>>> {
         let tx = self.begin_write();
         *group = self.group.state.lock().take_group();
         let mut tx = tx?;
         let mut ids = Vec::with_capacity(group.len());
         for (i, r) in group.iter().enumerate() {
+            // Checked in this transaction, before any of the call's episodes is stored.
+            if let Some(e) = r
+                .concepts
+                .iter()
+                .find_map(|&(c, _)| tx.require_concept(c).err())
+            {
+                match e {
+                    Error::NotFound { .. } => {
+                        ids.push(Err(e));
+                        continue;
+                    }
+                    e => return Err(e),
+                }
+            }
             let mut one = Vec::with_capacity(r.episodes.as_ref().map_or(own.len(), Vec::len));
             match &r.episodes {
                 Some(copied) => {
@@ -285,9 +353,16 @@ impl Engram {
                     }
                 }
             }
-            ids.push(one);
+            for &id in &one {
+                for &(concept, strength) in &r.concepts {
+                    tx.bind(id, concept, strength)?;
+                }
+            }
+            ids.push(Ok(one));
         }
-        tx.commit()?;
+        if ids.iter().any(Result::is_ok) {
+            tx.commit()?;
+        }
         Ok(ids)
     }
 }
@@ -315,6 +390,60 @@ mod tests {
             payload: b"event",
             key: None,
         }
+    }
+
+    #[test]
+    fn a_bound_call_naming_a_dead_concept_fails_alone_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            dimension: Some(4),
+            ..Options::default()
+        };
+        let db = Engram::open(dir.path(), opts).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let centroid = crate::ConceptInput {
+            centroid: &[0.0, 0.0, 1.0, 0.0],
+            label: "c",
+        };
+        let (live, dead) = (
+            tx.insert_concept(&centroid).unwrap(),
+            tx.insert_concept(&centroid).unwrap(),
+        );
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.delete_concept(dead).unwrap();
+        tx.commit().unwrap();
+        let before = db.begin_read().unwrap().txn();
+        let held = db.begin_write().unwrap();
+        let results: Vec<crate::Result<Vec<u64>>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..3)
+                .map(|t| {
+                    let db = &db;
+                    s.spawn(move || {
+                        let (a, b) = ([t as f32, 1.0, 0.0, 0.0], [t as f32, 2.0, 0.0, 0.0]);
+                        let concepts: &[(u64, f32)] = match t {
+                            1 => &[(live, 0.5), (dead, 0.5)],
+                            _ => &[(live, 0.5)],
+                        };
+                        db.insert_bound_episodes(&[ep(&a), ep(&b)], concepts)
+                    })
+                })
+                .collect();
+            queued(&db, 3);
+            drop(held);
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(matches!(results[1], Err(crate::Error::NotFound { id, .. }) if id == dead));
+        let snap = db.begin_read().unwrap();
+        assert_eq!(snap.txn(), before + 1, "one commit for the group");
+        assert_eq!(snap.episode_count(), 4, "nothing of the failed call");
+        assert_eq!(snap.concept_fan_count(live).unwrap(), 4);
+        for r in [&results[0], &results[2]] {
+            for &id in r.as_ref().unwrap() {
+                assert_eq!(snap.binding_strength(id, live).unwrap(), Some(0.5));
+            }
+        }
+        assert!(db.group.state.lock().outcomes.is_empty());
     }
 
     #[test]

@@ -696,7 +696,7 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    fn require_concept(&self, id: u64) -> Result<()> {
+    pub(crate) fn require_concept(&self, id: u64) -> Result<()> {
         match self.concept_live(id)? {
             true => Ok(()),
             false => Err(Error::NotFound {
