@@ -1136,6 +1136,16 @@ impl Engram {
         }
     }
 
+    /// `InvalidArgument` on an episodes-only handle, whose concept and binding writes are off.
+    pub(crate) fn require_dual(&self) -> Result<()> {
+        match self.episodes_only {
+            true => Err(Error::InvalidArgument(
+                "this handle was opened episodes-only: concepts and bindings are off".into(),
+            )),
+            false => Ok(()),
+        }
+    }
+
     /// `Ok` if this thread could wait for the write transaction: the handle writes and this
     /// thread does not hold it.
     pub(crate) fn check_can_write(&self) -> Result<()> {

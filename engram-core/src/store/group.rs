@@ -198,11 +198,7 @@ impl Engram {
         episodes: &[EpisodeInput<'_>],
         concepts: &[(u64, f32)],
     ) -> Result<Vec<u64>> {
-        if self.episodes_only {
-            return Err(Error::InvalidArgument(
-                "this handle was opened episodes-only: concepts and bindings are off".into(),
-            ));
-        }
+        self.require_dual()?;
         for (i, &(concept, strength)) in concepts.iter().enumerate() {
             if !strength.is_finite() {
                 return Err(Error::NonFinite {

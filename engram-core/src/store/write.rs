@@ -658,12 +658,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     pub(crate) fn require_dual(&self) -> Result<()> {
-        match self.db.episodes_only {
-            true => Err(Error::InvalidArgument(
-                "this handle was opened episodes-only: concepts and bindings are off".into(),
-            )),
-            false => Ok(()),
-        }
+        self.db.require_dual()
     }
 
     fn episode_live(&self, id: u64) -> Result<bool> {
