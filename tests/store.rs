@@ -867,11 +867,7 @@ fn a_read_only_open_needs_no_write_access() {
             tx.insert_episode(&episode(&vector(i), b"p", None)).unwrap();
         }
         tx.commit().unwrap();
-        std::fs::create_dir(&killed).unwrap();
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), killed.join(e.file_name())).unwrap();
-        }
+        formats::copy_dir(&dir, &killed);
     }
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path, m| {
