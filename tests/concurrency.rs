@@ -539,3 +539,104 @@ fn threads_inserting_bound_episodes_bind_every_episode() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// A compaction copies from a snapshot while the writer goes on, then carries what was
+/// committed meanwhile into its copy: every commit stands, whatever it changed (inserts,
+/// deletes of episodes already copied, bindings, concept updates), across compactions
+/// running back to back beside the writer, and after a reopen.
+#[test]
+fn commits_made_while_compactions_copy_are_kept() {
+    use engram_core::ConceptInput;
+    const BATCHES: u64 = 60;
+    const PER: u64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engram::open(dir.path(), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let concepts: Vec<u64> = (0..4)
+        .map(|c| {
+            let centroid = vector(1_000_000 + c);
+            let input = ConceptInput {
+                centroid: &centroid,
+                label: "v0",
+            };
+            tx.insert_concept(&input).unwrap()
+        })
+        .collect();
+    tx.commit().unwrap();
+    let writing = AtomicBool::new(true);
+    let (during, compactions) = (AtomicU64::new(0), AtomicU64::new(0));
+    let compacting = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while writing.load(Ordering::Acquire) {
+                compacting.store(true, Ordering::Release);
+                db.compact().unwrap();
+                compacting.store(false, Ordering::Release);
+                compactions.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        for b in 0..BATCHES {
+            let mut tx = db.begin_write().unwrap();
+            for i in 0..PER {
+                let id = b * PER + i;
+                let input = EpisodeInput {
+                    agent: 0,
+                    timestamp: id as i64,
+                    embedding: &vector(id),
+                    payload: &id.to_le_bytes(),
+                    key: Some(&id.to_be_bytes()),
+                };
+                assert_eq!(tx.insert_episode(&input).unwrap(), id);
+                tx.bind(id, concepts[(id % 4) as usize], 0.5).unwrap();
+            }
+            // One in five of the previous batch's episodes goes: copied ones, most often.
+            if b > 0 {
+                for id in ((b - 1) * PER..b * PER).step_by(5) {
+                    tx.delete_episode(id).unwrap();
+                }
+            }
+            let c = concepts[(b % 4) as usize];
+            tx.update_concept(c, &vector(2_000_000 + b), Some(&format!("v{b}")))
+                .unwrap();
+            tx.commit().unwrap();
+            if compacting.load(Ordering::Acquire) {
+                during.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        writing.store(false, Ordering::Release);
+    });
+    eprintln!(
+        "{} compactions; {} of {BATCHES} commits returned while one ran",
+        compactions.load(Ordering::Relaxed),
+        during.load(Ordering::Relaxed)
+    );
+    let check = |db: &Engram| {
+        let snap = db.begin_read().unwrap();
+        let report = snap.verify().unwrap();
+        let deleted = |id: u64| id.is_multiple_of(5) && id < (BATCHES - 1) * PER;
+        let live: Vec<u64> = (0..BATCHES * PER).filter(|&id| !deleted(id)).collect();
+        assert_eq!(snap.episode_ids().unwrap(), live);
+        assert_eq!(report.live_bindings, live.len() as u64);
+        for &id in &live {
+            let ep = snap.episode(id).unwrap().unwrap();
+            assert_eq!(ep.embedding(), vector(id).as_slice());
+            assert_eq!(ep.payload().unwrap(), &id.to_le_bytes());
+            let by_key = snap.episode_by_key(&id.to_be_bytes()).unwrap().unwrap();
+            assert_eq!(by_key.id(), id);
+            let bound = snap.bindings_of_episode(id).unwrap();
+            assert_eq!(bound.len(), 1);
+            assert_eq!(bound[0].concept, concepts[(id % 4) as usize]);
+        }
+        for (i, &c) in concepts.iter().enumerate() {
+            let last = (0..BATCHES).rev().find(|b| b % 4 == i as u64).unwrap();
+            let concept = snap.concept(c).unwrap().unwrap();
+            assert_eq!(concept.label().unwrap(), format!("v{last}"));
+            assert_eq!(concept.centroid(), vector(2_000_000 + last).as_slice());
+            let fan = live.iter().filter(|&&id| id % 4 == i as u64).count();
+            assert_eq!(snap.concept_fan_count(c).unwrap(), fan);
+        }
+    };
+    check(&db);
+    drop(db);
+    check(&Engram::open(dir.path(), opts()).unwrap());
+}

@@ -84,6 +84,8 @@ pub enum Step {
     Reopen {
         killed: bool,
     },
+    /// Compacts. With a transaction open, the compaction copies beside it, and it commits
+    /// before the compaction takes the writer: the compaction must carry it into its copy.
     Compact,
     /// A backup of the last commit, taken beside any open transaction, with an int8 mirror
     /// or without, opened and checked against the committed model.
@@ -713,8 +715,22 @@ pub fn run(steps: Vec<Step>) {
                 check(db.as_ref().unwrap(), &committed);
             }
             Step::Compact => {
-                tx = None;
-                d.compact().unwrap();
+                match tx.take() {
+                    None => d.compact().unwrap(),
+                    Some(t) => {
+                        engram_core::fault::hold_compaction();
+                        std::thread::scope(|s| {
+                            let compaction = s.spawn(|| d.compact());
+                            engram_core::fault::await_compaction();
+                            let committed = t.commit();
+                            engram_core::fault::release_compaction();
+                            committed.unwrap();
+                            compaction.join().unwrap().unwrap();
+                        });
+                        pending.reap(now());
+                        committed = pending.clone();
+                    }
+                }
                 committed.reap(now());
                 pending = committed.clone();
                 check(d, &committed);

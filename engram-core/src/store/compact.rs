@@ -52,6 +52,15 @@ impl Sink {
         Ok(())
     }
 
+    /// Makes what was written so far durable, so that the [`Sink::finish`] to come has
+    /// only what follows to sync.
+    fn sync(&mut self) -> Result<()> {
+        crate::store::fault::io(crate::store::fault::IoOp::Sync, self.site)
+            .and_then(|()| self.out.flush())
+            .and_then(|()| self.out.get_ref().sync_data())
+            .map_err(|e| Error::io("fsync", &self.path, e))
+    }
+
     pub(crate) fn finish(self) -> Result<()> {
         let f = self
             .out
@@ -157,11 +166,7 @@ pub(crate) struct Target<'a> {
 /// them. Ids are preserved. If writing fails, every file of `to.number` is removed, so a
 /// failed run (most often on a full disk) leaves no half-written copies holding space.
 pub(crate) fn write_compacted(v: &Version, to: Target<'_>) -> Result<VersionState> {
-    let written = write_files(v, to);
-    if written.is_err() {
-        remove_files(to.dir, to.number);
-    }
-    written
+    finish(copy_nodes(v, to)?, v, to)
 }
 
 /// Removes every data file numbered `number` in `dir` (best effort): for files no commit
@@ -172,50 +177,128 @@ pub(crate) fn remove_files(dir: &Path, number: u64) {
     }
 }
 
-fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
-    let Target {
-        dir,
-        number,
-        txn,
-        now,
-        int8_mirror,
-    } = to;
-    let s = v.state;
-    let ep_layout = v.info.episode_layout;
-    let con_layout = v.info.concept_layout;
-    let mut eps = Sink::create(dir, number, "eps")?;
-    let mut cons = Sink::create(dir, number, "con")?;
-    let mut heap = Sink::create(dir, number, "heap")?;
-    let mut int8 = match int8_mirror {
-        true => Some(Sink::create(dir, number, "i8")?),
-        false => None,
-    };
-    let mut slot_buf = Vec::with_capacity(ep_layout.stride.max(con_layout.stride));
-    let mut bindings: Vec<(u64, Binding)> = Vec::new();
-    let mut keys = Vec::new();
+/// A node copied into the new files.
+#[derive(Clone, Copy)]
+struct CopiedNode {
+    id: u64,
+    /// Its slot in the version it was copied from: the same slot in a later version is the
+    /// same record (records are never written over).
+    from: u64,
+    /// Its slot in the copy.
+    to: u64,
+    /// An episode's key hash, 0 for none.
+    key_hash: u64,
+}
 
-    // The new entries of the nodes still stored, ascending by id (memory follows what is
-    // stored, not the ids ever assigned); `write_table` lays them out.
-    let mut etab: Vec<(u64, table::Words)> =
-        Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
-    let mut next_expiry = table::NEVER;
+/// The bulk of a compaction: the live episodes' and concepts' slots (embeddings, centroids
+/// and their heap blobs) of one version, copied and synced, but no commit's tables, lists or
+/// keys yet. [`Engram::compact`](crate::Engram::compact) makes it without the writer, and
+/// [`finish`] completes it under the writer from the version current by then.
+pub(crate) struct Copied {
+    eps: Sink,
+    cons: Sink,
+    heap: Sink,
+    int8: Option<Sink>,
+    /// Ascending by id.
+    episodes: Vec<CopiedNode>,
+    concepts: Vec<CopiedNode>,
+    /// The networks file, its catalog length and the pages file the copied networks are
+    /// of: a later version with the same three has the same networks (both files only
+    /// grow until a compaction renumbers them).
+    networks_of: (u64, u64, u64),
+    /// Pages and catalog bytes of the networks written.
+    networks: (u64, u64),
+    dir: PathBuf,
+    number: u64,
+}
+
+impl Copied {
+    /// Removes the copy's files, for a compaction that will not finish.
+    pub(crate) fn discard(self) {
+        let (dir, number) = (self.dir.clone(), self.number);
+        drop(self);
+        remove_files(&dir, number);
+    }
+}
+
+/// Copies `v`'s live episodes and concepts into `to`'s files, syncs them, and writes its
+/// networks; on failure removes every file of `to.number`.
+pub(crate) fn copy_nodes(v: &Version, to: Target<'_>) -> Result<Copied> {
+    let copied = copy_files(v, to);
+    if copied.is_err() {
+        remove_files(to.dir, to.number);
+    }
+    copied
+}
+
+fn copy_files(v: &Version, to: Target<'_>) -> Result<Copied> {
+    let (dir, number) = (to.dir, to.number);
+    let mut c = Copied {
+        eps: Sink::create(dir, number, "eps")?,
+        cons: Sink::create(dir, number, "con")?,
+        heap: Sink::create(dir, number, "heap")?,
+        int8: match to.int8_mirror {
+            true => Some(Sink::create(dir, number, "i8")?),
+            false => None,
+        },
+        episodes: Vec::with_capacity(v.state.live_episodes.min(1 << 20) as usize),
+        concepts: Vec::with_capacity(v.state.live_concepts.min(1 << 20) as usize),
+        networks_of: (
+            v.state.files.networks,
+            v.state.catalog_len,
+            v.state.files.pages,
+        ),
+        networks: (0, 0),
+        dir: dir.to_path_buf(),
+        number,
+    };
+    let mut buf = Vec::new();
     // Ids ascend, and so do their slots: read ahead as a scan does.
-    let mut ahead = ReadAhead::new(&v.file(Role::Episodes)?.map, ep_layout.stride as u64);
+    let stride = v.info.episode_layout.stride as u64;
+    let mut ahead = ReadAhead::new(&v.file(Role::Episodes)?.map, stride);
     for id in v.table_ids(Role::EpisodeTable) {
         // Deleted before, or expired now: either way gone from this version on.
-        let Some(e) = v.episode_entry(id, now)? else {
-            continue;
-        };
-        let expires_at = v.expires_at(id)?;
-        next_expiry = next_expiry.min(expires_at);
-        ahead.at(e.slot);
-        let rec = v.episode_at(e.slot)?;
-        let payload = copy_blob(v, &rec.payload, &mut heap)?;
-        let key = if rec.key.len.to_native() > 0 {
-            keys.push((rec.key_hash.to_native(), id));
-            copy_blob(v, &rec.key, &mut heap)?
-        } else {
-            Blob::default()
+        if let Some(e) = v.episode_entry(id, to.now)? {
+            ahead.at(e.slot);
+            let node = c.copy_episode(v, id, e.slot, &mut buf)?;
+            c.episodes.push(node);
+        }
+    }
+    let stride = v.info.concept_layout.stride as u64;
+    let mut ahead = ReadAhead::new(&v.file(Role::Concepts)?.map, stride);
+    for id in v.table_ids(Role::ConceptTable) {
+        if let Some(e) = v.concept_entry(id)? {
+            ahead.at(e.slot);
+            let node = c.copy_concept(v, id, e.slot, &mut buf)?;
+            c.concepts.push(node);
+        }
+    }
+    for sink in [&mut c.eps, &mut c.cons, &mut c.heap]
+        .into_iter()
+        .chain(c.int8.as_mut())
+    {
+        sink.sync()?;
+    }
+    c.networks = write_networks(v, dir, number)?;
+    Ok(c)
+}
+
+impl Copied {
+    /// Appends episode `id`'s record at `slot` of `v` (and its int8 row and blobs).
+    fn copy_episode(
+        &mut self,
+        v: &Version,
+        id: u64,
+        slot: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<CopiedNode> {
+        let layout = v.info.episode_layout;
+        let rec = v.episode_at(slot)?;
+        let payload = copy_blob(v, &rec.payload, &mut self.heap)?;
+        let has_key = rec.key.len.to_native() > 0;
+        let key = match has_key {
+            true => copy_blob(v, &rec.key, &mut self.heap)?,
+            false => Blob::default(),
         };
         let archive = records::serialize(&EpisodeRecord {
             embedding: records::native_f32(&rec.embedding),
@@ -227,42 +310,43 @@ fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
             key_hash: rec.key_hash.to_native(),
             norm: rec.norm.to_native(),
         });
-        slot_buf.clear();
-        ep_layout.push_slot(&archive, &mut slot_buf);
-        etab.push((
+        buf.clear();
+        layout.push_slot(&archive, buf);
+        let node = CopiedNode {
             id,
-            table::Words {
-                last_access: v.table_word(Role::EpisodeTable, id, table::LAST_ACCESS)? as i64,
-                access_count: v.table_word(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
-                ..table::Words::new(eps.len / ep_layout.stride as u64, NONE, expires_at)
-            },
-        ));
-        eps.write(&slot_buf)?;
-        if let Some(sink) = &mut int8 {
-            slot_buf.clear();
+            from: slot,
+            to: self.eps.len / layout.stride as u64,
+            key_hash: if has_key { rec.key_hash.to_native() } else { 0 },
+        };
+        self.eps.write(buf)?;
+        if let Some(sink) = &mut self.int8 {
+            buf.clear();
             v.info.int8_layout.push_row(
                 records::native_f32(&rec.embedding),
                 rec.norm.to_native(),
                 id,
                 rec.agent.to_native(),
                 rec.timestamp.to_native(),
-                &mut slot_buf,
+                buf,
             );
-            sink.write(&slot_buf)?;
+            sink.write(buf)?;
         }
-        bindings.extend(v.walk(e.bind_head, true)?);
+        Ok(node)
     }
 
-    let mut ctab: Vec<(u64, table::Words)> =
-        Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
-    let mut ahead = ReadAhead::new(&v.file(Role::Concepts)?.map, con_layout.stride as u64);
-    for id in v.table_ids(Role::ConceptTable) {
-        let Some(e) = v.concept_entry(id)? else {
-            continue;
-        };
-        ahead.at(e.slot);
-        let rec = v.concept_at(id, e.slot)?;
-        let label = copy_blob(v, &rec.label, &mut heap)?;
+    /// Appends the version of concept `id` that `v` sees, from its newest at `slot` (and its
+    /// label), as the concept's only one.
+    fn copy_concept(
+        &mut self,
+        v: &Version,
+        id: u64,
+        slot: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<CopiedNode> {
+        let layout = v.info.concept_layout;
+        // The newest version's slot, which a later version's entry names if it is the same.
+        let (slot, rec) = v.concept_version(id, slot)?;
+        let label = copy_blob(v, &rec.label, &mut self.heap)?;
         let archive = records::serialize(&ConceptRecord {
             centroid: records::native_f32(&rec.centroid),
             id,
@@ -272,13 +356,105 @@ fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
             members: rec.members.to_native(),
             coherence: rec.coherence.to_native(),
         });
-        slot_buf.clear();
-        con_layout.push_slot(&archive, &mut slot_buf);
-        ctab.push((
+        buf.clear();
+        layout.push_slot(&archive, buf);
+        let node = CopiedNode {
             id,
-            table::Words::new(cons.len / con_layout.stride as u64, NONE, table::NEVER),
+            from: slot,
+            to: self.cons.len / layout.stride as u64,
+            key_hash: 0,
+        };
+        self.cons.write(buf)?;
+        Ok(node)
+    }
+}
+
+/// Writes `v`'s networks, packed, as the pages and catalog files numbered `number`; returns
+/// their pages and the catalog's length.
+fn write_networks(v: &Version, dir: &Path, number: u64) -> Result<(u64, u64)> {
+    let (page_bytes, catalog) = crate::store::network::compacted(v)?;
+    for (kind, bytes) in [("pages", &page_bytes), ("nets", &catalog)] {
+        let mut f = Sink::create(dir, number, kind)?;
+        f.write(bytes)?;
+        f.finish()?;
+    }
+    let pages = (page_bytes.len() / crate::store::network::PAGE) as u64;
+    Ok((pages, catalog.len() as u64))
+}
+
+/// Completes `copied` (made from `v` or an earlier version) into a copy of `v`'s live
+/// records as of `to.txn` and returns its state. The nodes `v` stores in the slots they were
+/// copied from are used as copied; the rest of `v`'s live nodes (stored, or replaced, since)
+/// are appended; the copied ones `v` no longer stores stay as dead slots, for the next
+/// compaction. The tables, binding lists and key index are written from `v`. On failure
+/// removes every file of `to.number`.
+pub(crate) fn finish(copied: Copied, v: &Version, to: Target<'_>) -> Result<VersionState> {
+    let finished = finish_files(copied, v, to);
+    if finished.is_err() {
+        remove_files(to.dir, to.number);
+    }
+    finished
+}
+
+fn finish_files(mut c: Copied, v: &Version, to: Target<'_>) -> Result<VersionState> {
+    let Target {
+        dir,
+        number,
+        txn,
+        now,
+        int8_mirror: _,
+    } = to;
+    let s = v.state;
+    let mut buf = Vec::new();
+    let mut bindings: Vec<(u64, Binding)> = Vec::new();
+    let mut keys = Vec::new();
+
+    // The new entries of the nodes still stored, ascending by id (memory follows what is
+    // stored, not the ids ever assigned); `write_table` lays them out.
+    let mut etab: Vec<(u64, table::Words)> =
+        Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
+    let mut next_expiry = table::NEVER;
+    let copied = std::mem::take(&mut c.episodes);
+    let mut copied = copied.iter().peekable();
+    for id in v.table_ids(Role::EpisodeTable) {
+        let Some(e) = v.episode_entry(id, now)? else {
+            continue;
+        };
+        while copied.next_if(|n| n.id < id).is_some() {}
+        let node = match copied.next_if(|n| n.id == id && n.from == e.slot) {
+            Some(&n) => n,
+            None => c.copy_episode(v, id, e.slot, &mut buf)?,
+        };
+        if node.key_hash != 0 {
+            keys.push((node.key_hash, id));
+        }
+        let expires_at = v.expires_at(id)?;
+        next_expiry = next_expiry.min(expires_at);
+        etab.push((
+            id,
+            table::Words {
+                last_access: v.table_word(Role::EpisodeTable, id, table::LAST_ACCESS)? as i64,
+                access_count: v.table_word(Role::EpisodeTable, id, table::ACCESS_COUNT)?,
+                ..table::Words::new(node.to, NONE, expires_at)
+            },
         ));
-        cons.write(&slot_buf)?;
+        bindings.extend(v.walk(e.bind_head, true)?);
+    }
+
+    let mut ctab: Vec<(u64, table::Words)> =
+        Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
+    let copied = std::mem::take(&mut c.concepts);
+    let mut copied = copied.iter().peekable();
+    for id in v.table_ids(Role::ConceptTable) {
+        let Some(e) = v.concept_entry(id)? else {
+            continue;
+        };
+        while copied.next_if(|n| n.id < id).is_some() {}
+        let node = match copied.next_if(|n| n.id == id && n.from == e.slot) {
+            Some(&n) => n,
+            None => c.copy_concept(v, id, e.slot, &mut buf)?,
+        };
+        ctab.push((id, table::Words::new(node.to, NONE, table::NEVER)));
     }
 
     // Re-link the lists in the original append order so each stays newest first.
@@ -318,30 +494,32 @@ fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
         k.finish()?;
         cells
     };
-    let (page_bytes, catalog) = crate::store::network::compacted(v)?;
-    for (kind, bytes) in [("pages", &page_bytes), ("nets", &catalog)] {
-        let mut f = Sink::create(dir, number, kind)?;
-        f.write(bytes)?;
-        f.finish()?;
+    if c.networks_of != (s.files.networks, s.catalog_len, s.files.pages) {
+        for kind in ["pages", "nets"] {
+            let path = dir.join(meta::file_name(number, kind));
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+        c.networks = write_networks(v, dir, number)?;
     }
+    let (pages, catalog_len) = c.networks;
     let state = VersionState {
         txn,
         episode_ids: s.episode_ids,
-        episode_slots: eps.len / ep_layout.stride as u64,
+        episode_slots: c.eps.len / v.info.episode_layout.stride as u64,
         concept_ids: s.concept_ids,
-        concept_slots: cons.len / con_layout.stride as u64,
+        concept_slots: c.cons.len / v.info.concept_layout.stride as u64,
         bindings: bindings.len() as u64,
-        heap_len: heap.len,
+        heap_len: c.heap.len,
         key_cells,
         key_count: keys.len() as u64,
         live_episodes: etab.len() as u64,
-        live_concepts: s.live_concepts,
+        live_concepts: ctab.len() as u64,
         empty_concepts: ctab.iter().filter(|(_, e)| e.bind_head == NONE).count() as u64,
         live_bindings: bindings.len() as u64,
         // Every head is written into the fresh tables, which are synced before the commit.
         heads_from: bindings.len() as u64,
-        pages: (page_bytes.len() / crate::store::network::PAGE) as u64,
-        catalog_len: catalog.len() as u64,
+        pages,
+        catalog_len,
         files: FileNumbers {
             episodes: number,
             concepts: number,
@@ -350,7 +528,7 @@ fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
             bindings: number,
             heap: number,
             keys: if key_cells == 0 { 0 } else { number },
-            int8: if int8.is_some() { number } else { 0 },
+            int8: if c.int8.is_some() { number } else { 0 },
             pages: number,
             networks: number,
         },
@@ -360,7 +538,7 @@ fn write_files(v: &Version, to: Target<'_>) -> Result<VersionState> {
         episode_table_runs,
         concept_table_runs,
     };
-    for sink in [Some(eps), Some(cons), Some(heap), Some(bnd), int8]
+    for sink in [Some(c.eps), Some(c.cons), Some(c.heap), Some(bnd), c.int8]
         .into_iter()
         .flatten()
     {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
@@ -118,6 +118,11 @@ pub(crate) struct WriterLock {
     mutex: Mutex<Writer>,
     /// [`thread_token`] of the holder, 0 when none.
     holder: AtomicUsize,
+    /// Held for a whole compaction, which holds `mutex` only at its end.
+    compacting: Mutex<()>,
+    /// The writer's [`Writer::numbers`], which a compaction takes its number from before
+    /// it holds `mutex`.
+    numbers: Arc<AtomicU64>,
 }
 
 /// A token unique to the calling thread among live threads: the address of a thread-local.
@@ -129,8 +134,10 @@ fn thread_token() -> usize {
 impl WriterLock {
     fn new(writer: Writer) -> Self {
         WriterLock {
+            numbers: writer.numbers.clone(),
             mutex: Mutex::new(writer),
             holder: AtomicUsize::new(0),
+            compacting: Mutex::new(()),
         }
     }
 
@@ -154,6 +161,18 @@ impl WriterLock {
             holder: &self.holder,
         })
     }
+}
+
+/// A file number above those of the files `next` is [`FileNumbers::next`] of, and above
+/// every number handed out from `numbers` before.
+fn take_file_number(numbers: &AtomicU64, next: u64) -> u64 {
+    let take = |given: u64| given.max(next.saturating_sub(1)) + 1;
+    let given = numbers
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |given| {
+            Some(take(given))
+        })
+        .expect("the update always stores");
+    take(given)
 }
 
 /// The held writer; clears the holder before the mutex is released.
@@ -207,6 +226,9 @@ pub(crate) struct Writer {
     /// writes the other, so the record the log's entries follow is never overwritten
     /// before a newer one is durable.
     slot: u64,
+    /// The highest file number handed out by this writer: each is handed out once, to a
+    /// commit or to a compaction running beside the commits.
+    numbers: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -217,7 +239,7 @@ impl Writer {
     }
 
     pub(crate) fn next_file_number(&self) -> u64 {
-        self.files.next()
+        take_file_number(&self.numbers, self.files.next())
     }
 
     pub(crate) fn create_keys_file(&mut self, number: u64, bytes: &[u8]) -> Result<()> {
@@ -818,6 +840,7 @@ fn recover(info: &Arc<DbInfo>) -> Result<(Writer, VersionState)> {
         wal,
         logged: 0,
         slot: record.slot,
+        numbers: Arc::default(),
     };
     Ok((writer, state))
 }
@@ -1177,33 +1200,63 @@ impl Engram {
 
     /// Rewrites the data files with only live records and retires the old ones. Snapshots
     /// taken before keep reading the old files (unlinked, still mapped) safely.
+    ///
+    /// Writers wait only for the end of it: the live episodes and concepts (the bulk of the
+    /// bytes) are copied from a snapshot while commits go on, and the writer is then held
+    /// to append what those commits stored, write the tables, binding lists and key index
+    /// of the version current by then, and commit. One compaction runs at a time.
     pub fn compact(&self) -> Result<()> {
-        let mut w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock()?;
-        if w.poisoned {
-            return Err(Error::Poisoned);
-        }
-        let result = self.compact_locked(&mut w);
-        if result.is_err() {
-            w.poisoned = true;
-        }
-        result
-    }
-
-    fn compact_locked(&self, w: &mut Writer) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        // It would copy, then wait on this thread's own transaction forever.
+        writer.check_not_held()?;
+        let _one = writer.compacting.lock();
         let v = self.current.read().clone();
-        let number = w.next_file_number();
-        let now = self.clock.now();
-        let to = compact::Target {
+        let target = |v: &Version, number| compact::Target {
             dir: &self.info.dir,
             number,
             txn: v.state.txn + 1,
-            now,
+            now: self.clock.now(),
             int8_mirror: self.info.manifest.int8_mirror,
         };
-        let state = compact::write_compacted(&v, to)?;
+        let number = take_file_number(&writer.numbers, v.state.files.next());
+        let copied = compact::copy_nodes(&v, target(&v, number))?;
+        drop(v);
+        crate::store::fault::compaction_copied();
+        let locked = writer.lock().and_then(|w| match w.poisoned {
+            true => Err(Error::Poisoned),
+            false => Ok(w),
+        });
+        let mut w = match locked {
+            Ok(w) => w,
+            Err(e) => {
+                copied.discard();
+                return Err(e);
+            }
+        };
+        let v = self.current.read().clone();
+        let result = self.compact_locked(&mut w, copied, &v, target(&v, number));
+        if result.is_err() {
+            w.poisoned = true;
+        }
+        // Writers go on now. Then, unless a snapshot still reads them, the old files' maps
+        // go with `v`, and the kernel frees the unlinked files' pages and blocks (~0.3 s per
+        // GB here) on this thread, not under the writer.
+        drop(w);
+        drop(v);
+        result
+    }
+
+    fn compact_locked(
+        &self,
+        w: &mut Writer,
+        copied: compact::Copied,
+        v: &Version,
+        to: compact::Target<'_>,
+    ) -> Result<()> {
+        let state = compact::finish(copied, v, to)?;
         let (handles, tables) =
             open_files(&self.info, &state, true, None, None).inspect_err(|_| {
-                compact::remove_files(&self.info.dir, number);
+                compact::remove_files(&self.info.dir, to.number);
             })?;
         w.write_record(&state, &[])?;
         let old = w.files;

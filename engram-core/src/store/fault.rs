@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 /// A kind of I/O call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,6 +93,54 @@ pub(crate) fn synced(path: &std::path::Path) {
     {
         f(path);
     }
+}
+
+/// Where a held compaction stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Off,
+    Armed,
+    Holding,
+    Released,
+}
+
+static HOLD: Mutex<Hold> = Mutex::new(Hold::Off);
+static HOLD_MOVED: Condvar = Condvar::new();
+
+/// Makes the next compaction stop once it has copied the live episodes and concepts, before
+/// it takes the writer, until [`release_compaction`]. Returns at once; [`await_compaction`]
+/// waits for the compaction to stop there. What commits then is what the compaction must
+/// carry into its copy.
+pub fn hold_compaction() {
+    *HOLD.lock() = Hold::Armed;
+}
+
+/// Waits until the compaction [`hold_compaction`] armed for has stopped.
+pub fn await_compaction() {
+    let mut h = HOLD.lock();
+    while *h != Hold::Holding {
+        HOLD_MOVED.wait(&mut h);
+    }
+}
+
+/// Lets the held compaction go on.
+pub fn release_compaction() {
+    *HOLD.lock() = Hold::Released;
+    HOLD_MOVED.notify_all();
+}
+
+/// Called by a compaction between its copy and taking the writer: stops there if armed.
+pub(crate) fn compaction_copied() {
+    let mut h = HOLD.lock();
+    if *h != Hold::Armed {
+        return;
+    }
+    *h = Hold::Holding;
+    HOLD_MOVED.notify_all();
+    while *h != Hold::Released {
+        HOLD_MOVED.wait(&mut h);
+    }
+    *h = Hold::Off;
 }
 
 /// An injected failure: the error to return, and for a short write, that the first half of

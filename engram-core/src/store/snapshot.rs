@@ -231,11 +231,16 @@ impl Version {
     }
 
     /// The version of concept `id` visible here: walk back from the newest version.
-    pub(crate) fn concept_at(
+    pub(crate) fn concept_at(&self, id: u64, slot: u64) -> Result<&ArchivedConceptRecord<'static>> {
+        Ok(self.concept_version(id, slot)?.1)
+    }
+
+    /// [`Version::concept_at`], with the slot of the version found.
+    pub(crate) fn concept_version(
         &self,
         id: u64,
         mut slot: u64,
-    ) -> Result<&ArchivedConceptRecord<'static>> {
+    ) -> Result<(u64, &ArchivedConceptRecord<'static>)> {
         let layout = self.info.concept_layout;
         let file = self.file(Role::Concepts)?;
         loop {
@@ -243,7 +248,7 @@ impl Version {
                 let archive = layout.archive(&file.map, slot)?;
                 let rec = records::concept_view(&file.map, slot * layout.stride as u64, archive)?; // slot < committed: no overflow
                 if rec.created_txn.to_native() <= self.state.txn {
-                    return check_id(rec, id, &file.map, slot);
+                    return Ok((slot, check_id(rec, id, &file.map, slot)?));
                 }
                 slot = next_older(rec.prev_slot.to_native(), slot, &file.map)?;
                 continue;
