@@ -14,12 +14,19 @@ use crate::store::records::{
 use crate::store::snapshot::{ReadTxn, Role, Version};
 use crate::store::tables;
 
+/// Bytes a [`Sink`] writes between starting their writeback.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 /// A new file written front to back through a buffer, then synced: compaction's and
 /// backup's files, and the binding file an upgrade rewrites.
 pub(crate) struct Sink {
     out: BufWriter<File>,
     path: PathBuf,
     len: u64,
+    /// Bytes whose writeback was started: a long copy hands its bytes to the disk as it
+    /// goes, so that its sync (and a commit's sync queued behind it) does not wait for
+    /// hundreds of megabytes at the end.
+    started: u64,
     /// Where injected faults say they fired.
     site: &'static str,
 }
@@ -40,6 +47,7 @@ impl Sink {
             out: BufWriter::with_capacity(1 << 20, f),
             path,
             len: 0,
+            started: 0,
             site,
         })
     }
@@ -49,6 +57,13 @@ impl Sink {
             .and_then(|()| self.out.write_all(bytes))
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.len += bytes.len() as u64;
+        if self.len - self.started >= WRITEBACK_STEP {
+            self.out
+                .flush()
+                .map_err(|e| Error::io("write", &self.path, e))?;
+            file::start_writeback(self.out.get_ref(), self.started, self.len - self.started);
+            self.started = self.len;
+        }
         Ok(())
     }
 

@@ -619,22 +619,9 @@ impl FileHandle {
 
     /// Asks the kernel to start writing a range back now, so the disk works while the
     /// writer keeps serializing; the commit's fsync still waits for it. Only a hint.
-    #[cfg(target_os = "linux")]
     pub(crate) fn start_writeback(&self, off: u64, len: u64) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: plain syscall on a descriptor we own; no memory is passed.
-        unsafe {
-            libc::sync_file_range(
-                self.file.as_raw_fd(),
-                off as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
+        start_writeback(&self.file, off, len);
     }
-
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) fn start_writeback(&self, _off: u64, _len: u64) {}
 
     pub(crate) fn sync(&self) -> Result<()> {
         fault::io(IoOp::Sync, "sync")
@@ -644,6 +631,25 @@ impl FileHandle {
         Ok(())
     }
 }
+
+/// Asks the kernel to start writing `len` bytes of `file` at `off` (0: to the end) back to
+/// the disk now; an fsync still waits for them. Only a hint: errors show at that fsync.
+#[cfg(target_os = "linux")]
+pub(crate) fn start_writeback(file: &File, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a descriptor the caller owns; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_writeback(_file: &File, _off: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {
