@@ -331,3 +331,73 @@ fn episodes_only_handles_refuse_formation() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
+
+/// `Engram::form_concepts` clusters without the writer: a commit made while it clusters
+/// (here from its own progress callback, which would get `WriteInProgress` if the writer
+/// were held) goes through, and the formation leaves out what that commit changed: an
+/// episode deleted is bound to nothing, one bound meanwhile is not bound again
+/// (`unbound_only`), and each concept counts the members it was given.
+#[test]
+fn formation_clusters_while_commits_go_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (m, truth) = clustered(1_000, 5, DIM, 1.0, 8);
+    let ids = insert(&db, &m.data, &truth, 1);
+    let mut tx = db.begin_write().unwrap();
+    let hand = tx
+        .insert_concept(&engram_core::ConceptInput {
+            centroid: &m.data[..DIM],
+            label: "by hand",
+        })
+        .unwrap();
+    tx.commit().unwrap();
+    let (deleted, bound) = (ids[10], ids[20]);
+    let committed = AtomicBool::new(false);
+    let meanwhile = |p: &cluster::Progress| {
+        if p.phase == Phase::Iterating && !committed.swap(true, Ordering::SeqCst) {
+            let mut tx = db.begin_write().unwrap();
+            tx.delete_episode(deleted).unwrap();
+            tx.bind(bound, hand, 0.5).unwrap();
+            let late = tx
+                .insert_episode(&EpisodeInput {
+                    agent: 1,
+                    timestamp: 0,
+                    embedding: &m.data[..DIM],
+                    payload: b"late",
+                    key: None,
+                })
+                .unwrap();
+            tx.commit().unwrap();
+            assert_eq!(late, ids.len() as u64);
+        }
+        ControlFlow::Continue(())
+    };
+    let filter = Filter::default();
+    let report = db
+        .form_concepts(&FormationParams {
+            unbound_only: true,
+            progress: Some(&meanwhile),
+            ..formation(&filter, k_params(5))
+        })
+        .unwrap();
+    assert!(committed.load(Ordering::SeqCst));
+    // Clustered as of the snapshot: all 1,000; written: all but the two changed since.
+    assert_eq!((report.episodes, report.bound), (1_000, 998));
+    let snap = db.begin_read().unwrap();
+    snap.verify().unwrap();
+    assert_eq!(snap.episode_fan_count(bound).unwrap(), 1);
+    assert!(snap.episode(deleted).unwrap().is_none());
+    assert!(snap.episode(ids.len() as u64).unwrap().is_some());
+    let members: u64 = report
+        .concepts
+        .iter()
+        .map(|&c| {
+            let n = snap.concept(c).unwrap().unwrap().members();
+            assert_eq!(n, snap.concept_fan_count(c).unwrap() as u64);
+            n
+        })
+        .sum();
+    assert_eq!(members, 998);
+    assert_eq!(snap.binding_count(), 999);
+}

@@ -1,13 +1,13 @@
-//! Concept formation and consolidation in a write transaction: episodes read in place from
-//! the snapshot the transaction started from, clustered by `cluster`, written back as concept
-//! nodes and bindings.
+//! Concept formation and consolidation: episodes read in place from a snapshot (the one a
+//! write transaction started from, or, for [`Engram::form_concepts`], one taken before the
+//! writer), clustered by `cluster`, written back as concept nodes and bindings.
 
 use crate::cluster::{self, OnProgress, Points, UNASSIGNED, normalize_into};
 use crate::error::{Error, Result};
 use crate::store::db::Engram;
 use crate::store::file::ReadAhead;
 use crate::store::search::Filter;
-use crate::store::snapshot::Role;
+use crate::store::snapshot::{Role, Version};
 use crate::store::write::{Formed, WriteTxn};
 
 /// What [`WriteTxn::form_concepts`] clusters, and how.
@@ -74,45 +74,12 @@ impl WriteTxn<'_> {
     pub fn form_concepts(&mut self, params: &FormationParams<'_>) -> Result<FormationReport> {
         self.require_dual()?;
         let base = self.base().clone();
-        let (points, ids) = self.chosen(&base, params.filter, params.unbound_only)?;
-        let clusters = cluster::cluster(&points, &params.clustering, params.progress)?;
-        let d = points.dim();
-        let mut central = vec![(f32::NEG_INFINITY, 0u64); clusters.len()];
-        for (p, (&label, &sim)) in clusters.labels.iter().zip(&clusters.similarity).enumerate() {
-            if label != UNASSIGNED && sim > central[label as usize].0 {
-                central[label as usize] = (sim, ids[p].1);
-            }
-        }
-        let mut concepts = Vec::with_capacity(clusters.len());
-        for (j, &(_, slot)) in central.iter().enumerate() {
-            let payload = base.heap_bytes(&base.episode_at(slot)?.payload)?;
-            let label: String = std::str::from_utf8(payload)
-                .map(|s| s.chars().take(LABEL_CHARS).collect())
-                .unwrap_or_default();
-            let formed = Formed {
-                members: clusters.sizes[j] as u64,
-                coherence: clusters.coherence[j],
-            };
-            concepts.push(self.new_concept(
-                &clusters.centroids[j * d..(j + 1) * d],
-                &label,
-                formed,
-            )?);
-        }
-        let mut bound = 0;
-        for (p, &label) in clusters.labels.iter().enumerate() {
-            if label != UNASSIGNED {
-                self.bind(ids[p].0, concepts[label as usize], clusters.similarity[p])?;
-                bound += 1;
-            }
-        }
-        Ok(FormationReport {
-            concepts,
-            episodes: points.len(),
-            bound,
-            iterations: clusters.iterations,
-            objective: clusters.objective(),
-        })
+        let unbound_only = params.unbound_only;
+        let skip = |id| -> Result<bool> {
+            Ok(self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0))
+        };
+        let plan = Plan::new(&base, params, self.now(), skip)?;
+        plan.write(self, |_, _| Ok(true))
     }
 
     /// Binds every unbound episode (committed when this transaction began, passing the
@@ -176,7 +143,10 @@ impl WriteTxn<'_> {
             centroids.extend_from_slice(&unit);
             concepts.push((id, rec.members.to_native(), rec.coherence.to_native()));
         }
-        let (points, ids) = self.chosen(&base, &params.filter, true)?;
+        let skip = |id| -> Result<bool> {
+            Ok(self.deleted_episode(id) || self.episode_fan_count(id)? > 0)
+        };
+        let (points, ids) = chosen(&base, &params.filter, self.now(), skip)?;
         let mut report = ConsolidationReport {
             pending: points.len(),
             ..Default::default()
@@ -220,41 +190,141 @@ impl WriteTxn<'_> {
         }
         Ok(report)
     }
+}
 
-    /// The episodes of `base` this transaction still has live, passing `filter` and (when
-    /// `unbound_only`) bound to nothing, as points read in place from their slots, with
-    /// their (id, slot). Zero embeddings, which have no direction, are left out.
-    fn chosen<'b>(
-        &self,
-        base: &'b crate::store::snapshot::Version,
-        filter: &Filter,
-        unbound_only: bool,
-    ) -> Result<(Points<'b>, Vec<(u64, u64)>)> {
-        let rows = base.episode_rows()?;
-        let stride = base.info.episode_layout.stride as u64;
-        let mut ahead = ReadAhead::new(&base.file(Role::Episodes)?.map, stride);
-        let mut points = Points::over(rows.floats(), rows.dim());
-        let mut ids = Vec::new();
-        for slot in 0..rows.len() as u64 {
-            ahead.at(slot);
-            let Some(id) = base.live_slot(slot, filter, self.now())? else {
-                continue;
-            };
-            if self.deleted_episode(id) || (unbound_only && self.episode_fan_count(id)? > 0) {
-                continue;
-            }
-            let norm = base.stored_norm(slot)?;
-            if norm > 0.0 {
-                points.push(slot as usize * rows.stride(), norm);
-                ids.push((id, slot));
+/// The episodes of `base` live at clock time `now`, passing `filter`, that `skip` does not
+/// leave out, as points read in place from their slots, with their (id, slot). Zero
+/// embeddings, which have no direction, are left out.
+fn chosen<'b>(
+    base: &'b Version,
+    filter: &Filter,
+    now: i64,
+    skip: impl Fn(u64) -> Result<bool>,
+) -> Result<(Points<'b>, Vec<(u64, u64)>)> {
+    let rows = base.episode_rows()?;
+    let stride = base.info.episode_layout.stride as u64;
+    let mut ahead = ReadAhead::new(&base.file(Role::Episodes)?.map, stride);
+    let mut points = Points::over(rows.floats(), rows.dim());
+    let mut ids = Vec::new();
+    for slot in 0..rows.len() as u64 {
+        ahead.at(slot);
+        let Some(id) = base.live_slot(slot, filter, now)? else {
+            continue;
+        };
+        if skip(id)? {
+            continue;
+        }
+        let norm = base.stored_norm(slot)?;
+        if norm > 0.0 {
+            points.push(slot as usize * rows.stride(), norm);
+            ids.push((id, slot));
+        }
+    }
+    Ok((points, ids))
+}
+
+/// A formation clustered from one version, not written yet: the concepts, and for each
+/// clustered episode its concept and strength.
+struct Plan {
+    /// Centroid, label and coherence of each concept.
+    concepts: Vec<(Vec<f32>, String, f32)>,
+    /// (episode, index into `concepts`, strength), in point order.
+    bindings: Vec<(u64, usize, f32)>,
+    episodes: usize,
+    iterations: usize,
+    objective: f64,
+}
+
+impl Plan {
+    /// Clusters the episodes of `base` that [`chosen`] gives, as `params` says.
+    fn new(
+        base: &Version,
+        params: &FormationParams<'_>,
+        now: i64,
+        skip: impl Fn(u64) -> Result<bool>,
+    ) -> Result<Plan> {
+        let (points, ids) = chosen(base, params.filter, now, skip)?;
+        let clusters = cluster::cluster(&points, &params.clustering, params.progress)?;
+        let d = points.dim();
+        let mut central = vec![(f32::NEG_INFINITY, 0u64); clusters.len()];
+        for (p, (&label, &sim)) in clusters.labels.iter().zip(&clusters.similarity).enumerate() {
+            if label != UNASSIGNED && sim > central[label as usize].0 {
+                central[label as usize] = (sim, ids[p].1);
             }
         }
-        Ok((points, ids))
+        let mut concepts = Vec::with_capacity(clusters.len());
+        for (j, &(_, slot)) in central.iter().enumerate() {
+            let payload = base.heap_bytes(&base.episode_at(slot)?.payload)?;
+            let label: String = std::str::from_utf8(payload)
+                .map(|s| s.chars().take(LABEL_CHARS).collect())
+                .unwrap_or_default();
+            let centroid = clusters.centroids[j * d..(j + 1) * d].to_vec();
+            concepts.push((centroid, label, clusters.coherence[j]));
+        }
+        let bindings = clusters
+            .labels
+            .iter()
+            .zip(&clusters.similarity)
+            .enumerate()
+            .filter(|(_, (label, _))| **label != UNASSIGNED)
+            .map(|(p, (&label, &sim))| (ids[p].0, label as usize, sim))
+            .collect();
+        Ok(Plan {
+            concepts,
+            bindings,
+            episodes: points.len(),
+            iterations: clusters.iterations,
+            objective: clusters.objective(),
+        })
+    }
+
+    /// Writes the plan into `tx`: the bindings `keep` (given the transaction and the
+    /// episode) keeps, and the concepts left with a member, each with its kept members as
+    /// its count.
+    fn write(
+        self,
+        tx: &mut WriteTxn<'_>,
+        keep: impl Fn(&WriteTxn<'_>, u64) -> Result<bool>,
+    ) -> Result<FormationReport> {
+        let mut kept = Vec::with_capacity(self.bindings.len());
+        let mut members = vec![0u64; self.concepts.len()];
+        for &(episode, j, sim) in &self.bindings {
+            if keep(tx, episode)? {
+                kept.push((episode, j, sim));
+                members[j] += 1;
+            }
+        }
+        let mut concepts = Vec::with_capacity(self.concepts.len());
+        let mut ids = vec![0u64; self.concepts.len()];
+        for (j, (centroid, label, coherence)) in self.concepts.iter().enumerate() {
+            if members[j] > 0 {
+                let formed = Formed {
+                    members: members[j],
+                    coherence: *coherence,
+                };
+                ids[j] = tx.new_concept(centroid, label, formed)?;
+                concepts.push(ids[j]);
+            }
+        }
+        for &(episode, j, sim) in &kept {
+            tx.bind(episode, ids[j], sim)?;
+        }
+        Ok(FormationReport {
+            concepts,
+            episodes: self.episodes,
+            bound: kept.len(),
+            iterations: self.iterations,
+            objective: self.objective,
+        })
     }
 }
 
 impl Engram {
-    /// [`WriteTxn::form_concepts`] in a transaction of its own, committed.
+    /// [`WriteTxn::form_concepts`] in a transaction of its own, committed, with the
+    /// clustering done before it takes the writer: it clusters the episodes of the last
+    /// commit while other threads go on committing, then writes the concepts and bindings.
+    /// Episodes those commits deleted (or, with `unbound_only`, bound) are left out, and a
+    /// concept counts the members it was given; one left with none is not created.
     ///
     /// ```
     /// use engram_core::cluster::{Count, Params};
@@ -281,8 +351,19 @@ impl Engram {
     /// # Ok(()) }
     /// ```
     pub fn form_concepts(&self, params: &FormationParams<'_>) -> Result<FormationReport> {
+        self.require_dual()?;
+        self.check_can_write()?;
+        let snap = self.begin_read()?;
+        let unbound_only = params.unbound_only;
+        let skip = |id| -> Result<bool> { Ok(unbound_only && snap.episode_fan_count(id)? > 0) };
+        let plan = Plan::new(&snap.v, params, snap.now, skip)?;
+        drop(snap);
         let mut tx = self.begin_write()?;
-        let report = tx.form_concepts(params)?;
+        // Commits made while it clustered may have deleted (or, with `unbound_only`, bound)
+        // some of its episodes: those are left out.
+        let report = plan.write(&mut tx, |tx, id| {
+            Ok(tx.episode_live(id)? && !(unbound_only && tx.episode_fan_count(id)? > 0))
+        })?;
         tx.commit()?;
         Ok(report)
     }

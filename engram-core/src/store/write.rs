@@ -661,7 +661,7 @@ impl<'db> WriteTxn<'db> {
         self.db.require_dual()
     }
 
-    fn episode_live(&self, id: u64) -> Result<bool> {
+    pub(crate) fn episode_live(&self, id: u64) -> Result<bool> {
         if self.deleted_episodes.contains(&id) {
             return Ok(false);
         }
