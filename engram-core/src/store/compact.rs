@@ -359,7 +359,8 @@ impl Copied {
         buf: &mut Vec<u8>,
     ) -> Result<CopiedNode> {
         let layout = v.info.concept_layout;
-        // The newest version's slot, which a later version's entry names if it is the same.
+        // The slot of the version `v` sees: a later version's entry names the same slot
+        // only if the concept was not updated since.
         let (slot, rec) = v.concept_version(id, slot)?;
         let label = copy_blob(v, &rec.label, &mut self.heap)?;
         let archive = records::serialize(&ConceptRecord {
