@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::db::Engram;
 use crate::store::file::ReadAhead;
 use crate::store::search::Filter;
-use crate::store::snapshot::{Role, Version};
+use crate::store::snapshot::{ReadTxn, Role, Version};
 use crate::store::write::{Formed, WriteTxn};
 
 /// What [`WriteTxn::form_concepts`] clusters, and how.
@@ -113,82 +113,15 @@ impl WriteTxn<'_> {
     /// ```
     pub fn consolidate(&mut self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
         self.require_dual()?;
-        if !(-1.0..=1.0).contains(&params.min_similarity) {
-            return Err(Error::InvalidArgument(format!(
-                "min_similarity {} is not a cosine in [-1, 1]",
-                params.min_similarity
-            )));
-        }
+        check_similarity(params)?;
         let base = self.base().clone();
-        let d = base.info.manifest.dimension;
-        // Candidate concepts: unit centroids of those committed and untouched here.
-        let mut concepts: Vec<(u64, u64, f32)> = Vec::new(); // id, members, coherence
-        let mut centroids: Vec<f32> = Vec::new();
-        let stride = base.info.concept_layout.stride as u64;
-        let mut ahead = ReadAhead::new(&base.file(Role::Concepts)?.map, stride);
-        for id in base.table_ids(Role::ConceptTable) {
-            if self.touched_concept(id) {
-                continue;
-            }
-            let Some(e) = base.concept_entry(id)? else {
-                continue;
-            };
-            ahead.at(e.slot);
-            let rec = base.concept_at(id, e.slot)?;
-            let c = crate::store::records::native_f32(&rec.centroid);
-            let mut unit = vec![0f32; d];
-            if normalize_into(c, &mut unit) == 0.0 {
-                continue;
-            }
-            centroids.extend_from_slice(&unit);
-            concepts.push((id, rec.members.to_native(), rec.coherence.to_native()));
-        }
         let skip = |id| -> Result<bool> {
             Ok(self.deleted_episode(id) || self.episode_fan_count(id)? > 0)
         };
-        let (points, ids) = chosen(&base, &params.filter, self.now(), skip)?;
-        let mut report = ConsolidationReport {
-            pending: points.len(),
-            ..Default::default()
-        };
-        if concepts.is_empty() || points.is_empty() {
-            return Ok(report);
-        }
-        let all: Vec<u32> = (0..points.len() as u32).collect();
-        let (labels, sims) = points.nearest(&all, &centroids);
-        let mut added = vec![0u64; concepts.len()];
-        let mut sums = vec![0f32; concepts.len() * d];
-        for p in 0..points.len() {
-            if sims[p] >= params.min_similarity {
-                let j = labels[p] as usize;
-                self.bind(ids[p].0, concepts[j].0, sims[p])?;
-                added[j] += 1;
-                points.add_direction(p, &mut sums[j * d..(j + 1) * d]);
-                report.bound += 1;
-            }
-        }
-        for (j, &(id, members, coherence)) in concepts.iter().enumerate() {
-            if added[j] == 0 || members == 0 {
-                continue;
-            }
-            let scale = f64::from(coherence) * members as f64;
-            let sum: Vec<f64> = (0..d)
-                .map(|i| f64::from(centroids[j * d + i]) * scale + f64::from(sums[j * d + i]))
-                .collect();
-            let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm == 0.0 {
-                continue;
-            }
-            let centroid: Vec<f32> = sum.iter().map(|&x| (x / norm) as f32).collect();
-            let members = members + added[j];
-            let formed = Formed {
-                members,
-                coherence: (norm / members as f64) as f32,
-            };
-            self.put_concept_version(id, &centroid, None, formed)?;
-            report.concepts_updated += 1;
-        }
-        Ok(report)
+        let fold = Fold::new(&base, params, self.now(), skip, |id| {
+            self.touched_concept(id)
+        })?;
+        fold.write(self, |_, _| Ok(true), |_, _, _| Ok(true))
     }
 }
 
@@ -221,6 +154,136 @@ fn chosen<'b>(
         }
     }
     Ok((points, ids))
+}
+
+fn check_similarity(params: &ConsolidationParams) -> Result<()> {
+    match (-1.0..=1.0).contains(&params.min_similarity) {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "min_similarity {} is not a cosine in [-1, 1]",
+            params.min_similarity
+        ))),
+    }
+}
+
+/// A consolidation worked out on one version, not written yet: the unbound episodes, the
+/// candidate concepts, and each episode's nearest concept.
+struct Fold<'b> {
+    points: Points<'b>,
+    ids: Vec<(u64, u64)>,
+    /// (id, slot of the version read, members, coherence) of each candidate concept.
+    concepts: Vec<(u64, u64, u64, f32)>,
+    /// Their unit centroids.
+    centroids: Vec<f32>,
+    /// Each point's nearest concept and cosine to it.
+    nearest: (Vec<u32>, Vec<f32>),
+    min_similarity: f32,
+}
+
+impl<'b> Fold<'b> {
+    /// The episodes [`chosen`] gives, against the concepts of `base` that `skip_concept`
+    /// does not leave out.
+    fn new(
+        base: &'b Version,
+        params: &ConsolidationParams,
+        now: i64,
+        skip_episode: impl Fn(u64) -> Result<bool>,
+        skip_concept: impl Fn(u64) -> bool,
+    ) -> Result<Fold<'b>> {
+        let d = base.info.manifest.dimension;
+        let mut concepts = Vec::new();
+        let mut centroids: Vec<f32> = Vec::new();
+        let stride = base.info.concept_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&base.file(Role::Concepts)?.map, stride);
+        for id in base.table_ids(Role::ConceptTable) {
+            if skip_concept(id) {
+                continue;
+            }
+            let Some(e) = base.concept_entry(id)? else {
+                continue;
+            };
+            ahead.at(e.slot);
+            let (slot, rec) = base.concept_version(id, e.slot)?;
+            let c = crate::store::records::native_f32(&rec.centroid);
+            let mut unit = vec![0f32; d];
+            if normalize_into(c, &mut unit) == 0.0 {
+                continue;
+            }
+            centroids.extend_from_slice(&unit);
+            let (members, coherence) = (rec.members.to_native(), rec.coherence.to_native());
+            concepts.push((id, slot, members, coherence));
+        }
+        let (points, ids) = chosen(base, &params.filter, now, skip_episode)?;
+        let nearest = match concepts.is_empty() || points.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => {
+                let all: Vec<u32> = (0..points.len() as u32).collect();
+                points.nearest(&all, &centroids)
+            }
+        };
+        Ok(Fold {
+            points,
+            ids,
+            concepts,
+            centroids,
+            nearest,
+            min_similarity: params.min_similarity,
+        })
+    }
+
+    /// Binds each episode close enough to its nearest concept, if `keep_episode` keeps it
+    /// and `keep_concept` (given id and the slot read) the concept, and folds the episodes
+    /// bound into their concept: centroid, member count and coherence, exactly.
+    fn write(
+        self,
+        tx: &mut WriteTxn<'_>,
+        keep_episode: impl Fn(&WriteTxn<'_>, u64) -> Result<bool>,
+        keep_concept: impl Fn(&WriteTxn<'_>, u64, u64) -> Result<bool>,
+    ) -> Result<ConsolidationReport> {
+        let d = self.points.dim();
+        let mut report = ConsolidationReport {
+            pending: self.points.len(),
+            ..Default::default()
+        };
+        let (labels, sims) = &self.nearest;
+        let mut kept = Vec::with_capacity(self.concepts.len());
+        for &(id, slot, _, _) in &self.concepts {
+            kept.push(keep_concept(tx, id, slot)?);
+        }
+        let mut added = vec![0u64; self.concepts.len()];
+        let mut sums = vec![0f32; self.concepts.len() * d];
+        for (p, (&label, &sim)) in labels.iter().zip(sims).enumerate() {
+            let (j, episode) = (label as usize, self.ids[p].0);
+            if sim >= self.min_similarity && kept[j] && keep_episode(tx, episode)? {
+                tx.bind(episode, self.concepts[j].0, sim)?;
+                added[j] += 1;
+                self.points.add_direction(p, &mut sums[j * d..(j + 1) * d]);
+                report.bound += 1;
+            }
+        }
+        for (j, &(id, _, members, coherence)) in self.concepts.iter().enumerate() {
+            if added[j] == 0 || members == 0 {
+                continue;
+            }
+            let scale = f64::from(coherence) * members as f64;
+            let sum: Vec<f64> = (0..d)
+                .map(|i| f64::from(self.centroids[j * d + i]) * scale + f64::from(sums[j * d + i]))
+                .collect();
+            let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                continue;
+            }
+            let centroid: Vec<f32> = sum.iter().map(|&x| (x / norm) as f32).collect();
+            let members = members + added[j];
+            let formed = Formed {
+                members,
+                coherence: (norm / members as f64) as f32,
+            };
+            tx.put_concept_version(id, &centroid, None, formed)?;
+            report.concepts_updated += 1;
+        }
+        Ok(report)
+    }
 }
 
 /// A formation clustered from one version, not written yet: the concepts, and for each
@@ -368,11 +431,122 @@ impl Engram {
         Ok(report)
     }
 
-    /// [`WriteTxn::consolidate`] in a transaction of its own, committed.
+    /// [`WriteTxn::consolidate`] in a transaction of its own, committed, with the episodes
+    /// assigned to concepts before it takes the writer (while other threads commit). Then
+    /// it binds and folds the assignments still valid: an episode deleted or bound since is
+    /// left out, and so are the episodes of a concept updated or deleted since (they stay
+    /// unbound, for the next consolidation).
     pub fn consolidate(&self, params: &ConsolidationParams) -> Result<ConsolidationReport> {
+        self.require_dual()?;
+        self.check_can_write()?;
+        check_similarity(params)?;
+        self.consolidate_from(&self.begin_read()?, params)
+    }
+
+    /// [`Engram::consolidate`] of the episodes and concepts of `snap`, written in a
+    /// transaction begun afterwards.
+    fn consolidate_from(
+        &self,
+        snap: &ReadTxn,
+        params: &ConsolidationParams,
+    ) -> Result<ConsolidationReport> {
+        let skip = |id| -> Result<bool> { Ok(snap.episode_fan_count(id)? > 0) };
+        let fold = Fold::new(&snap.v, params, snap.now, skip, |_| false)?;
         let mut tx = self.begin_write()?;
-        let report = tx.consolidate(params)?;
+        let report = fold.write(
+            &mut tx,
+            |tx, id| Ok(tx.episode_live(id)? && tx.episode_fan_count(id)? == 0),
+            |tx, id, slot| Ok(tx.base().concept_entry(id)?.map(|e| e.slot) == Some(slot)),
+        )?;
         tx.commit()?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cluster::{Count, Params};
+    use crate::{ConsolidationParams, Engram, EpisodeInput, Filter, FormationParams, Options};
+
+    /// Consolidation assigns on a snapshot and writes later: what the commits in between
+    /// changed is left out, and a concept folds only the episodes it was given.
+    #[test]
+    fn a_consolidation_leaves_out_what_changed_since_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            dimension: Some(2),
+            ..Options::default()
+        };
+        let db = Engram::open(dir.path(), opts).unwrap();
+        let insert = |rows: &[[f32; 2]]| -> Vec<u64> {
+            let mut tx = db.begin_write().unwrap();
+            let ids = rows
+                .iter()
+                .map(|v| {
+                    let input = EpisodeInput {
+                        agent: 1,
+                        timestamp: 0,
+                        embedding: v,
+                        payload: b"",
+                        key: None,
+                    };
+                    tx.insert_episode(&input).unwrap()
+                })
+                .collect();
+            tx.commit().unwrap();
+            ids
+        };
+        insert(&[[1.0, 0.05], [1.0, -0.05], [0.05, 1.0], [-0.05, 1.0]]);
+        let clustering = Params {
+            count: Count::K(2),
+            min_size: 1,
+            ..Params::default()
+        };
+        let filter = Filter::default();
+        let formed = db
+            .form_concepts(&FormationParams {
+                filter: &filter,
+                unbound_only: true,
+                clustering,
+                progress: None,
+            })
+            .unwrap();
+        let snap = db.begin_read().unwrap();
+        let is_east = |c: u64| snap.concept(c).unwrap().unwrap().centroid()[0] > 0.5;
+        let (east, north) = match is_east(formed.concepts[0]) {
+            true => (formed.concepts[0], formed.concepts[1]),
+            false => (formed.concepts[1], formed.concepts[0]),
+        };
+        let pending = insert(&[[1.0, 0.1], [1.0, -0.1], [0.9, 0.0], [0.1, 1.0]]);
+
+        let snap = db.begin_read().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.delete_episode(pending[0]).unwrap();
+        tx.bind(pending[1], north, 0.2).unwrap();
+        tx.update_concept(north, &[0.0, 1.0], Some("moved"))
+            .unwrap();
+        tx.commit().unwrap();
+
+        let params = ConsolidationParams {
+            min_similarity: 0.5,
+            filter: Filter::default(),
+        };
+        let report = db.consolidate_from(&snap, &params).unwrap();
+        // Four pending in the snapshot; written: the third only (the first was deleted and
+        // the second bound meanwhile; the fourth's concept, north, was updated).
+        assert_eq!(
+            (report.pending, report.bound, report.concepts_updated),
+            (4, 1, 1)
+        );
+        let now = db.begin_read().unwrap();
+        now.verify().unwrap();
+        assert_eq!(now.concept(east).unwrap().unwrap().members(), 3);
+        assert_eq!(now.concept_fan_count(east).unwrap(), 3);
+        assert_eq!(now.episode_fan_count(pending[1]).unwrap(), 1);
+        assert_eq!(now.episode_fan_count(pending[3]).unwrap(), 0);
+        assert_eq!(
+            now.concept(north).unwrap().unwrap().label().unwrap(),
+            "moved"
+        );
     }
 }
