@@ -420,7 +420,9 @@ fn verify_groups(dir: &std::path::Path) -> Vec<u64> {
 
 /// The group-commit child: `GROUP_THREADS` threads each record calls of `PER_CALL` episodes
 /// with `insert_episodes`, from the counts in `ENGRAM_GROUP_START`, printing `ACK t call`
-/// after each returns. Does nothing in a normal test run.
+/// after each returns, while one more thread compacts again and again: a kill lands in a
+/// compaction's copy, its catch-up or its commit as often as between them. Does nothing in
+/// a normal test run.
 #[test]
 fn group_child() {
     let Ok(dir) = std::env::var("ENGRAM_GROUP_CHILD") else {
@@ -433,6 +435,11 @@ fn group_child() {
         .collect();
     let db = Engram::open(&dir, opts()).unwrap();
     std::thread::scope(|s| {
+        s.spawn(|| {
+            loop {
+                db.compact().unwrap();
+            }
+        });
         for (t, &start) in starts.iter().enumerate() {
             let db = &db;
             let t = t as u64;
