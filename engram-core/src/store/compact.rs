@@ -288,12 +288,7 @@ fn copy_files(v: &Version, to: Target<'_>) -> Result<Copied> {
             c.concepts.push(node);
         }
     }
-    for sink in [&mut c.eps, &mut c.cons, &mut c.heap]
-        .into_iter()
-        .chain(c.int8.as_mut())
-    {
-        sink.sync()?;
-    }
+    c.sync()?;
     c.networks = write_networks(v, dir, number)?;
     Ok(c)
 }
@@ -385,6 +380,60 @@ impl Copied {
     }
 }
 
+impl Copied {
+    /// Makes the slots and blobs copied so far durable, so that [`finish`] has only what
+    /// it appends to sync.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        for sink in [&mut self.eps, &mut self.cons, &mut self.heap]
+            .into_iter()
+            .chain(self.int8.as_mut())
+        {
+            sink.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Brings the copy to the live nodes of `v` (the version copied or a later one) at
+    /// clock time `now`: appends those it does not hold as `v` has them (stored, or a
+    /// concept updated, since), and forgets those `v` no longer stores (their slots stay,
+    /// dead). A compaction runs it once beside the writer, on the newest version, so that
+    /// its run under the writer (in [`finish`]) has only the last commits' nodes to append.
+    pub(crate) fn catch_up(&mut self, v: &Version, now: i64) -> Result<()> {
+        let mut buf = Vec::new();
+        let copied = std::mem::take(&mut self.episodes);
+        let mut copied = copied.iter().peekable();
+        let mut episodes = Vec::with_capacity(v.state.live_episodes.min(1 << 20) as usize);
+        for id in v.table_ids(Role::EpisodeTable) {
+            let Some(e) = v.episode_entry(id, now)? else {
+                continue;
+            };
+            while copied.next_if(|n| n.id < id).is_some() {}
+            episodes.push(match copied.next_if(|n| n.id == id && n.from == e.slot) {
+                Some(&n) => n,
+                None => self.copy_episode(v, id, e.slot, &mut buf)?,
+            });
+        }
+        self.episodes = episodes;
+        let copied = std::mem::take(&mut self.concepts);
+        let mut copied = copied.iter().peekable();
+        let mut concepts = Vec::with_capacity(v.state.live_concepts.min(1 << 20) as usize);
+        for id in v.table_ids(Role::ConceptTable) {
+            let Some(e) = v.concept_entry(id)? else {
+                continue;
+            };
+            while copied.next_if(|n| n.id < id).is_some() {}
+            // A version committing beside an unlocked run may name a slot newer than `v`
+            // sees: its copy then comes again, under the writer (a dead slot, no more).
+            concepts.push(match copied.next_if(|n| n.id == id && n.from == e.slot) {
+                Some(&n) => n,
+                None => self.copy_concept(v, id, e.slot, &mut buf)?,
+            });
+        }
+        self.concepts = concepts;
+        Ok(())
+    }
+}
+
 /// Writes `v`'s networks, packed, as the pages and catalog files numbered `number`; returns
 /// their pages and the catalog's length.
 fn write_networks(v: &Version, dir: &Path, number: u64) -> Result<(u64, u64)> {
@@ -421,26 +470,16 @@ fn finish_files(mut c: Copied, v: &Version, to: Target<'_>) -> Result<VersionSta
         int8_mirror: _,
     } = to;
     let s = v.state;
-    let mut buf = Vec::new();
+    c.catch_up(v, now)?;
     let mut bindings: Vec<(u64, Binding)> = Vec::new();
     let mut keys = Vec::new();
 
     // The new entries of the nodes still stored, ascending by id (memory follows what is
     // stored, not the ids ever assigned); `write_table` lays them out.
-    let mut etab: Vec<(u64, table::Words)> =
-        Vec::with_capacity(s.live_episodes.min(1 << 20) as usize);
+    let mut etab: Vec<(u64, table::Words)> = Vec::with_capacity(c.episodes.len());
     let mut next_expiry = table::NEVER;
-    let copied = std::mem::take(&mut c.episodes);
-    let mut copied = copied.iter().peekable();
-    for id in v.table_ids(Role::EpisodeTable) {
-        let Some(e) = v.episode_entry(id, now)? else {
-            continue;
-        };
-        while copied.next_if(|n| n.id < id).is_some() {}
-        let node = match copied.next_if(|n| n.id == id && n.from == e.slot) {
-            Some(&n) => n,
-            None => c.copy_episode(v, id, e.slot, &mut buf)?,
-        };
+    for node in &c.episodes {
+        let id = node.id;
         if node.key_hash != 0 {
             keys.push((node.key_hash, id));
         }
@@ -454,24 +493,13 @@ fn finish_files(mut c: Copied, v: &Version, to: Target<'_>) -> Result<VersionSta
                 ..table::Words::new(node.to, NONE, expires_at)
             },
         ));
-        bindings.extend(v.walk(e.bind_head, true)?);
+        bindings.extend(v.walk(v.entry(Role::EpisodeTable, id)?.bind_head, true)?);
     }
-
-    let mut ctab: Vec<(u64, table::Words)> =
-        Vec::with_capacity(s.live_concepts.min(1 << 20) as usize);
-    let copied = std::mem::take(&mut c.concepts);
-    let mut copied = copied.iter().peekable();
-    for id in v.table_ids(Role::ConceptTable) {
-        let Some(e) = v.concept_entry(id)? else {
-            continue;
-        };
-        while copied.next_if(|n| n.id < id).is_some() {}
-        let node = match copied.next_if(|n| n.id == id && n.from == e.slot) {
-            Some(&n) => n,
-            None => c.copy_concept(v, id, e.slot, &mut buf)?,
-        };
-        ctab.push((id, table::Words::new(node.to, NONE, table::NEVER)));
-    }
+    let mut ctab: Vec<(u64, table::Words)> = c
+        .concepts
+        .iter()
+        .map(|n| (n.id, table::Words::new(n.to, NONE, table::NEVER)))
+        .collect();
 
     // Re-link the lists in the original append order so each stays newest first.
     bindings.sort_unstable_by_key(|(at, _)| *at);

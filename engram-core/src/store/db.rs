@@ -1219,7 +1219,17 @@ impl Engram {
             int8_mirror: self.info.manifest.int8_mirror,
         };
         let number = take_file_number(&writer.numbers, v.state.files.next());
-        let copied = compact::copy_nodes(&v, target(&v, number))?;
+        let mut copied = compact::copy_nodes(&v, target(&v, number))?;
+        // What was committed during the copy, appended beside the writer too: the run
+        // under it then has only the last commits' nodes to append.
+        let v = self.current.read().clone();
+        if let Err(e) = copied
+            .catch_up(&v, self.clock.now())
+            .and_then(|()| copied.sync())
+        {
+            copied.discard();
+            return Err(e);
+        }
         drop(v);
         crate::store::fault::compaction_copied();
         let locked = writer.lock().and_then(|w| match w.poisoned {
