@@ -1220,17 +1220,18 @@ impl Engram {
         };
         let number = take_file_number(&writer.numbers, v.state.files.next());
         let mut copied = compact::copy_nodes(&v, target(&v, number))?;
+        drop(v);
         // What was committed during the copy, appended beside the writer too: the run
         // under it then has only the last commits' nodes to append.
-        let v = self.current.read().clone();
+        let newer = self.current.read().clone();
         if let Err(e) = copied
-            .catch_up(&v, self.clock.now())
+            .catch_up(&newer, self.clock.now())
             .and_then(|()| copied.sync())
         {
             copied.discard();
             return Err(e);
         }
-        drop(v);
+        drop(newer);
         crate::store::fault::compaction_copied();
         let locked = writer.lock().and_then(|w| match w.poisoned {
             true => Err(Error::Poisoned),
