@@ -1210,6 +1210,11 @@ impl Engram {
         // It would copy, then wait on this thread's own transaction forever.
         writer.check_not_held()?;
         let _one = writer.compacting.lock();
+        // A poisoned handle refuses at once, if a transaction does not hold the writer now
+        // (it would otherwise find out after the copy).
+        if writer.mutex.try_lock().is_some_and(|w| w.poisoned) {
+            return Err(Error::Poisoned);
+        }
         let v = self.current.read().clone();
         let target = |v: &Version, number| compact::Target {
             dir: &self.info.dir,
@@ -1246,9 +1251,6 @@ impl Engram {
         };
         let v = self.current.read().clone();
         let result = self.compact_locked(&mut w, copied, &v, target(&v, number));
-        if result.is_err() {
-            w.poisoned = true;
-        }
         // Writers go on now. Then, unless a snapshot still reads them, the old files' maps
         // go with `v`, and the kernel frees the unlinked files' pages and blocks (~0.3 s per
         // GB here) on this thread, not under the writer.
@@ -1264,11 +1266,31 @@ impl Engram {
         v: &Version,
         to: compact::Target<'_>,
     ) -> Result<()> {
+        // Until the record, nothing the handle or the directory's commits name has changed:
+        // a failure (a full disk, most often) leaves the handle as it was, and the copy is
+        // removed. From the record on, only a reopen knows which commit is the durable one.
         let state = compact::finish(copied, v, to)?;
         let (handles, tables) =
             open_files(&self.info, &state, true, None, None).inspect_err(|_| {
                 compact::remove_files(&self.info.dir, to.number);
             })?;
+        let installed = self.install_compaction(w, state, handles, tables, v);
+        if installed.is_err() {
+            w.poisoned = true;
+        }
+        installed
+    }
+
+    /// Commits a compaction's `state` (its files written, synced and opened) and retires
+    /// the files of `v` it replaces.
+    fn install_compaction(
+        &self,
+        w: &mut Writer,
+        state: VersionState,
+        handles: [Option<Arc<FileHandle>>; FILES],
+        tables: Tables,
+        v: &Version,
+    ) -> Result<()> {
         w.write_record(&state, &[])?;
         let old = w.files;
         w.handles = handles;
