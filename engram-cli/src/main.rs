@@ -61,8 +61,19 @@ enum Cmd {
     /// Counts, sizes per file, settings and the last commit.
     Stats { dir: PathBuf },
     /// Per agent: live episodes, their time span, payload bytes, how many expire, the
-    /// agent's default time to live and its networks (reads every episode).
-    Agents { dir: PathBuf },
+    /// agent's default time to live and its networks (reads every episode). With --agent
+    /// and --ttl, first sets (or with `none` clears) that agent's default time to live, in
+    /// one commit.
+    Agents {
+        dir: PathBuf,
+        #[arg(long, requires = "ttl")]
+        agent: Option<u64>,
+        /// In the database clock's unit (Unix microseconds unless the writer set its own):
+        /// how long that agent's episodes inserted from now on live, or `none`. Episodes
+        /// already stored keep their expiry.
+        #[arg(long, requires = "agent", allow_negative_numbers = true)]
+        ttl: Option<String>,
+    },
     /// Load vectors (.npy float32, .fvecs, or raw .f32 with --dim) as episodes, all in one
     /// transaction: a bad file commits nothing. In a fresh database row i gets id i.
     Import {
@@ -458,7 +469,12 @@ fn run(cli: &Cli) -> Res<()> {
             });
         }
         Cmd::Stats { dir } => stats(dir, j)?,
-        Cmd::Agents { dir } => agents(dir, j)?,
+        Cmd::Agents { dir, agent, ttl } => {
+            if let (Some(agent), Some(ttl)) = (agent, ttl) {
+                set_agent_ttl(dir, *agent, ttl)?;
+            }
+            agents(dir, j)?
+        }
         Cmd::Import {
             dir,
             vectors,
@@ -1384,6 +1400,21 @@ struct AgentEpisodes {
     expiring: u64,
 }
 
+/// Sets (`none`: clears) `agent`'s default time to live, committed.
+fn set_agent_ttl(dir: &Path, agent: u64, ttl: &str) -> Res<()> {
+    let ttl = match ttl {
+        "none" => None,
+        t => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("--ttl {t:?}: not a whole number of clock units, nor none"))?,
+        ),
+    };
+    let db = open(dir)?;
+    let mut tx = db.begin_write().map_err(err)?;
+    tx.set_agent_ttl(agent, ttl).map_err(err)?;
+    tx.commit().map_err(err)
+}
+
 fn agents(dir: &Path, j: bool) -> Res<()> {
     let db = open_read_only(dir)?;
     let snap = db.begin_read().map_err(err)?;
@@ -1401,6 +1432,9 @@ fn agents(dir: &Path, j: bool) -> Res<()> {
     let networks = snap.networks();
     for (agent, _) in &networks {
         by_agent.entry(*agent).or_default();
+    }
+    for (agent, _) in snap.agent_ttls() {
+        by_agent.entry(agent).or_default();
     }
     let rows: Vec<_> = by_agent
         .iter()

@@ -883,7 +883,7 @@ fn networks_are_listed_and_shown() {
 
 /// `engram agents` sums each agent's live episodes (count, time span, payload bytes, how
 /// many expire) beside its default time to live and its networks, agents with networks
-/// only included.
+/// only included; `--agent A --ttl T|none` sets or clears a default time to live.
 #[test]
 fn agents_are_summed_from_their_episodes() {
     use engram_core::quant::QuantScheme;
@@ -940,6 +940,32 @@ fn agents_are_summed_from_their_episodes() {
         text.lines().nth(3).unwrap().trim_start().starts_with("3 "),
         "{text}"
     );
+
+    // --agent --ttl sets a default time to live (an agent with nothing else is listed for
+    // it), `none` clears one, and a bad value commits nothing.
+    let ttl_of = |v: &Value, agent: u64| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == agent)
+            .map(|a| a["default_ttl"].clone())
+    };
+    let v = json(&["agents", dir, "--agent", "5", "--ttl", "86400000000"]);
+    assert_eq!(ttl_of(&v, 5), Some(serde_json::json!(86_400_000_000i64)));
+    let v = json(&["agents", dir, "--agent", "1", "--ttl", "none"]);
+    assert_eq!(ttl_of(&v, 1), Some(Value::Null));
+    for bad in ["soon", "0", "-3"] {
+        let e = fails(&["agents", dir, "--agent", "5", "--ttl", bad]);
+        assert!(
+            e.contains("ttl") || e.contains("time to live"),
+            "{bad}: {e}"
+        );
+    }
+    fails(&["agents", dir, "--ttl", "5"]);
+    let v = json(&["agents", dir]);
+    assert_eq!(ttl_of(&v, 5), Some(serde_json::json!(86_400_000_000i64)));
+    let db = read_only(tmp.path());
+    assert_eq!(db.begin_read().unwrap().agent_ttls(), [(5, 86_400_000_000)]);
 }
 
 #[test]

@@ -186,6 +186,13 @@ impl NetCatalog {
         self.agent_ttls.get(&agent).copied()
     }
 
+    /// Every agent's default time to live, sorted by agent.
+    pub(crate) fn agent_ttls(&self) -> Vec<(u64, i64)> {
+        let mut all: Vec<(u64, i64)> = self.agent_ttls.iter().map(|(&a, &t)| (a, t)).collect();
+        all.sort_unstable();
+        all
+    }
+
     fn get(&self, agent: u64, name: &str) -> Option<&Arc<NetEntry>> {
         self.by_agent
             .get(&agent)?
@@ -710,9 +717,7 @@ pub(crate) fn compacted(v: &Version) -> Result<(Vec<u8>, Vec<u8>)> {
         pages_record(0, &crcs)
     };
     catalog.extend(puts);
-    let mut ttls: Vec<_> = v.nets.agent_ttls.iter().collect();
-    ttls.sort_unstable();
-    for (&agent, &ttl) in ttls {
+    for (agent, ttl) in v.nets.agent_ttls() {
         catalog.extend(agent_ttl_record(v.state.txn, agent, Some(ttl)));
     }
     Ok((pages, catalog))

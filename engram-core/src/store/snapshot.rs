@@ -550,6 +550,11 @@ impl ReadTxn {
         self.v.nets.agent_ttl(agent)
     }
 
+    /// Every agent with a default time to live, and that time to live, by agent.
+    pub fn agent_ttls(&self) -> Vec<(u64, i64)> {
+        self.v.nets.agent_ttls()
+    }
+
     /// Floats per embedding.
     pub fn dimension(&self) -> usize {
         self.v.info.manifest.dimension
