@@ -401,37 +401,42 @@ impl Copied {
     pub(crate) fn catch_up(&mut self, v: &Version, now: i64) -> Result<()> {
         let mut buf = Vec::new();
         let copied = std::mem::take(&mut self.episodes);
-        let mut copied = copied.iter().peekable();
-        let mut episodes = Vec::with_capacity(v.state.live_episodes.min(1 << 20) as usize);
-        for id in v.table_ids(Role::EpisodeTable) {
-            let Some(e) = v.episode_entry(id, now)? else {
-                continue;
-            };
-            while copied.next_if(|n| n.id < id).is_some() {}
-            episodes.push(match copied.next_if(|n| n.id == id && n.from == e.slot) {
-                Some(&n) => n,
-                None => self.copy_episode(v, id, e.slot, &mut buf)?,
-            });
-        }
-        self.episodes = episodes;
+        let live = |id| Ok(v.episode_entry(id, now)?.map(|e| e.slot));
+        self.episodes = merge(copied, v.table_ids(Role::EpisodeTable), live, |id, slot| {
+            self.copy_episode(v, id, slot, &mut buf)
+        })?;
+        // A version committing beside an unlocked run may name a slot newer than `v` sees:
+        // its copy then comes again, under the writer (a dead slot, no more).
         let copied = std::mem::take(&mut self.concepts);
-        let mut copied = copied.iter().peekable();
-        let mut concepts = Vec::with_capacity(v.state.live_concepts.min(1 << 20) as usize);
-        for id in v.table_ids(Role::ConceptTable) {
-            let Some(e) = v.concept_entry(id)? else {
-                continue;
-            };
-            while copied.next_if(|n| n.id < id).is_some() {}
-            // A version committing beside an unlocked run may name a slot newer than `v`
-            // sees: its copy then comes again, under the writer (a dead slot, no more).
-            concepts.push(match copied.next_if(|n| n.id == id && n.from == e.slot) {
-                Some(&n) => n,
-                None => self.copy_concept(v, id, e.slot, &mut buf)?,
-            });
-        }
-        self.concepts = concepts;
+        let live = |id| Ok(v.concept_entry(id)?.map(|e| e.slot));
+        self.concepts = merge(copied, v.table_ids(Role::ConceptTable), live, |id, slot| {
+            self.copy_concept(v, id, slot, &mut buf)
+        })?;
         Ok(())
     }
+}
+
+/// The nodes of `ids` (ascending) that `live` gives a slot, in order: each as `copied`
+/// (ascending) holds it if it holds it from that slot, else as `copy` copies it.
+fn merge(
+    copied: Vec<CopiedNode>,
+    ids: impl Iterator<Item = u64>,
+    live: impl Fn(u64) -> Result<Option<u64>>,
+    mut copy: impl FnMut(u64, u64) -> Result<CopiedNode>,
+) -> Result<Vec<CopiedNode>> {
+    let mut merged = Vec::with_capacity(copied.len());
+    let mut copied = copied.into_iter().peekable();
+    for id in ids {
+        let Some(slot) = live(id)? else {
+            continue;
+        };
+        while copied.next_if(|n| n.id < id).is_some() {}
+        merged.push(match copied.next_if(|n| n.id == id && n.from == slot) {
+            Some(n) => n,
+            None => copy(id, slot)?,
+        });
+    }
+    Ok(merged)
 }
 
 /// Writes `v`'s networks, packed, as the pages and catalog files numbered `number`; returns
