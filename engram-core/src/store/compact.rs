@@ -256,8 +256,8 @@ fn copy_files(v: &Version, to: Target<'_>) -> Result<Copied> {
             true => Some(Sink::create(dir, number, "i8")?),
             false => None,
         },
-        episodes: Vec::with_capacity(v.state.live_episodes.min(1 << 20) as usize),
-        concepts: Vec::with_capacity(v.state.live_concepts.min(1 << 20) as usize),
+        episodes: Vec::new(),
+        concepts: Vec::new(),
         networks_of: (
             v.state.files.networks,
             v.state.catalog_len,
@@ -267,27 +267,7 @@ fn copy_files(v: &Version, to: Target<'_>) -> Result<Copied> {
         dir: dir.to_path_buf(),
         number,
     };
-    let mut buf = Vec::new();
-    // Ids ascend, and so do their slots: read ahead as a scan does.
-    let stride = v.info.episode_layout.stride as u64;
-    let mut ahead = ReadAhead::new(&v.file(Role::Episodes)?.map, stride);
-    for id in v.table_ids(Role::EpisodeTable) {
-        // Deleted before, or expired now: either way gone from this version on.
-        if let Some(e) = v.episode_entry(id, to.now)? {
-            ahead.at(e.slot);
-            let node = c.copy_episode(v, id, e.slot, &mut buf)?;
-            c.episodes.push(node);
-        }
-    }
-    let stride = v.info.concept_layout.stride as u64;
-    let mut ahead = ReadAhead::new(&v.file(Role::Concepts)?.map, stride);
-    for id in v.table_ids(Role::ConceptTable) {
-        if let Some(e) = v.concept_entry(id)? {
-            ahead.at(e.slot);
-            let node = c.copy_concept(v, id, e.slot, &mut buf)?;
-            c.concepts.push(node);
-        }
-    }
+    c.catch_up(v, to.now)?;
     c.sync()?;
     c.networks = write_networks(v, dir, number)?;
     Ok(c)
@@ -393,23 +373,30 @@ impl Copied {
         Ok(())
     }
 
-    /// Brings the copy to the live nodes of `v` (the version copied or a later one) at
-    /// clock time `now`: appends those it does not hold as `v` has them (stored, or a
-    /// concept updated, since), and forgets those `v` no longer stores (their slots stay,
-    /// dead). A compaction runs it once beside the writer, on the newest version, so that
+    /// Brings the copy to the live nodes of `v` at clock time `now`: appends those it does
+    /// not hold as `v` has them (all of them, for the first copy; since then, those stored
+    /// or concepts updated), and forgets those `v` no longer stores (their slots stay,
+    /// dead). A compaction runs it again beside the writer, on the newest version, so that
     /// its run under the writer (in [`finish`]) has only the last commits' nodes to append.
     pub(crate) fn catch_up(&mut self, v: &Version, now: i64) -> Result<()> {
         let mut buf = Vec::new();
+        // Ids ascend, and so do the slots copied: read ahead as a scan does.
+        let stride = v.info.episode_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&v.file(Role::Episodes)?.map, stride);
         let copied = std::mem::take(&mut self.episodes);
         let live = |id| Ok(v.episode_entry(id, now)?.map(|e| e.slot));
         self.episodes = merge(copied, v.table_ids(Role::EpisodeTable), live, |id, slot| {
+            ahead.at(slot);
             self.copy_episode(v, id, slot, &mut buf)
         })?;
         // A version committing beside an unlocked run may name a slot newer than `v` sees:
         // its copy then comes again, under the writer (a dead slot, no more).
+        let stride = v.info.concept_layout.stride as u64;
+        let mut ahead = ReadAhead::new(&v.file(Role::Concepts)?.map, stride);
         let copied = std::mem::take(&mut self.concepts);
         let live = |id| Ok(v.concept_entry(id)?.map(|e| e.slot));
         self.concepts = merge(copied, v.table_ids(Role::ConceptTable), live, |id, slot| {
+            ahead.at(slot);
             self.copy_concept(v, id, slot, &mut buf)
         })?;
         Ok(())
